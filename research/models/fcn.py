@@ -1,0 +1,70 @@
+"""FCN-32s / 16s / 8s (Long et al. 2015) with a VGG-style encoder.
+
+Differences from the paper, on purpose:
+- The paper upsamples FCN-32s's class scores with one ×32 deconvolution (kernel 64,
+  bilinear-initialised), and 16s/8s's last step with one ×16/×8. Here every ×2^k step
+  is k chained ×2 steps of the chosen upsampler (its own parameters per step), so that
+  all upsamplers, including max-unpooling with the switches of each matching pool, are
+  compared on the same footing. With `bilinear` the chain equals one bilinear ×2^k
+  resize up to border handling.
+- Upsampling acts on the K class-score maps, as in the paper, so every upsampler is
+  asked for K output channels; `bilinear_additive` therefore sums groups of one
+  channel and coincides with `bilinear` here (it differs in U-Net and SegNet).
+- Max-unpooling needs one switch per window, but the scores' channels are not the
+  pool's channels: FCN uses channel-shared switches (the argmax of the window's summed
+  activation, `research.pooling.channel_shared_switches`).
+- The encoder is VGG-16's layout (2, 2, 3, 3, 3 convolutions; widths w, 2w, 4w, 8w, 8w)
+  with GroupNorm, and fc6/fc7 are a 3×3 and a 1×1 convolution of width 16w: a scaled-down
+  VGG trained from scratch rather than an ImageNet-pretrained one.
+- score_pool4 and score_pool3 start at zero, as in the paper, so 16s/8s start out as 32s.
+"""
+from typing import Any, Optional, Tuple
+
+from flax import linen as nn
+import jax.numpy as jnp
+
+from research import pooling
+from research.models import layers
+
+class FCN(nn.Module):
+  num_classes: int
+  upsampler: str = 'transpose_conv'
+  upsampler_options: Optional[dict] = None
+  width: int = 16
+  skips: int = 2  # 0: FCN-32s, 1: FCN-16s, 2: FCN-8s
+  stage_convs: Tuple[int, ...] = (2, 2, 3, 3, 3)  # VGG-16's convolutions per stage
+  dtype: Any = jnp.float32
+
+  total_stride = 32
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
+    name = {0: 'fcn32s', 1: 'fcn16s', 2: 'fcn8s'}[self.skips]
+    layers.check_input(x, self.total_stride, name)
+    if len(self.stage_convs) != 5:
+      raise ValueError(f'{name} has five pooling stages; stage_convs must have 5 entries, '
+                       f'got {tuple(self.stage_convs)}.')
+    pools, switches = [], []
+    for i, n in enumerate(self.stage_convs):
+      x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, name=f'stage{i + 1}')(x)
+      switches.append(pooling.channel_shared_switches(x))
+      x, _ = pooling.max_pool_with_switches(x)
+      pools.append(x)  # pool1 .. pool5
+    x = layers.ConvBlock(16 * self.width, 1, self.dtype, name='fc6')(x)
+    x = nn.relu(nn.Conv(16 * self.width, (1, 1), dtype=self.dtype, name='fc7')(x))
+    k = self.num_classes
+    score = nn.Conv(k, (1, 1), dtype=self.dtype, name='score_fr')(x)  # 1/32
+    level = 5  # current scores are at 1/2^level
+    for skip in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
+      score = self._up(score, switches[level - 1], f'up{level}')
+      level -= 1
+      score = score + nn.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                              name=f'score_pool{level}')(pools[level - 1])
+    while level > 0:
+      score = self._up(score, switches[level - 1], f'up{level}')
+      level -= 1
+    return score.astype(jnp.float32)
+
+  def _up(self, x, switches, name):
+    return layers.Upsample(self.upsampler, self.upsampler_options, features=self.num_classes,
+                           name=name)(x, switches)

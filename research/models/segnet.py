@@ -1,0 +1,48 @@
+"""SegNet-style encoder–decoder (Badrinarayanan et al. 2017).
+
+The encoder's pools record switches; each decoder stage upsamples with the chosen
+upsampler (`max_unpool` with those switches is SegNet proper; the others ignore them),
+then convolves. No skip connections carry features: only the switches cross over,
+which is SegNet's point (memory) and why the upsampler matters so much here. Stage
+layout follows VGG-16 (2, 2, 3, 3, 3 convolutions) truncated to `depth` stages.
+"""
+from typing import Any, Optional
+
+from flax import linen as nn
+import jax.numpy as jnp
+
+from research import pooling
+from research.models import layers
+
+_STAGES = (2, 2, 3, 3, 3)
+
+
+class SegNet(nn.Module):
+  num_classes: int
+  upsampler: str = 'max_unpool'
+  upsampler_options: Optional[dict] = None
+  width: int = 16
+  depth: int = 4
+  dtype: Any = jnp.float32
+
+  @property
+  def total_stride(self):
+    return 2 ** self.depth
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
+    if not 1 <= self.depth <= len(_STAGES):
+      raise ValueError(f'segnet depth must be in 1..{len(_STAGES)}; got {self.depth}.')
+    layers.check_input(x, self.total_stride, 'segnet')
+    widths = [self.width * min(2 ** i, 8) for i in range(self.depth)]
+    switches = []
+    for i in range(self.depth):
+      x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, name=f'enc{i}')(x)
+      x, s = pooling.max_pool_with_switches(x)
+      switches.append(s)
+    for i in reversed(range(self.depth)):
+      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, switches[i])
+      # The decoder's last conv of each stage narrows to the next (shallower) stage's width.
+      x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, name=f'dec{i}')(x)
+      x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, name=f'dec{i}_out')(x)
+    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)

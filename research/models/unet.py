@@ -1,0 +1,47 @@
+"""U-Net (Ronneberger et al. 2015): `depth` poolings, concatenation skips.
+
+Each decoder step: a 1×1 convolution to the skip's width (the paper's up-convolution
+halves the channels; here that halving is separated from the upsampling so that every
+upsampler sees the same input), the chosen ×2 upsampler (max-unpooling with the
+switches of the matching pool, whose channels now match), concatenation with the
+skip, then two 3×3 convolutions. 'SAME' padding, so output size equals input size.
+"""
+from typing import Any, Optional
+
+from flax import linen as nn
+import jax.numpy as jnp
+
+from research import pooling
+from research.models import layers
+
+
+class UNet(nn.Module):
+  num_classes: int
+  upsampler: str = 'transpose_conv'
+  upsampler_options: Optional[dict] = None
+  width: int = 16
+  depth: int = 4
+  dtype: Any = jnp.float32
+
+  @property
+  def total_stride(self):
+    return 2 ** self.depth
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
+    layers.check_input(x, self.total_stride, 'unet')
+    skips, switches = [], []
+    for level in range(self.depth):
+      x = layers.ConvBlock(self.width * 2 ** level, 2, self.dtype, name=f'down{level}')(x)
+      skips.append(x)
+      x, s = pooling.max_pool_with_switches(x)
+      switches.append(s)
+    x = layers.ConvBlock(self.width * 2 ** self.depth, 2, self.dtype, name='bottleneck')(x)
+    for level in reversed(range(self.depth)):
+      c = self.width * 2 ** level
+      x = nn.Conv(c, (1, 1), dtype=self.dtype, name=f'reduce{level}')(x)
+      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(
+          x, switches[level])
+      x = jnp.concatenate([x, skips[level]], axis=-1)
+      x = layers.ConvBlock(c, 2, self.dtype, name=f'dec{level}')(x)
+    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)

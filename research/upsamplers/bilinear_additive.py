@@ -1,0 +1,28 @@
+"""Bilinear additive upsampling (Wojna et al. 2017): bilinear ×2, then sum channel groups.
+
+Parameter-free and channel-reducing: every `C / features` consecutive channels are
+summed, so a decoder gets fewer channels without a learned projection.
+"""
+from typing import Optional
+
+from flax import linen as nn
+
+from research.upsamplers import bilinear
+
+
+class BilinearAdditive(nn.Module):
+  """`features` output channels (default C / group_size); C must divide evenly."""
+  features: Optional[int] = None
+  group_size: int = 4
+
+  @nn.compact
+  def __call__(self, x, switches=None):  # x: [B, H, W, C]
+    if x.ndim != 4:
+      raise ValueError(f'bilinear_additive expects x of shape [B, H, W, C]; got {x.shape}.')
+    b, h, w, c = x.shape
+    f = self.features or c // self.group_size
+    if f < 1 or c % f:
+      raise ValueError(f'bilinear_additive sums groups of channels: {c} input channels '
+                       f'cannot be split into {f} output channels (features must divide {c}).')
+    up = bilinear.bilinear_2x(x)
+    return up.reshape(b, 2 * h, 2 * w, f, c // f).sum(axis=-1)

@@ -1,0 +1,121 @@
+"""Transposed convolution, stride 2, any kernel size: the adjoint of a strided convolution.
+
+With padding `p = (k - 1) // 2` the stride-2 convolution maps `2H -> H`:
+`y[i] = sum_j w[j] x[2i + j - p]`. Its transpose scatters each input value through the
+kernel, `out[2i + j - p] += w[j] y[i]`, summing where neighbouring footprints overlap,
+and crops to exactly `2H` outputs for every `k >= 2` (k=3 takes 2×2 to 4×4). Uneven
+overlap (k not a multiple of 2) is what makes the checkerboard artifact of Odena et al.
+"""
+from typing import Optional
+
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_DIMS = {1: ('NWC', 'WIO', 'NWC'), 2: ('NHWC', 'HWIO', 'NHWC')}
+
+
+def _padding(kernel_size: int):
+  if kernel_size < 2:
+    raise ValueError(f'transpose_conv needs kernel_size >= 2 for stride 2; got {kernel_size}.')
+  return (kernel_size - 1) // 2
+
+
+def stride2_conv(x, kernel):
+  """The convolution whose adjoint `conv_transpose_2x` is, in 1-D or 2-D.
+
+  x: [B, 2H, (2W,) F], kernel [k, (k,) C, F] -> [B, H, (W,) C], zero padded:
+  `y[i, c] = sum_{j, f} kernel[j, c, f] x[2i + j - p, f]` along each spatial axis.
+  """
+  nd = kernel.ndim - 2
+  k = kernel.shape[0]
+  p = _padding(k)
+  hi = k - 2 - p  # so that the output has exactly H rows
+  return jax.lax.conv_general_dilated(
+      x, jnp.swapaxes(kernel, -1, -2), window_strides=(2,) * nd,
+      padding=((p, hi),) * nd, dimension_numbers=_DIMS[nd])
+
+
+def conv_transpose_2x(y, kernel):
+  """Transposed stride-2 convolution, 1-D or 2-D: y [B, H, (W,) C], kernel [k, (k,) C, F]
+  -> [B, 2H, (2W,) F], overlapping contributions summed.
+
+  Written as a correlation over the zero-dilated input with the flipped kernel, which is
+  how XLA runs it efficiently; `tests/test_upsamplers.py` checks it is exactly `Cᵀ`.
+  """
+  nd = kernel.ndim - 2
+  k = kernel.shape[0]
+  lo = k - 1 - _padding(k)
+  hi = _padding(k) + 1
+  flipped = kernel[(slice(None, None, -1),) * nd]
+  return jax.lax.conv_general_dilated(
+      y, flipped, window_strides=(1,) * nd, padding=((lo, hi),) * nd,
+      lhs_dilation=(2,) * nd, dimension_numbers=_DIMS[nd])
+
+
+def stride2_conv_matrix(kernel, out_size: int):
+  """The stride-2 convolution as an explicit matrix ("convolution as matrix multiplication").
+
+  kernel: [k, C, F] (1-D) or [k, k, C, F] (2-D); the input has `2 * out_size` positions
+  per spatial axis. Returns C with shape [out_size^d · C, (2 out_size)^d · F] such that
+  `stride2_conv(x)` flattened (row-major, channels last) equals `C @ x.ravel()`; the
+  transposed convolution is then `C.T`. Built entry by entry from the definition, so
+  it is an independent check of the XLA convolutions above; only for small sizes.
+  """
+  kernel = np.asarray(kernel)
+  nd = kernel.ndim - 2
+  k, c, f = kernel.shape[0], kernel.shape[-2], kernel.shape[-1]
+  p = _padding(k)
+  n_in = 2 * out_size
+  out_shape, in_shape = (out_size,) * nd + (c,), (n_in,) * nd + (f,)
+  matrix = np.zeros((int(np.prod(out_shape)), int(np.prod(in_shape))), kernel.dtype)
+  for out_pos in np.ndindex(*(out_size,) * nd):
+    for taps in np.ndindex(*(k,) * nd):
+      in_pos = tuple(2 * i + j - p for i, j in zip(out_pos, taps))
+      if all(0 <= q < n_in for q in in_pos):
+        for ci in range(c):
+          rows = np.ravel_multi_index(out_pos + (ci,), out_shape)
+          cols = np.ravel_multi_index(in_pos + (0,), in_shape) + np.arange(f)
+          matrix[rows, cols] += kernel[taps + (ci,)]
+  return matrix
+
+
+def bilinear_kernel(kernel_size: int, channels: int):
+  """FCN's bilinear initialisation, channel-diagonal: [k, k, C, C].
+
+  With k=4 this reproduces half-pixel bilinear ×2 upsampling away from the border.
+  """
+  factor = (kernel_size + 1) // 2
+  center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+  taps = 1 - np.abs(np.arange(kernel_size) - center) / factor
+  filt = np.outer(taps, taps).astype(np.float32)
+  return jnp.asarray(filt[:, :, None, None] * np.eye(channels, dtype=np.float32))
+
+
+class TransposeConv(nn.Module):
+  """Learnable ×2 transposed convolution; `features` output channels (default: input's)."""
+  features: Optional[int] = None
+  kernel_size: int = 4
+  bilinear_init: bool = False
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x, switches=None):  # x: [B, H, W, C]
+    if x.ndim != 4:
+      raise ValueError(f'transpose_conv expects x of shape [B, H, W, C]; got shape {x.shape}.')
+    c = x.shape[-1]
+    f = self.features or c
+    k = self.kernel_size
+    _padding(k)
+    if self.bilinear_init:
+      if f != c:
+        raise ValueError(f'bilinear_init needs as many output as input channels; got {c} -> {f}.')
+      init = lambda key, shape, dtype: bilinear_kernel(k, c).astype(dtype)
+    else:
+      init = nn.initializers.lecun_normal()
+    kernel = self.param('kernel', init, (k, k, c, f), jnp.float32)
+    out = conv_transpose_2x(x, kernel.astype(x.dtype))
+    if self.use_bias:
+      out = out + self.param('bias', nn.initializers.zeros, (f,), jnp.float32).astype(x.dtype)
+    return out

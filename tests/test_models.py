@@ -1,0 +1,133 @@
+"""Every architecture with every upsampler: shapes, gradients, parameter counts, errors."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import models
+from research import upsamplers
+
+NUM_CLASSES = 5
+PARAMETER_FREE = ('nearest', 'bed_of_nails', 'max_unpool', 'bilinear')
+
+
+# Structurally complete but shallow, so that compiling 40 models stays cheap on CPU.
+SMALL = {'fcn32s': {'stage_convs': (1,) * 5}, 'fcn16s': {'stage_convs': (1,) * 5},
+         'fcn8s': {'stage_convs': (1,) * 5}, 'unet': {'depth': 2}, 'segnet': {'depth': 2}}
+
+
+@functools.lru_cache(maxsize=None)
+def init_and_grad(arch, upsampler):
+  """Compiles init and a loss gradient in one program (compilation dominates here)."""
+  model = models.build(arch, upsampler=upsampler, num_classes=NUM_CLASSES, width=4, **SMALL[arch])
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  labels = jax.random.randint(jax.random.key(2), (2, 32, 32), 0, NUM_CLASSES)
+
+  @jax.jit
+  def run(key):
+    params = model.init(key, x)['params']
+
+    def loss(params):
+      logits = model.apply({'params': params}, x)
+      onehot = jax.nn.one_hot(labels, NUM_CLASSES)
+      return -jnp.mean(jnp.sum(onehot * jax.nn.log_softmax(logits), -1)), logits
+
+    (value, logits), grads = jax.value_and_grad(loss, has_aux=True)(params)
+    return params, logits, value, grads
+
+  return jax.device_get(run(jax.random.key(0)))
+
+
+def num_params(tree):
+  return sum(np.size(p) for p in jax.tree.leaves(tree))
+
+
+@pytest.mark.parametrize('upsampler', upsamplers.names())
+@pytest.mark.parametrize('arch', models.names())
+def test_every_architecture_with_every_upsampler(arch, upsampler):
+  params, logits, loss, grads = init_and_grad(arch, upsampler)
+  assert logits.shape == (2, 32, 32, NUM_CLASSES)
+  assert np.isfinite(loss) and abs(loss - np.log(NUM_CLASSES)) < 5
+  leaves = jax.tree.leaves(grads)
+  assert all(np.isfinite(g).all() for g in leaves)
+  # Gradient reaches the first layer through the whole decoder.
+  first = [g for path, g in jax.tree_util.tree_leaves_with_path(grads)
+           if 'stage1' in jax.tree_util.keystr(path) or 'down0' in jax.tree_util.keystr(path)
+           or 'enc0' in jax.tree_util.keystr(path)]
+  assert first and any(np.abs(g).max() > 0 for g in first)
+  # Parameter-free upsamplers add nothing; learned ones add their own weights.
+  base = num_params(init_and_grad(arch, 'nearest')[0])
+  if upsampler in PARAMETER_FREE:
+    assert num_params(params) == base
+  elif upsampler != 'bilinear_additive':
+    assert num_params(params) > base
+
+
+def full_size_params(arch, upsampler='nearest', width=4):
+  model = models.build(arch, upsampler=upsampler, num_classes=NUM_CLASSES, width=width)
+  return jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))['params']
+
+
+def test_parameter_count_of_unet_by_hand():
+  """U-Net width 4, depth 4 with nearest: every conv/norm counted by hand."""
+  params = full_size_params('unet')
+  w, k = 4, NUM_CLASSES
+
+  def block(cin, cout):  # two (3×3 conv without bias + GroupNorm scale/bias)
+    return 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout
+
+  widths = [w * 2 ** i for i in range(5)]
+  expected = block(3, widths[0])
+  expected += sum(block(widths[i], widths[i + 1]) for i in range(4))  # down1..3 and bottleneck
+  for level in range(4):
+    expected += widths[level + 1] * widths[level] + widths[level]  # 1×1 reduce
+    expected += block(2 * widths[level], widths[level])  # after concatenation
+  expected += widths[0] * k + k  # head
+  assert num_params(params) == expected
+
+
+def test_fcn_skips_differ_only_by_the_score_layers():
+  p32, p16, p8 = (num_params(full_size_params(a)) for a in ('fcn32s', 'fcn16s', 'fcn8s'))
+  assert p16 - p32 == 8 * 4 * NUM_CLASSES + NUM_CLASSES  # score_pool4 on 8w channels
+  assert p8 - p16 == 4 * 4 * NUM_CLASSES + NUM_CLASSES  # score_pool3 on 4w channels
+
+
+def test_fcn8s_starts_out_as_fcn32s():
+  """Zero-initialised skip scores (as Long et al.) leave the coarse path unchanged at init."""
+  params, logits, _, _ = init_and_grad('fcn8s', 'nearest')
+  assert not np.asarray(params['score_pool4']['kernel']).any()
+  coarse = logits.reshape(2, 1, 32, 1, 32, NUM_CLASSES)
+  np.testing.assert_allclose(logits.reshape(coarse.shape),
+                             np.broadcast_to(coarse[:, :, :1, :, :1], coarse.shape), rtol=1e-6)
+
+
+def test_transpose_conv_adds_its_kernels_to_the_count():
+  """U-Net: four ×2 steps, each a k×k kernel C_l -> C_l plus bias, on top of nearest's count."""
+  extra = num_params(full_size_params('unet', 'transpose_conv')) - num_params(
+      full_size_params('unet'))
+  assert extra == sum(16 * c * c + c for c in (4, 8, 16, 32))
+
+
+def test_unknown_names_list_what_exists():
+  with pytest.raises(ValueError, match="Unknown architecture 'deeplab'.*fcn8s.*segnet.*unet"):
+    models.build('deeplab', upsampler='nearest', num_classes=3)
+  with pytest.raises(ValueError, match="Unknown upsampler 'magic'.*bilinear"):
+    models.build('unet', upsampler='magic', num_classes=3)
+  with pytest.raises(ValueError, match="no option.*'depht'.*depth"):
+    models.build('unet', upsampler='nearest', num_classes=3, depht=3)
+
+
+@pytest.mark.parametrize('arch,size,stride', [('fcn8s', 48, 32), ('unet', 40, 16),
+                                              ('segnet', 36, 16)])
+def test_size_not_divisible_by_the_stride_is_refused(arch, size, stride):
+  model = models.build(arch, upsampler='nearest', num_classes=3, width=4)
+  with pytest.raises(ValueError, match=f'{size}×{size} is not divisible by {stride}'):
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3)))
+
+
+def test_wrong_rank_is_refused():
+  model = models.build('unet', upsampler='nearest', num_classes=3, width=4)
+  with pytest.raises(ValueError, match=r'expects images of shape \[B, H, W, C\]'):
+    jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((32, 32, 3)))
