@@ -1,0 +1,278 @@
+"""Training and evaluation: one jit-compiled, sharded code path for any number of devices.
+
+`train_and_evaluate(config, workdir)` trains `config.model` on `config.data`, evaluates
+on the validation split during training and on the test split at the end, and returns
+the final metrics (also written to `workdir/final.json`). Running it again on the same
+workdir resumes from the latest checkpoint, or returns the finished run's metrics.
+"""
+import os
+import statistics
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+from research import cost
+from research import data
+from research import metrics
+from research import models
+from research import workdir as workdir_lib
+
+
+def maybe_initialize_distributed(config):
+  """Multi-host: join the other processes when the config or the environment asks for it."""
+  if (config.distributed or 'JAX_COORDINATOR_ADDRESS' in os.environ) and jax.process_count() == 1:
+    jax.distributed.initialize()
+
+
+def make_mesh(config):
+  """A 1-D mesh with a 'data' axis over the local devices (all, or `num_devices`)."""
+  devices = jax.devices()
+  if config.num_devices:
+    if config.num_devices > len(devices):
+      raise ValueError(f'num_devices={config.num_devices} but only {len(devices)} devices exist.')
+    devices = devices[:config.num_devices]
+  for name, size in [('batch_size', config.batch_size), ('eval_batch_size', config.eval_batch_size)]:
+    if size % len(devices):
+      raise ValueError(f'{name}={size} is not divisible by the {len(devices)} devices; use a '
+                       f'multiple of {len(devices)} (e.g. {len(devices) * max(1, size // len(devices))}).')
+  # Auto axes: XLA propagates the batch sharding through the model (plain data parallelism).
+  return jax.make_mesh((len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=devices)
+
+
+def build_model(config, num_classes: int):
+  return models.build(config.model.arch, upsampler=config.model.upsampler,
+                      num_classes=num_classes, width=config.model.width,
+                      upsampler_options=config.model.upsampler_options.to_dict(),
+                      dtype=jnp.dtype(config.model.dtype), **config.model.options.to_dict())
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """optax optimiser with warmup followed by a constant or cosine schedule."""
+  o = config.optim
+  warmup = min(o.warmup_steps, config.num_steps)
+  if o.schedule == 'cosine':
+    lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, config.num_steps)
+  elif o.schedule == 'constant':
+    lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
+                               optax.constant_schedule(o.learning_rate)], [warmup])
+  else:
+    raise ValueError(f'Unknown schedule {o.schedule!r}; valid: constant, cosine.')
+  optimizers = {
+      'adam': lambda: optax.adam(lr),
+      'adamw': lambda: optax.adamw(lr, weight_decay=o.weight_decay),
+      'sgd': lambda: optax.sgd(lr, momentum=o.momentum),
+  }
+  if o.name not in optimizers:
+    raise ValueError(f'Unknown optimizer {o.name!r}; valid: {", ".join(optimizers)}.')
+  chain = [optax.clip_by_global_norm(o.grad_clip)] if o.grad_clip else []
+  return optax.chain(*chain, optimizers[o.name]())
+
+
+def pixel_cross_entropy(logits, labels, class_weights=None):
+  """Mean cross-entropy over labelled pixels. logits [B, H, W, K], labels [B, H, W].
+
+  Labels outside [0, K) (the ignore label, padding) weigh nothing; `class_weights` [K]
+  reweights pixels by their true class (normalised by the total weight).
+  """
+  k = logits.shape[-1]
+  valid = (labels >= 0) & (labels < k)
+  safe = jnp.where(valid, labels, 0)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, safe)
+  weights = valid.astype(jnp.float32)
+  if class_weights is not None:
+    weights = weights * jnp.asarray(class_weights, jnp.float32)[safe]
+  return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def make_steps(model, tx, config, num_classes: int, mesh):
+  """The jitted train and eval steps with explicit shardings (batch split over 'data')."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  class_weights = tuple(config.loss.class_weights) or None
+  if class_weights is not None and len(class_weights) != num_classes:
+    raise ValueError(f'loss.class_weights has {len(class_weights)} entries; the dataset has '
+                     f'{num_classes} classes.')
+
+  def train_step(state, batch):
+    def loss_fn(params):
+      logits = model.apply({'params': params}, batch['image'])
+      return pixel_cross_entropy(logits, batch['label'], class_weights)
+
+    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+    updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
+    new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
+                 'opt_state': opt_state}
+    # The parameter norm is non-finite as soon as one parameter is: checked before saving.
+    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
+                       'param_norm': optax.global_norm(new_state['params'])}
+
+  def eval_step(params, batch):
+    logits = model.apply({'params': params}, batch['image'])
+    preds = jnp.argmax(logits, axis=-1)
+    confusion = metrics.confusion_matrix(batch['label'], preds, num_classes, batch['valid'])
+    checker = metrics.checkerboard_score(jax.nn.softmax(logits), batch['valid'])
+    return confusion, preds, checker
+
+  train_step = jax.jit(train_step, in_shardings=(replicated, batch_sharding),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+  eval_step = jax.jit(eval_step, in_shardings=(replicated, batch_sharding),
+                      out_shardings=(replicated, batch_sharding, batch_sharding))
+  return train_step, eval_step, batch_sharding, replicated
+
+
+def to_global(batch: dict, sharding) -> dict:
+  """Host-local numpy batch -> global jax.Array sharded over the mesh (multi-host safe)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
+def evaluate(eval_step, params, config, split: str, info, batch_sharding) -> dict:
+  """mIoU etc. from the confusion matrix summed over the whole split; BF and the
+  checkerboard score averaged over images; padded examples count nowhere."""
+  confusion = np.zeros((info.num_classes,) * 2, np.int64)
+  bf, checker = [], []
+  for batch in data.eval_batches(config.data, split, global_batch_size=config.eval_batch_size,
+                                 process_index=jax.process_index(),
+                                 process_count=jax.process_count()):
+    conf, preds, cb = eval_step(params, to_global(batch, batch_sharding))
+    confusion += np.asarray(jax.device_get(conf), np.int64)
+    preds = np.concatenate([np.asarray(s.data) for s in preds.addressable_shards])
+    cb = np.concatenate([np.asarray(s.data) for s in cb.addressable_shards])
+    bf.append(metrics.boundary_f1(batch['label'], preds, info.num_classes, batch['valid'],
+                                  info.ignore_label))
+    checker.append(cb[batch['valid']])
+  bf, checker = np.concatenate(bf), np.concatenate(checker)
+  if jax.process_count() > 1:  # per-image scores live on their own hosts: sum them up
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    sums = multihost_utils.process_allgather(
+        np.array([np.nansum(bf), np.sum(~np.isnan(bf)), checker.sum(), checker.size]))
+    bf_mean, cb_mean = sums[:, 0].sum() / sums[:, 1].sum(), sums[:, 2].sum() / sums[:, 3].sum()
+  else:
+    bf_mean, cb_mean = float(np.nanmean(bf)), float(np.mean(checker))
+  scores = metrics.segmentation_scores(confusion, info.class_names)
+  return {
+      'miou': scores['miou'], 'pixel_accuracy': scores['pixel_accuracy'],
+      'mean_class_accuracy': scores['mean_class_accuracy'],
+      'iou_per_class': dict(zip(info.class_names, scores['iou_per_class'])),
+      'boundary_f1': float(bf_mean), 'checkerboard': float(cb_mean),
+  }
+
+
+def _prefixed(prefix, d):
+  return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, dict)}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints."""
+  maybe_initialize_distributed(config)
+  workdir = os.path.abspath(workdir)
+  workdir_lib.check_or_write_config(config, workdir)
+  finished = workdir_lib.read_final(workdir)
+  if finished is not None:
+    logging.info('%s already finished; not training again.', workdir)
+    return finished
+
+  data.prepare(config.data)
+  info = data.dataset_info(config.data)
+  mesh = make_mesh(config)
+  model = build_model(config, info.num_classes)
+  tx = make_optimizer(config)
+  train_step, eval_step, batch_sharding, replicated = make_steps(
+      model, tx, config, info.num_classes, mesh)
+
+  size = info.image_size
+  dummy = jnp.zeros((1, size, size, 3), jnp.float32)
+
+  def init(key):
+    params = model.init(key, dummy)['params']
+    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+
+  init = jax.jit(init, out_shardings=replicated)
+  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                                abstract_state)
+
+  ckpt = ocp.CheckpointManager(
+      os.path.join(workdir, 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+  start = ckpt.latest_step()
+  if start is None:
+    state, start = init(jax.random.key(config.seed)), 0
+  else:
+    logging.info('Resuming %s from step %d.', workdir, start)
+    state = ckpt.restore(start, args=ocp.args.StandardRestore(abstract_state))
+  writer = workdir_lib.MetricWriter(workdir, resume_step=start)
+
+  batches = data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
+                               start_step=start, process_index=jax.process_index(),
+                               process_count=jax.process_count())
+  first = to_global(next(batches), batch_sharding)
+  t0 = time.perf_counter()
+  compiled_train_step = train_step.lower(state, first).compile()
+  compile_seconds = time.perf_counter() - t0
+
+  interval_seconds = []  # mean seconds per step of each log interval, for the median
+  bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
+                  or jax.process_index() != 0, dynamic_ncols=True, unit='step')
+  tick, tick_step, batch = time.perf_counter(), start, first
+  for step in range(start + 1, config.num_steps + 1):
+    state, train_metrics = compiled_train_step(state, batch)
+    if step < config.num_steps:
+      batch = to_global(next(batches), batch_sharding)  # overlaps with the async step
+    is_log = step % config.log_every == 0 or step == config.num_steps
+    is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
+    if is_log or is_ckpt:
+      loss = float(train_metrics['loss'])
+      if not np.isfinite(loss) or not np.isfinite(float(train_metrics['param_norm'])):
+        ckpt.wait_until_finished()
+        raise FloatingPointError(f'Non-finite loss ({loss}) or parameters at step {step}; stopping. '
+                                 f'The last good checkpoint (step {ckpt.latest_step()}) is kept in '
+                                 f'{workdir}.')
+    if is_log:
+      now = time.perf_counter()
+      seconds = (now - tick) / (step - tick_step)
+      if tick_step > start:  # the first interval after (re)start includes warm-up
+        interval_seconds.append(seconds)
+      tick, tick_step = now, step
+      logged = {'train/loss': loss, 'train/grad_norm': float(train_metrics['grad_norm']),
+                'train/images_per_second': config.batch_size / seconds}
+      writer.write(step, logged)
+      bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{config.batch_size / seconds:.0f}')
+    if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
+      writer.write(step, _prefixed('val', evaluate(eval_step, state['params'], config,
+                                                   config.data.eval_split, info, batch_sharding)))
+    if is_ckpt:
+      ckpt.save(step, args=ocp.args.StandardSave(state))
+    bar.update(1)
+  bar.close()
+  ckpt.wait_until_finished()
+
+  final = {'step': config.num_steps}
+  for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
+    final[name] = evaluate(eval_step, state['params'], config, split, info, batch_sharding)
+  step_seconds = statistics.median(interval_seconds) if interval_seconds else float('nan')
+  final['cost'] = {
+      'params': cost.count_params(state['params']),
+      'gflops_per_image': cost.forward_gflops_per_image(
+          lambda p, x: model.apply({'params': p}, x), state['params'], (size, size, 3)),
+      'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9,
+      'compile_seconds': compile_seconds,
+      'step_seconds': step_seconds,
+      'images_per_second': config.batch_size / step_seconds,
+      'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,
+      **cost.peak_memory(),
+  }
+  writer.write(config.num_steps, {**_prefixed('val', final['val']), **_prefixed('test', final['test'])})
+  writer.close()
+  ckpt.close()
+  workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
+  return final
