@@ -61,7 +61,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
   o = config.optim
   warmup = min(o.warmup_steps, config.num_steps)
   if o.schedule == 'cosine':
-    lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup, config.num_steps)
+    # decay_steps counts the warmup and must exceed it (tiny runs: warmup fills the run).
+    lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup,
+                                            max(config.num_steps, warmup + 1))
   elif o.schedule == 'constant':
     lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
                                optax.constant_schedule(o.learning_rate)], [warmup])
@@ -226,8 +228,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tick, tick_step, batch = time.perf_counter(), start, first
   for step in range(start + 1, config.num_steps + 1):
     state, train_metrics = compiled_train_step(state, batch)
-    if step < config.num_steps:
-      batch = to_global(next(batches), batch_sharding)  # overlaps with the async step
     is_log = step % config.log_every == 0 or step == config.num_steps
     is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
     if is_log or is_ckpt:
@@ -253,6 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if is_ckpt:
       ckpt.save(step, args=ocp.args.StandardSave(state))
     bar.update(1)
+    if step < config.num_steps:  # between log steps, this overlaps with the async step
+      batch = to_global(next(batches), batch_sharding)
   bar.close()
   ckpt.wait_until_finished()
 

@@ -8,3 +8,14 @@ import os
 
 os.environ.setdefault(
     'XLA_FLAGS', '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0')
+
+import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+
+
+@pytest.fixture(scope='session')
+def tiny_dir(tmp_path_factory):
+  """A TFDS data dir holding lab_shapes/res64_tiny (64/16/16 examples), built once."""
+  from research import data  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp('tfds')
+  data.prepare(data.default_config(variant='res64_tiny', data_dir=str(path)))
+  return path

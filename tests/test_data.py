@@ -23,14 +23,6 @@ from research.data import pipeline
 TINY = {'train': 64, 'validation': 16, 'test': 16}
 
 
-@pytest.fixture(scope='session')
-def tiny_dir(tmp_path_factory):
-  """A data dir holding lab_shapes/res64_tiny."""
-  path = tmp_path_factory.mktemp('tfds')
-  data.prepare(data.default_config(variant='res64_tiny', data_dir=str(path)))
-  return path
-
-
 @pytest.fixture
 def config(tiny_dir):
   return data.default_config(variant='res64_tiny', data_dir=str(tiny_dir))

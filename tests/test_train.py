@@ -1,0 +1,171 @@
+"""The training loop end to end: real steps on the embedded dataset, sharding, resume."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments import quick
+from research import data
+from research import train
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_config(tiny_dir, **overrides):
+  """A U-Net of depth 2, width 4 on 32-px lab_shapes: real, and cheap to compile."""
+  c = quick.get_config()
+  c.data.variant = 'res64_tiny'
+  c.data.data_dir = str(tiny_dir)
+  c.data.image_size = 32
+  c.model.options = {'depth': 2}
+  c.model.width = 4
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.num_steps = 4
+  c.log_every = 1
+  c.eval_every = 2
+  c.checkpoint_every = 2
+  c.progress = False
+  for key, value in overrides.items():
+    target = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+def read_jsonl(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def quality(final):
+  """The quality metrics of both splits, flat (pytest.approx compares flat mappings)."""
+  return {f'{split}/{k}': v for split in ('val', 'test') for k, v in final[split].items()
+          if k != 'iou_per_class'}
+
+
+@pytest.fixture(scope='module')
+def reference(tiny_dir, tmp_path_factory):
+  """One uninterrupted run on all (4 forced) devices; other tests compare against it."""
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  return workdir, train.train_and_evaluate(tiny_config(tiny_dir), workdir)
+
+
+def test_one_run_writes_its_workdir(reference):
+  workdir, final = reference
+  assert jax.device_count() == 4 and final['cost']['devices'] == 4
+  for name in ('config.json', 'metrics.jsonl', 'final.json'):
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  lines = read_jsonl(workdir)
+  assert [l['step'] for l in lines if 'train/loss' in l] == [1, 2, 3, 4]
+  assert [l['step'] for l in lines if 'val/miou' in l] == [2, 4]
+  assert lines[-1]['step'] == 4 and 'test/miou' in lines[-1]
+  losses = [l['train/loss'] for l in lines if 'train/loss' in l]
+  assert all(np.isfinite(losses)) and abs(losses[0] - np.log(6)) < 1.0
+  for split in ('val', 'test'):
+    m = final[split]
+    assert 0 <= m['miou'] <= m['pixel_accuracy'] <= 1
+    assert 0 <= m['boundary_f1'] <= 1 and 0 <= m['checkerboard'] <= 1
+    assert len(m['iou_per_class']) == 6
+  cost = final['cost']
+  assert cost['params'] > 0 and cost['gflops_per_image'] > 0 and cost['compile_seconds'] > 0
+  assert sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints'))
+                if d.isdigit()) == [2, 4]
+
+
+def test_finished_run_is_not_trained_again(reference, tiny_dir, monkeypatch):
+  workdir, final = reference
+  monkeypatch.setattr(train, 'make_steps', lambda *a, **k: pytest.fail('trained again'))
+  assert train.train_and_evaluate(tiny_config(tiny_dir), workdir) == json.loads(json.dumps(final))
+
+
+def test_same_seed_same_metrics(reference, tiny_dir, tmp_path):
+  final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  np.testing.assert_allclose(read_jsonl(str(tmp_path))[0]['train/loss'],
+                             read_jsonl(reference[0])[0]['train/loss'], rtol=1e-6)
+  assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
+
+
+def test_one_device_matches_four(reference, tiny_dir, tmp_path):
+  final = train.train_and_evaluate(tiny_config(tiny_dir, num_devices=1), str(tmp_path))
+  assert final['cost']['devices'] == 1
+  ref_losses = [l['train/loss'] for l in read_jsonl(reference[0]) if 'train/loss' in l]
+  losses = [l['train/loss'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l]
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+  # The cross-device gradient sum adds in another order, so logits differ in the last
+  # bits and a few near-tied pixels of the 16 × 32 × 32 flip class: 1e-3 is ~16 pixels.
+  assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-3)
+
+
+class Killed(BaseException):
+  """Stands in for SIGKILL: not an Exception, so nothing in the loop can catch it."""
+
+
+def test_interrupted_run_resumes_to_the_same_result(reference, tiny_dir, tmp_path, monkeypatch):
+  real = data.train_batches
+
+  def dies_after_three(*args, **kwargs):
+    it = real(*args, **kwargs)
+    for i, batch in enumerate(it):
+      if kwargs.get('start_step', 0) == 0 and i == 3:
+        raise Killed  # after step 3 ran; the step-2 checkpoint is the latest
+      yield batch
+
+  monkeypatch.setattr(data, 'train_batches', dies_after_three)
+  with pytest.raises(Killed):
+    train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert not os.path.exists(tmp_path / 'final.json')
+  assert max(l['step'] for l in read_jsonl(str(tmp_path))) == 3
+  final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
+  steps = [l['step'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l]
+  assert steps == [1, 2, 3, 4]  # step 3, logged before the kill, is not duplicated
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_path,
+                                                                 monkeypatch):
+  real = data.train_batches
+
+  def nan_at_step_three(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if i == 2:
+        batch = dict(batch, image=np.full_like(batch['image'], np.nan))
+      yield batch
+
+  monkeypatch.setattr(data, 'train_batches', nan_at_step_three)
+  with pytest.raises(FloatingPointError, match='at step 3.*last good checkpoint \\(step 2\\)'):
+    train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2']
+  assert not os.path.exists(tmp_path / 'final.json')
+
+
+def test_workdir_of_another_config_is_refused(reference, tiny_dir):
+  workdir, _ = reference
+  before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  with pytest.raises(ValueError, match=r'(?s)different config.*model.upsampler: .nearest. -> .bilinear.'):
+    train.train_and_evaluate(tiny_config(tiny_dir, **{'model.upsampler': 'bilinear'}), workdir)
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['upsampler'] == 'nearest'
+
+
+def test_batch_size_must_divide_the_devices(tiny_dir, tmp_path):
+  with pytest.raises(ValueError, match='batch_size=6 is not divisible by the 4 devices'):
+    train.train_and_evaluate(tiny_config(tiny_dir, batch_size=6), str(tmp_path))
+
+
+def test_one_step_on_mock_pets(tmp_path):
+  c = tiny_config('', num_steps=1, eval_every=0, checkpoint_every=1)
+  c.data = data.default_config(name='oxford_iiit_pet', variant='', image_size=32,
+                               eval_split='train[90%:]')
+  c.model.upsampler = 'max_unpool'
+  with tfds.testing.mock_data(num_examples=8):
+    final = train.train_and_evaluate(c, str(tmp_path))
+  assert set(final['test']['iou_per_class']) == {'pet', 'background', 'border'}
+  assert np.isfinite(final['test']['miou'])
