@@ -39,4 +39,5 @@ def get_config(arg=None):
   c.num_devices = 0  # 0: every local device
   c.distributed = False  # jax.distributed.initialize() (also when JAX_COORDINATOR_ADDRESS is set)
   c.progress = True
+  c.compilation_cache = True  # persistent, in <workdir>/../.jax_cache
   return c

@@ -7,28 +7,28 @@ can put every value back where it was found.
 import jax.numpy as jnp
 
 
-def _windows(x):
-  """[B, H, W, C] -> [B, H/2, W/2, C, 4], window positions in row-major order."""
-  b, h, w, c = x.shape
-  if h % 2 or w % 2:
-    raise ValueError(f'2×2 max-pooling needs even height and width; got {h}×{w}.')
-  x = x.reshape(b, h // 2, 2, w // 2, 2, c)
-  return x.transpose(0, 1, 3, 5, 2, 4).reshape(b, h // 2, w // 2, c, 4)
-
-
 def max_pool_with_switches(x):
   """Max-pools `x: [B, H, W, C]` over 2×2 windows, stride 2.
 
   Returns `(pooled [B, H/2, W/2, C], switches uint8 [B, H/2, W/2, C])`. Ties go to the
-  first position in row-major order (as PyTorch's max_pool2d), and the gradient flows
-  to that one position only: taking the pooled value through the switch, rather than
-  from `max`, keeps jax from spreading it over tied positions (common after ReLU).
+  first position in row-major order (as PyTorch's max_pool2d): a tournament of strict
+  comparisons over the four strided views, so the gradient flows to that one position
+  only (jax's `max` would spread it over tied positions, common after ReLU) and the
+  channels stay the minor axis (no transposes: as fast as a plain max-pool).
   """
   if x.ndim != 4:
     raise ValueError(f'max_pool_with_switches expects [B, H, W, C]; got shape {x.shape}.')
-  windows = _windows(x)
-  switches = jnp.argmax(windows, axis=-1)  # first maximum on ties
-  pooled = jnp.take_along_axis(windows, switches[..., None], axis=-1)[..., 0]
+  b, h, w, c = x.shape
+  if h % 2 or w % 2:
+    raise ValueError(f'2×2 max-pooling needs even height and width; got {h}×{w}.')
+  v = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  top_right = v[:, :, 0, :, 1] > v[:, :, 0, :, 0]
+  top = jnp.where(top_right, v[:, :, 0, :, 1], v[:, :, 0, :, 0])
+  bottom_right = v[:, :, 1, :, 1] > v[:, :, 1, :, 0]
+  bottom = jnp.where(bottom_right, v[:, :, 1, :, 1], v[:, :, 1, :, 0])
+  lower = bottom > top
+  pooled = jnp.where(lower, bottom, top)
+  switches = jnp.where(lower, 2 + bottom_right, top_right.astype(jnp.int32))
   return pooled, switches.astype(jnp.uint8)
 
 

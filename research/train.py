@@ -33,6 +33,14 @@ def maybe_initialize_distributed(config):
     jax.distributed.initialize()
 
 
+def enable_compilation_cache(workdir: str):
+  """JAX's persistent compilation cache, shared by the runs under the workdir's parent
+  (a sweep root): the cells of a sweep compile many identical programs."""
+  if jax.config.jax_compilation_cache_dir is None:
+    jax.config.update('jax_compilation_cache_dir',
+                      os.path.join(os.path.dirname(workdir), '.jax_cache'))
+
+
 def make_mesh(config):
   """A 1-D mesh with a 'data' axis over the local devices (all, or `num_devices`)."""
   devices = jax.devices()
@@ -183,6 +191,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info('%s already finished; not training again.', workdir)
     return finished
 
+  if config.compilation_cache:
+    enable_compilation_cache(workdir)
   data.prepare(config.data)
   info = data.dataset_info(config.data)
   mesh = make_mesh(config)

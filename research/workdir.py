@@ -10,8 +10,8 @@ import jax
 import ml_collections
 
 # Fields that change how a run executes but not what it computes: they may differ on resume.
-RUNTIME_KEYS = ('progress', 'distributed', 'num_devices', 'data.worker_count', 'data.prefetch',
-                'data.data_dir', 'eval_batch_size')
+RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'data.worker_count',
+                'data.prefetch', 'data.data_dir', 'eval_batch_size')
 
 
 def _flatten(d, prefix=''):

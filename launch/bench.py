@@ -1,0 +1,100 @@
+r"""Benchmarks upsamplers, train steps and the input pipeline; writes results/bench_<device>.md.
+
+  python -m launch.bench                       # everything, CPU-sized defaults
+  python -m launch.bench --suites=upsamplers --batch=32 --size=32 --channels=64
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from experiments import base
+from research import bench
+from research import data
+from research import upsamplers
+
+_SUITES = flags.DEFINE_multi_enum('suites', ['upsamplers', 'train', 'pipeline'],
+                                  ['upsamplers', 'train', 'pipeline'], 'What to benchmark.')
+_BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
+_SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
+_CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')
+_ARCHS = flags.DEFINE_list('archs', ['unet', 'fcn8s', 'segnet'], 'Train suite: architectures.')
+_UPSAMPLERS = flags.DEFINE_list('upsamplers', upsamplers.names(), 'Upsamplers to benchmark.')
+_TRAIN_BATCH = flags.DEFINE_integer('train_batch', 16, 'Train suite: global batch size.')
+_WIDTH = flags.DEFINE_integer('width', 16, 'Train suite: base width of the models.')
+_REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per measurement (median).')
+_OUT = flags.DEFINE_string('out', 'results', 'Folder for bench_<device>.md ("" to only print).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  unknown = sorted(set(_UPSAMPLERS.value) - set(upsamplers.names()))
+  if unknown:
+    raise app.UsageError(f'Unknown upsampler(s) {unknown}; known: {", ".join(upsamplers.names())}.')
+  env = bench.environment()
+  sections = [f'# Benchmark: {env["device"]}', '',
+              f'Command: `python -m launch.bench {" ".join(sys.argv[1:])}` at commit {env["commit"]}  ',
+              f'Processor: {env["processor"]}; {env["versions"]}. Medians of {_REPEATS.value} '
+              'timed calls after warm-up.', '']
+  train_images_per_second = None
+  if 'upsamplers' in _SUITES.value:
+    b, s, c = _BATCH.value, _SIZE.value, _CHANNELS.value
+    rows = bench.upsampler_rows(_UPSAMPLERS.value, b, s, c, _REPEATS.value)
+    by_name = {r['upsampler']: r for r in rows}
+    sections += [f'## Upsamplers: x [{b}, {s}, {s}, {c}] -> [{b}, {2 * s}, {2 * s}, ·]', '',
+                 bench.markdown_table(rows, [
+                     ('upsampler', 'upsampler', '{}'), ('forward_ms', 'forward ms', '{:.2f}'),
+                     ('forward_backward_ms', 'fwd+bwd ms', '{:.2f}'),
+                     ('forward_backward_memory_mb', 'fwd+bwd memory MB', '{:.1f}'),
+                     ('params', 'params', '{:,}')]), '']
+    if {'max_unpool', 'nearest'} <= set(by_name):
+      ratio = by_name['max_unpool']['forward_backward_ms'] / by_name['nearest']['forward_backward_ms']
+      mem = bench.switch_memory(b, s, c)
+      sections += [f'max_unpool / nearest forward+backward: **{ratio:.2f}×** (target ≤ 1.5×). '
+                   f'Switches kept per pool: {mem["switches_mb"]:.1f} MB (uint8, one per window) '
+                   f'against {mem["prepool_activations_mb"]:.1f} MB of float32 pre-pool '
+                   'activations (16× less).', '']
+  if 'train' in _SUITES.value:
+    config = base.get_config()
+    config.batch_size, config.model.width = _TRAIN_BATCH.value, _WIDTH.value
+    rows = bench.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
+    unet = [r for r in rows if r['arch'] == 'unet' and r['upsampler'] == 'nearest']
+    train_images_per_second = unet[0]['images_per_second'] if unet else None
+    sections += [f'## Train steps: batch {config.batch_size}, {config.data.image_size}×'
+                 f'{config.data.image_size}, width {config.model.width}', '',
+                 bench.markdown_table(rows, [
+                     ('arch', 'arch', '{}'), ('upsampler', 'upsampler', '{}'),
+                     ('params', 'params', '{:,}'), ('step_ms', 'ms/step', '{:.1f}'),
+                     ('images_per_second', 'images/s', '{:.0f}'),
+                     ('gflops_per_second', 'GFLOP/s', '{:.1f}'),
+                     ('compile_seconds', 'compile s', '{:.1f}')]), '']
+  if 'pipeline' in _SUITES.value:
+    config = base.get_config()
+    rate = bench_pipeline(config)
+    line = (f'## Input pipeline\n\n{config.data.name}/{config.data.variant}, batch '
+            f'{_TRAIN_BATCH.value}: **{rate:.0f} images/s**')
+    if train_images_per_second:
+      line += (f'; the default U-Net (nearest) trains at {train_images_per_second:.0f} images/s, '
+               f'so the pipeline is {rate / train_images_per_second:.1f}× faster (target ≥ 5×).')
+    sections += [line, '']
+  text = '\n'.join(sections)
+  print(text)
+  if _OUT.value:
+    os.makedirs(_OUT.value, exist_ok=True)
+    name = env['device'].split(' ')[0]
+    path = os.path.join(_OUT.value, f'bench_{name}.md')
+    with open(path + '.tmp', 'w') as f:
+      f.write(text)
+    os.replace(path + '.tmp', path)
+    print(f'Wrote {path}')
+
+
+def bench_pipeline(config):
+  from research.data import bench as data_bench  # pylint: disable=g-import-not-at-top
+  return data_bench.pipeline_images_per_second(config.data, _TRAIN_BATCH.value, 200)
+
+
+if __name__ == '__main__':
+  app.run(main)
