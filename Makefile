@@ -12,8 +12,12 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install -q -r requirements.txt
 	touch $(STAMP)
 
+# The demo ablation (experiments/demo.py): U-Net and FCN-8s × 4 decoders, one seed. Re-running
+# skips finished cells; its table goes to workdirs/demo (committed results live in results/).
 demo: $(STAMP)
-	$(PY) -m launch.demo
+	$(PY) -m launch.sweep --config experiments/demo.py --root workdirs/demo
+	$(PY) -m launch.table --root workdirs/demo --name demo --out workdirs/demo
+	@cat workdirs/demo/demo.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra tests

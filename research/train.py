@@ -5,6 +5,7 @@ on the validation split during training and on the test split at the end, and re
 the final metrics (also written to `workdir/final.json`). Running it again on the same
 workdir resumes from the latest checkpoint, or returns the finished run's metrics.
 """
+import functools
 import os
 import statistics
 import time
@@ -140,6 +141,12 @@ def make_steps(model, tx, config, num_classes: int, mesh):
   return train_step, eval_step, batch_sharding, replicated
 
 
+def create_state(model, tx, image_size: int, key) -> dict:
+  """The train state as it is checkpointed: {'step', 'params', 'opt_state'}."""
+  params = model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32))['params']
+  return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+
+
 def to_global(batch: dict, sharding) -> dict:
   """Host-local numpy batch -> global jax.Array sharded over the mesh (multi-host safe)."""
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
@@ -202,13 +209,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       model, tx, config, info.num_classes, mesh)
 
   size = info.image_size
-  dummy = jnp.zeros((1, size, size, 3), jnp.float32)
-
-  def init(key):
-    params = model.init(key, dummy)['params']
-    return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
-
-  init = jax.jit(init, out_shardings=replicated)
+  init = jax.jit(functools.partial(create_state, model, tx, size), out_shardings=replicated)
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                 abstract_state)

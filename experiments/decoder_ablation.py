@@ -1,0 +1,49 @@
+r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × 8 upsamplers × 3 seeds on lab_shapes/res64.
+
+  python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
+  python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation
+
+72 cells of 800 steps at width 8, batch 16: a few hours on 2 CPU cores, run one at a
+time (the measured time is in the README). Seed 0 of every configuration runs first, so
+that a sweep cut short still gives every row. One cell alone:
+
+  python -m launch.train --config experiments/decoder_ablation.py:arch=segnet,upsampler=max_unpool \
+      --workdir workdirs/segnet_max_unpool
+
+Smoke test (2 steps, 1 seed): `experiments/decoder_ablation.py:steps=2,seeds=1`.
+Results: see results/decoder_ablation.md.
+"""
+from experiments import base
+from research import config_utils
+from research import sweep
+
+ARCHS = ('fcn8s', 'unet', 'segnet')
+UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv', 'bilinear',
+              'resize_conv', 'pixel_shuffle', 'bilinear_additive')
+
+
+def _args(arg):
+  # `seeds` is read by get_sweep only; get_config accepts it so both take the same string.
+  return config_utils.parse_arg(arg, arch='unet', upsampler='nearest', seed=0, steps=800,
+                                width=8, seeds=3)
+
+
+def get_config(arg=None):
+  arg = _args(arg)
+  c = base.get_config()
+  c.seed = arg.seed
+  c.model.arch = arg.arch
+  c.model.upsampler = arg.upsampler
+  c.model.width = arg.width
+  c.num_steps = arg.steps
+  c.log_every = 25
+  c.eval_every = 200
+  c.checkpoint_every = 200
+  return c
+
+
+def get_sweep(arg=None):
+  arg = _args(arg)
+  cells = sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS),
+                        sweep.axis('seed', range(arg.seeds)))
+  return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

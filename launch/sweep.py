@@ -1,0 +1,86 @@
+r"""Runs an experiment's grid (its `get_sweep(arg)`): one launch.train workdir per cell.
+
+  python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
+  python -m launch.sweep --config experiments/decoder_ablation.py --root ... --dry_run
+  python -m launch.sweep --config experiments/decoder_ablation.py --root ... --parallel 2
+  python -m launch.sweep --config experiments/decoder_ablation.py --root ... --backend slurm \
+      --sbatch_options=--partition=gpu,--gres=gpu:1,--time=2:00:00
+
+Cells are named from their overrides (ROOT/arch=unet,upsampler=nearest,seed=0). Running
+the same command again skips finished cells and resumes partial ones. `--config.KEY=VALUE`
+flags apply to every cell (e.g. --config.data.data_dir=...). Exits non-zero if a cell failed.
+"""
+import os
+import shutil
+import subprocess
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from research import data
+from research import sweep
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True)
+_ROOT = flags.DEFINE_string('root', None, 'Directory holding one workdir per cell.')
+_BACKEND = flags.DEFINE_enum('backend', 'local', ['local', 'slurm'],
+                             'local: subprocesses here; slurm: write (and submit) an sbatch array.')
+_PARALLEL = flags.DEFINE_integer(
+    'parallel', 1, 'Cells trained at the same time (slurm: only if given; default unlimited).',
+    lower_bound=1)
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List the cells and their status; run nothing.')
+_SBATCH_OPTIONS = flags.DEFINE_list(
+    'sbatch_options', [], 'slurm: extra #SBATCH lines, e.g. --partition=gpu,--time=2:00:00.')
+flags.mark_flags_as_required(['config', 'root'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  spec = config_flags.get_config_filename(flags.FLAGS['config'])
+  common = config_flags.get_override_values(flags.FLAGS['config'])
+  cells = sweep.plan(spec, sweep.get_sweep(spec), _ROOT.value, common)
+  data_configs = {}
+  for cell in cells:  # typos in the grid fail here, before anything runs
+    try:
+      config = sweep.apply_overrides(_CONFIG.value, cell.overrides)
+    except ValueError as e:
+      raise ValueError(f'Cell {cell.index} ({cell.name}): {e}') from None
+    data_configs.setdefault(config.data.to_json(sort_keys=True), config.data)
+  if _DRY_RUN.value:
+    print(sweep.format_status(cells))
+    return 0
+  sweep.write_index(_ROOT.value, spec, common, cells)
+  for data_config in data_configs.values():
+    # Once here: cells that build a dataset at the same time collide, and a dataset that
+    # must be prepared elsewhere fails now rather than in every cell.
+    data.prepare(data_config)
+
+  if _BACKEND.value == 'slurm':
+    os.makedirs(os.path.join(_ROOT.value, 'slurm'), exist_ok=True)
+    name = os.path.splitext(os.path.basename(sweep.split_spec(spec)[0]))[0]
+    path = os.path.join(os.path.abspath(_ROOT.value), 'sweep.sbatch')
+    at_once = _PARALLEL.value if flags.FLAGS['parallel'].present else None
+    script = sweep.slurm_script(cells, _ROOT.value, name, _SBATCH_OPTIONS.value, at_once)
+    sweep.write_text_atomic(path, script)
+    print(f'Wrote {path} ({len(cells)} array tasks) and {sweep.INDEX}.')
+    if shutil.which('sbatch') is None:
+      print(f'sbatch is not on PATH; submit from a Slurm login node with:\n  sbatch {path}')
+      return 0
+    return subprocess.run(['sbatch', path], check=False).returncode
+
+  todo = [c for c in cells if sweep.status(c.workdir) != 'done']
+  print(f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} '
+        f'({_PARALLEL.value} at a time). Logs: {_ROOT.value}/<cell>/{sweep.LOG}', flush=True)
+  try:
+    results = sweep.run_local(todo, _PARALLEL.value)
+  except KeyboardInterrupt:
+    print(f'{sweep.counts(cells)} Run the same command again to go on.')
+    return 130
+  print(sweep.summary(cells, results))
+  return int(any(r.outcome == 'failed' for r in results))
+
+
+if __name__ == '__main__':
+  app.run(main)

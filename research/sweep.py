@@ -1,0 +1,468 @@
+"""Sweeps: a grid of config overrides, one workdir per cell, run locally or as a Slurm array.
+
+An experiment file defines its grid next to `get_config(arg)` as `get_sweep(arg)`, a
+list of cells, each a dict of dotted config keys -> values:
+
+  def get_sweep(arg=None):
+    return sweep.product(sweep.axis('model.arch', ['fcn8s', 'unet']),
+                         sweep.axis('model.upsampler', ['nearest', 'transpose_conv']),
+                         sweep.axis('seed', range(3)))
+
+Every cell is one `python -m launch.train --config FILE[:ARG] --workdir ROOT/NAME
+--config.KEY=VALUE ...` process, so that a crash stays inside its cell. launch.train
+resumes a partial workdir and returns at once for a finished one, hence running a sweep
+again after a crash or a kill finishes it without redoing work.
+"""
+import concurrent.futures
+import copy
+import dataclasses
+import datetime
+import hashlib
+import importlib.util
+import itertools
+import json
+import os
+import pathlib
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import ml_collections
+
+REPO = pathlib.Path(__file__).resolve().parents[1]  # cells run here, so `-m launch.train` resolves
+INDEX = 'cells.json'
+LOCK = 'sweep.lock'
+LOG = 'log.txt'
+STATUSES = ('done', 'running', 'partial', 'missing')
+_UNSAFE = re.compile(r'[^A-Za-z0-9._+-]')  # '=' and ',' separate the parts of a name
+_MAX_NAME = 200  # below the usual 255-byte limit on a file name, with room for the hash
+
+
+# Grids.
+
+
+def axis(key: str, values) -> list[dict]:
+  """One config key taking each of `values`: [{key: v0}, {key: v1}, ...]."""
+  values = list(values)
+  if not values:
+    raise ValueError(f'Axis {key!r} has no values.')
+  return [{key: v} for v in values]
+
+
+def product(*axes) -> list[dict]:
+  """Every combination of one cell of each axis; the last axis varies fastest."""
+  cells = []
+  for parts in itertools.product(*axes):
+    cell = {}
+    for part in parts:
+      shared = sorted(set(cell) & set(part))
+      if shared:
+        raise ValueError(f'Axes of a product set the same key(s) {shared}; combine them with '
+                         'zip_ or drop one.')
+      cell.update(part)
+    cells.append(cell)
+  return cells
+
+
+def zip_(*axes) -> list[dict]:
+  """Cell i of every axis merged: axes move together (e.g. a learning rate per width)."""
+  sizes = [len(a) for a in axes]
+  if len(set(sizes)) > 1:
+    raise ValueError(f'zip_ needs axes of equal length; got lengths {sizes}.')
+  return [product(*[[part] for part in parts])[0] for parts in zip(*axes)]
+
+
+# Names.
+
+
+def short_keys(keys) -> dict[str, str]:
+  """Dotted key -> its last component, or the full key where two keys share one."""
+  keys = list(dict.fromkeys(keys))
+  last = [k.rsplit('.', 1)[-1] for k in keys]
+  return {k: k if last.count(s) > 1 else s for k, s in zip(keys, last)}
+
+
+def safe(text: str) -> str:
+  """`text` with every character outside [A-Za-z0-9._+-] replaced by '_'."""
+  return _UNSAFE.sub('_', text)
+
+
+def flag_value(value) -> str:
+  """`value` as ml_collections' config_flags parse it back: strings as they are, the rest
+  as Python literals (numbers, bools, None, tuples, dicts). Names spell values so too."""
+  return value if isinstance(value, str) else repr(value)
+
+
+def cell_names(cells) -> list[str]:
+  """Workdir names: 'arch=unet,upsampler=nearest,seed=0', stable across runs.
+
+  A name depends only on its cell and on which keys the sweep uses (for the short form),
+  not on the other cells' values, so growing a grid keeps the existing names. Characters
+  outside [A-Za-z0-9._+-] become '_'; such lossy or over-long names get a hash of the
+  exact cell appended, so that names stay unique.
+  """
+  short = short_keys(k for cell in cells for k in cell)
+  names = []
+  for cell in cells:
+    raw = ','.join(f'{short[k]}={flag_value(v)}' for k, v in cell.items()) or 'default'
+    name = ','.join(f'{safe(short[k])}={safe(flag_value(v))}' for k, v in cell.items()) or 'default'
+    if name != raw or len(name) > _MAX_NAME:
+      digest = hashlib.sha1(json.dumps(cell, sort_keys=True, default=repr).encode()).hexdigest()
+      name = f'{name[:_MAX_NAME]}-{digest[:8]}'
+    names.append(name)
+  seen = {}
+  for i, name in enumerate(names):
+    j = seen.setdefault(name.lower(), i)  # lower(): case-insensitive file systems
+    if j != i:
+      raise ValueError(f'Cells {j} and {i} get the same workdir name {name!r}: '
+                       f'{cells[j]} vs {cells[i]}. Each cell of a sweep must be distinct.')
+  return names
+
+
+# Configs and commands.
+
+
+def apply_overrides(config, overrides: dict):
+  """A copy of `config` with `overrides` set; unknown keys and wrong types are refused."""
+  config = copy.deepcopy(config)
+  for key, value in overrides.items():
+    parts, node = key.split('.'), config
+    for depth, part in enumerate(parts):
+      if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+        where = '.'.join(parts[:depth]) or 'the config'
+        valid = (', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict)
+                 else f'none, it is a {type(node).__name__}')
+        raise ValueError(f'Override {key}={value!r}: {where} has no field {part!r}; '
+                         f'its fields: {valid}.')
+      if depth < len(parts) - 1:
+        node = node[part]
+    try:
+      node[parts[-1]] = value
+    except (TypeError, ValueError) as e:
+      raise ValueError(f'Override {key}={value!r} does not fit the config: {e}') from None
+  return config
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """'file.py:arg' -> ('file.py', 'arg'); the argument is optional, as for config_flags."""
+  path, _, arg = spec.partition(':')
+  return path, arg or None
+
+
+def load_experiment(path: str):
+  """The experiment module at `path` (imported from the file, as config_flags does)."""
+  spec = importlib.util.spec_from_file_location(f'experiment_{pathlib.Path(path).stem}', path)
+  if spec is None or not os.path.exists(path):
+    raise FileNotFoundError(f'No experiment file {path!r}.')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_sweep(spec: str) -> list[dict]:
+  """The cells of experiment `spec` ('file.py[:arg]'), from its `get_sweep(arg)`."""
+  path, arg = split_spec(spec)
+  module = load_experiment(path)
+  if not hasattr(module, 'get_sweep'):
+    raise ValueError(f'{path} defines no get_sweep(arg); add one returning a list of cells, '
+                     'e.g. sweep.product(sweep.axis("model.upsampler", [...]), '
+                     'sweep.axis("seed", range(3))).')
+  cells = [dict(c) for c in module.get_sweep(arg)]
+  if not cells:
+    raise ValueError(f'{spec}: get_sweep returned no cells.')
+  return cells
+
+
+def _portable_spec(spec: str) -> str:
+  """The config path relative to the repo when inside it (cells run from the repo root)."""
+  path, arg = split_spec(spec)
+  path = os.path.abspath(path)
+  if pathlib.Path(path).is_relative_to(REPO):
+    path = os.path.relpath(path, REPO)
+  return path if arg is None else f'{path}:{arg}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One run of a sweep: its overrides, its workdir and the command that trains it."""
+  index: int
+  name: str
+  overrides: dict
+  workdir: str
+  command: tuple[str, ...]
+
+
+def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
+         python: str = sys.executable) -> list[Cell]:
+  """The cells of a sweep with their workdirs under `root` and their launch.train commands.
+
+  `common` overrides (the sweep's own --config.KEY=VALUE flags) apply to every cell.
+  """
+  common = dict(common or {})
+  spec, root = _portable_spec(spec), os.path.abspath(root)
+  planned = []
+  for index, (overrides, name) in enumerate(zip(cells, cell_names(cells))):
+    shared = sorted(set(overrides) & set(common))
+    if shared:
+      raise ValueError(f'Cell {name!r} sets {shared}, which the command line overrides for every '
+                       'cell too; drop one of them.')
+    workdir = os.path.join(root, name)
+    # No progress bar: log.txt would fill with carriage-return updates.
+    command = (python, '-m', 'launch.train', f'--config={spec}', f'--workdir={workdir}',
+               '--config.progress=False',
+               *(f'--config.{k}={flag_value(v)}' for k, v in {**common, **overrides}.items()))
+    planned.append(Cell(index, name, overrides, workdir, command))
+  return planned
+
+
+# Status and locks.
+
+
+def _lock_alive(path: str) -> bool:
+  """Whether the process named in lock file `path` runs; a lock from another host counts
+  as live (its process cannot be checked from here)."""
+  try:
+    with open(path) as f:
+      lock = json.load(f)
+  except (FileNotFoundError, ValueError):
+    return False
+  if lock.get('host') != socket.gethostname():
+    return True
+  try:
+    os.kill(int(lock['pid']), 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # alive, and another user's
+    pass
+  return True
+
+
+def status(workdir: str) -> str:
+  """'done' (final.json), 'running' (a live lock), 'partial' (config or checkpoints) or
+  'missing'."""
+  if os.path.exists(os.path.join(workdir, 'final.json')):
+    return 'done'
+  if _lock_alive(os.path.join(workdir, LOCK)):
+    return 'running'
+  if any(os.path.exists(os.path.join(workdir, f)) for f in ('config.json', 'checkpoints')):
+    return 'partial'
+  return 'missing'
+
+
+def _write_lock(path: str, pid: int):
+  with open(path, 'w') as f:
+    json.dump({'pid': pid, 'host': socket.gethostname()}, f)
+
+
+def acquire_lock(workdir: str) -> bool:
+  """Takes the cell's lock for this process; False if a live process holds it.
+
+  The lock is created by a hard link of a complete file, so that it never exists half
+  written; a lock whose process is gone (a killed sweep) is taken over.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, LOCK)
+  tmp = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
+  _write_lock(tmp, os.getpid())
+  try:
+    for _ in range(2):
+      try:
+        os.link(tmp, path)
+        return True
+      except FileExistsError:
+        if _lock_alive(path):
+          return False
+        try:
+          os.remove(path)
+        except FileNotFoundError:
+          pass
+    return False
+  finally:
+    os.remove(tmp)
+
+
+def _hand_lock_to(workdir: str, pid: int):
+  """Names the training process in the lock: it is the one that must be alive."""
+  path = os.path.join(workdir, LOCK)
+  tmp = f'{path}.{os.getpid()}.{threading.get_ident()}.tmp'
+  _write_lock(tmp, pid)
+  os.replace(tmp, path)
+
+
+def release_lock(workdir: str):
+  try:
+    os.remove(os.path.join(workdir, LOCK))
+  except FileNotFoundError:
+    pass
+
+
+def counts(cells: list[Cell]) -> str:
+  statuses = [status(c.workdir) for c in cells]
+  return f'{len(cells)} cells: ' + ', '.join(f'{statuses.count(s)} {s}' for s in STATUSES) + '.'
+
+
+def format_status(cells: list[Cell]) -> str:
+  """One line per cell with its status, then the counts."""
+  width = len(str(len(cells) - 1))
+  lines = [f'{c.index:>{width}}  {status(c.workdir):<7}  {c.name}' for c in cells]
+  return '\n'.join(lines + [counts(cells)])
+
+
+# Index of a sweep root.
+
+
+def write_text_atomic(path: str, text: str):
+  """Writes via a temporary file and a rename: readers never see half a file, and a
+  failure leaves the previous version in place."""
+  tmp = f'{path}.{os.getpid()}.tmp'
+  with open(tmp, 'w') as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def read_index(root: str) -> dict:
+  path = os.path.join(root, INDEX)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{root} has no {INDEX}: it is not a sweep root, or its sweep has not '
+                            'been launched yet (python -m launch.sweep --config ... --root ROOT).')
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_index(root: str, spec: str, common: dict, cells: list[Cell]):
+  """ROOT/cells.json: the experiment and each cell's index, name, overrides and command.
+
+  A root holds one experiment: another config or other command-line overrides are
+  refused, since their cells would not be comparable (and their names could collide).
+  """
+  index = {'config': _portable_spec(spec), 'overrides': common,
+           'cells': [{'index': c.index, 'name': c.name, 'overrides': c.overrides,
+                      'command': shlex.join(c.command)} for c in cells]}
+  index = json.loads(json.dumps(index, default=repr))
+  if os.path.exists(os.path.join(root, INDEX)):
+    old = read_index(root)
+    if (old['config'], old['overrides']) != (index['config'], index['overrides']):
+      raise ValueError(f'{root} holds a sweep of {old["config"]} with overrides '
+                       f'{old["overrides"]}; this one is {index["config"]} with '
+                       f'{index["overrides"]}. Use another --root (a root holds one experiment).')
+  os.makedirs(root, exist_ok=True)
+  write_text_atomic(os.path.join(root, INDEX), json.dumps(index, indent=2) + '\n')
+
+
+# Local backend.
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  cell: Cell
+  outcome: str  # 'done', 'failed' or 'running' (elsewhere: skipped)
+  detail: str = ''
+
+
+def tail(path: str, lines: int = 30) -> str:
+  try:
+    with open(path, errors='replace') as f:
+      return ''.join(f.readlines()[-lines:])
+  except FileNotFoundError:
+    return '(no log)\n'
+
+
+def run_cell(cell: Cell, stop: threading.Event | None = None) -> Result:
+  """Trains one cell in a subprocess under its lock, appending its output to log.txt."""
+  if not acquire_lock(cell.workdir):
+    return Result(cell, 'running', 'skipped: another live process holds its lock')
+  try:
+    if stop is not None and stop.is_set():
+      return Result(cell, 'failed', 'not started: the sweep was interrupted')
+    start = time.time()
+    with open(os.path.join(cell.workdir, LOG), 'a') as log:
+      log.write(f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} '
+                f'{shlex.join(cell.command)}\n')
+      log.flush()
+      proc = subprocess.Popen(cell.command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+      _hand_lock_to(cell.workdir, proc.pid)
+      returncode = proc.wait()
+    seconds = time.time() - start
+    if returncode != 0:
+      return Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s')
+    if status(cell.workdir) != 'done':
+      return Result(cell, 'failed', 'exited without writing final.json')
+    return Result(cell, 'done', f'{seconds:.0f} s')
+  finally:
+    release_lock(cell.workdir)
+
+
+def run_local(cells: list[Cell], parallel: int = 1) -> list[Result]:
+  """Runs `cells` in up to `parallel` processes at a time; one failure stops no other.
+
+  On KeyboardInterrupt no further cell starts; running ones get the terminal's SIGINT too.
+  """
+  if parallel < 1:
+    raise ValueError(f'parallel must be >= 1; got {parallel}.')
+  stop = threading.Event()
+  results = []
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    futures = [pool.submit(run_cell, c, stop) for c in cells]
+    try:
+      for future in concurrent.futures.as_completed(futures):
+        result = future.result()
+        results.append(result)
+        print(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
+             f'({result.detail})', flush=True)
+    except KeyboardInterrupt:
+      stop.set()
+      pool.shutdown(wait=False, cancel_futures=True)
+      print('Interrupted: starting no further cells; waiting for the running ones to stop.',
+            flush=True)
+      raise
+  return sorted(results, key=lambda r: r.cell.index)
+
+
+def summary(cells: list[Cell], results: list[Result], tail_lines: int = 30) -> str:
+  """What the sweep has now, and for each failed cell the end of its log."""
+  lines = [counts(cells)]
+  for r in results:
+    if r.outcome == 'running':
+      lines.append(f'Not run here, running elsewhere: {r.cell.name}')
+  failed = [r for r in results if r.outcome == 'failed']
+  if failed:
+    lines.append(f'{len(failed)} cell(s) failed:')
+  for r in failed:
+    log = os.path.join(r.cell.workdir, LOG)
+    lines.append(f'--- {r.cell.name}: {r.detail}; last {tail_lines} lines of {log}:')
+    lines.append(tail(log, tail_lines).rstrip('\n'))
+  return '\n'.join(lines)
+
+
+# Slurm backend.
+
+
+def slurm_script(cells: list[Cell], root: str, job_name: str, options=(),
+                 at_once: int | None = None) -> str:
+  """An sbatch job array with one task per cell, each running the cell's command, at most
+  `at_once` tasks at a time if given.
+
+  Slurm's own messages go to ROOT/slurm/%A_%a.out; the training output is appended to
+  the cell's log.txt as with the local backend.
+  """
+  root = os.path.abspath(root)
+  lines = ['#!/bin/bash',
+           f'#SBATCH --job-name={job_name}',
+           f'#SBATCH --array=0-{len(cells) - 1}' + (f'%{at_once}' if at_once else ''),
+           f'#SBATCH --output={os.path.join(root, "slurm", "%A_%a.out")}',
+           *(f'#SBATCH {o}' for o in options),
+           f'# One array task per cell; the index is {os.path.join(root, INDEX)}.',
+           '# Resubmitting is safe: finished cells return at once, partial ones resume.',
+           'set -euo pipefail',
+           f'cd {shlex.quote(str(REPO))}',
+           'case "$SLURM_ARRAY_TASK_ID" in']
+  for c in cells:
+    log = shlex.quote(os.path.join(c.workdir, LOG))
+    lines.append(f'  {c.index}) mkdir -p {shlex.quote(c.workdir)} && '
+                 f'exec {shlex.join(c.command)} >> {log} 2>&1 ;;')
+  lines += ['  *) echo "No cell $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']
+  return '\n'.join(lines)

@@ -1,0 +1,287 @@
+"""Sweeps: grids, workdir names, status and locks, the Slurm script, and one tiny sweep end
+to end (a finished cell skipped, a partial one run, a failing one reported)."""
+import json
+import os
+import shlex
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+
+from absl import flags
+from ml_collections import config_flags
+import pytest
+
+from research import sweep
+from research import workdir as workdir_lib
+
+EXPERIMENTS = sweep.REPO / 'experiments'
+
+
+def test_axis_product_zip():
+  arch, up = sweep.axis('model.arch', ['fcn8s', 'unet']), sweep.axis('model.upsampler', 'ab')
+  seeds = sweep.axis('seed', range(3))
+  grid = sweep.product(arch, up, seeds)
+  assert len(grid) == 12
+  assert grid[0] == {'model.arch': 'fcn8s', 'model.upsampler': 'a', 'seed': 0}
+  assert grid[1] == {'model.arch': 'fcn8s', 'model.upsampler': 'a', 'seed': 1}  # last fastest
+  assert grid[-1] == {'model.arch': 'unet', 'model.upsampler': 'b', 'seed': 2}
+  assert len({json.dumps(c, sort_keys=True) for c in grid}) == 12
+
+  zipped = sweep.zip_(sweep.axis('model.width', [8, 16]),
+                      sweep.axis('optim.learning_rate', [3e-3, 1e-3]))
+  assert zipped == [{'model.width': 8, 'optim.learning_rate': 3e-3},
+                    {'model.width': 16, 'optim.learning_rate': 1e-3}]
+  assert len(sweep.product(zipped, seeds)) == 6
+  with pytest.raises(ValueError, match='equal length'):
+    sweep.zip_(arch, seeds)
+  with pytest.raises(ValueError, match='same key'):
+    sweep.product(seeds, seeds)
+  with pytest.raises(ValueError, match='no values'):
+    sweep.axis('seed', [])
+
+
+def test_cell_names_are_short_safe_unique_and_stable():
+  grid = [{'model.arch': 'unet', 'model.upsampler': 'nearest', 'seed': 0}]
+  assert sweep.cell_names(grid) == ['arch=unet,upsampler=nearest,seed=0']
+  # Growing the grid keeps existing names; the order of cells does not matter.
+  bigger = grid + [{'model.arch': 'segnet', 'model.upsampler': 'nearest', 'seed': 1}]
+  assert sweep.cell_names(bigger)[0] == sweep.cell_names(grid)[0]
+  assert sweep.cell_names(bigger[::-1])[::-1] == sweep.cell_names(bigger)
+  # Two keys ending alike are spelled out in full.
+  clash = [{'model.width': 8, 'data.width': 64}]
+  assert sweep.cell_names(clash) == ['model.width=8,data.width=64']
+  # Unsafe characters are replaced, and a hash of the exact cell keeps names unique.
+  odd = [{'data.name': 'a/b'}, {'data.name': 'a b'}, {'data.name': 'a_b'}, {'t': (1, 2)},
+         {'lr': 1e-3}, {'flag': True}, {}]
+  names = sweep.cell_names(odd)
+  assert len(set(names)) == len(names)
+  assert names[2] == 'name=a_b' and names[0].startswith('name=a_b-') and names[1] != names[0]
+  assert names[4:] == ['lr=0.001', 'flag=True', 'default']
+  for name in names:
+    assert all(c.isalnum() or c in '._+-=,' for c in name), name
+  assert sweep.cell_names(odd) == names  # stable: a pure function of the cells
+  long = [{'data.name': 'x' * 300}]
+  assert len(sweep.cell_names(long)[0]) <= 255
+  with pytest.raises(ValueError, match='same workdir name'):
+    sweep.cell_names([{'seed': 0}, {'seed': 0}])
+
+
+def test_experiment_grids():
+  cells = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py'))
+  assert len(cells) == 72
+  names = sweep.cell_names(cells)
+  assert len(set(names)) == 72 and 'arch=segnet,upsampler=max_unpool,seed=2' in names
+  assert [c['seed'] for c in cells[:24]] == [0] * 24  # every configuration's seed 0 first
+  assert len(sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py') + ':steps=2,seeds=1')) == 24
+  skips = sweep.get_sweep(str(EXPERIMENTS / 'fcn_skips.py'))
+  assert len(skips) == 36 and {c['model.arch'] for c in skips} == {'fcn32s', 'fcn16s', 'fcn8s'}
+
+  ablation = sweep.load_experiment(str(EXPERIMENTS / 'decoder_ablation.py'))
+  fcn_skips = sweep.load_experiment(str(EXPERIMENTS / 'fcn_skips.py'))
+  config = ablation.get_config('steps=2')
+  assert config.num_steps == 2 and config.model.width == 8
+  cell = {'model.arch': 'fcn8s', 'model.upsampler': 'max_unpool', 'seed': 1}
+  assert (sweep.apply_overrides(fcn_skips.get_config(), cell).to_dict()
+          == sweep.apply_overrides(ablation.get_config(), cell).to_dict())
+  with pytest.raises(ValueError, match='no get_sweep'):
+    sweep.get_sweep(str(EXPERIMENTS / 'quick.py'))
+
+
+def test_apply_overrides_refuses_unknown_keys_and_types():
+  config = sweep.load_experiment(str(EXPERIMENTS / 'quick.py')).get_config()
+  config.lock()
+  new = sweep.apply_overrides(config, {'model.upsampler': 'bilinear', 'optim.learning_rate': 1})
+  assert new.model.upsampler == 'bilinear' and config.model.upsampler == 'nearest'
+  with pytest.raises(ValueError, match=r"model has no field 'upsamplr'.*upsampler"):
+    sweep.apply_overrides(config, {'model.upsamplr': 'bilinear'})
+  with pytest.raises(ValueError, match="seed has no field 'x'"):
+    sweep.apply_overrides(config, {'seed.x': 1})
+  with pytest.raises(ValueError, match='does not fit'):
+    sweep.apply_overrides(config, {'num_steps': 'many'})
+
+
+def test_override_flags_parse_back_to_the_same_config(tmp_path):
+  """The command of a cell, parsed by config_flags, gives the config the sweep checked."""
+  path = tmp_path / 'cfg.py'
+  path.write_text(textwrap.dedent('''\
+      import ml_collections
+      def get_config(arg=None):
+        return ml_collections.ConfigDict(dict(a=1, lr=0.1, name='x', flag=False, t=(1, 2),
+                                              opts={}, nested=dict(k='v')))
+      def get_sweep(arg=None):
+        return [{'a': 3, 'lr': 1e-5, 'name': 'a b,c=d', 'flag': True, 't': (3, 4, 5),
+                 'opts': {'kernel_size': 3}, 'nested.k': 'w'}]
+      '''))
+  [cell] = sweep.plan(str(path), sweep.get_sweep(str(path)), str(tmp_path / 'root'))
+  argv = ['prog', *[a for a in cell.command[3:]
+                    if not a.startswith(('--workdir', '--config.progress'))]]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', None, '', flag_values=values, sys_argv=argv)
+  values(argv)
+  expected = sweep.apply_overrides(sweep.load_experiment(str(path)).get_config(), cell.overrides)
+  assert values.config.to_dict() == expected.to_dict()
+
+
+def _finished(workdir, miou=0.5):
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    json.dump({}, f)
+  with open(os.path.join(workdir, 'final.json'), 'w') as f:
+    json.dump({'step': 2, 'test': {'miou': miou}}, f)
+
+
+def _dead_pid():
+  proc = subprocess.Popen([sys.executable, '-c', ''])
+  proc.wait()
+  return proc.pid
+
+
+def test_status_and_locks(tmp_path):
+  cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(5)], str(tmp_path))
+  done, partial, running, stale, missing = (c.workdir for c in cells)
+  _finished(done)
+  os.makedirs(os.path.join(partial, 'checkpoints', '100'))
+  assert sweep.acquire_lock(running)  # held by this (live) process
+  assert not sweep.acquire_lock(running)
+  os.makedirs(stale)
+  with open(os.path.join(stale, sweep.LOCK), 'w') as f:
+    json.dump({'pid': _dead_pid(), 'host': socket.gethostname()}, f)
+  assert [sweep.status(c.workdir) for c in cells] == ['done', 'partial', 'running', 'missing',
+                                                       'missing']
+  listing = sweep.format_status(cells)
+  assert 'done     seed=0' in listing and 'running  seed=2' in listing
+  assert listing.endswith('5 cells: 1 done, 1 running, 1 partial, 2 missing.')
+  assert sweep.acquire_lock(stale)  # the dead process's lock is taken over
+  with open(os.path.join(stale, sweep.LOCK)) as f:
+    assert json.load(f)['pid'] == os.getpid()
+  for workdir in (running, stale):
+    sweep.release_lock(workdir)
+    assert not os.path.exists(os.path.join(workdir, sweep.LOCK))
+  os.makedirs(missing)
+  with open(os.path.join(missing, sweep.LOCK), 'w') as f:
+    json.dump({'pid': _dead_pid(), 'host': 'another-host'}, f)
+  assert sweep.status(missing) == 'running'  # cannot be checked from here: assumed live
+
+
+def test_index_holds_one_experiment(tmp_path):
+  cells = sweep.plan('experiments/quick.py', [{'seed': 0}], str(tmp_path))
+  sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, cells)
+  sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, cells)  # same sweep: fine
+  with pytest.raises(ValueError, match='holds a sweep of experiments/quick.py'):
+    sweep.write_index(str(tmp_path), 'experiments/quick.py:steps=2', {}, cells)
+  with pytest.raises(ValueError, match='command line overrides'):
+    sweep.plan('experiments/quick.py', [{'seed': 0}], str(tmp_path), {'seed': 1})
+
+
+@pytest.mark.slow
+def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
+  bin_dir = tmp_path / 'bin'  # a fake sbatch that records what it was asked to submit
+  bin_dir.mkdir()
+  (bin_dir / 'sbatch').write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/submitted\necho Submitted\n')
+  (bin_dir / 'sbatch').chmod(stat.S_IRWXU)
+  root = tmp_path / 'root'
+  spec = 'experiments/decoder_ablation.py:steps=2,seeds=1'
+  out = subprocess.run(
+      [sys.executable, '-m', 'launch.sweep', f'--config={spec}', f'--root={root}',
+       '--backend=slurm', '--sbatch_options=--partition=cpu,--time=1:00:00',
+       '--config.data.variant=res64_tiny', f'--config.data.data_dir={tiny_dir}'],
+      cwd=sweep.REPO, capture_output=True, text=True,
+      env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}'})
+  assert out.returncode == 0, out.stderr[-3000:]
+  script_path = root / 'sweep.sbatch'
+  assert (tmp_path / 'submitted').read_text().strip() == str(script_path)
+  script = script_path.read_text()
+  lines = script.splitlines()
+  assert lines[0] == '#!/bin/bash'
+  first_command = next(i for i, l in enumerate(lines) if l and not l.startswith('#'))
+  directives = [l for l in lines if l.startswith('#SBATCH')]
+  assert all(lines.index(d) < first_command for d in directives)  # sbatch reads them only there
+  assert '#SBATCH --array=0-23' in directives and '#SBATCH --partition=cpu' in directives
+  assert f'#SBATCH --output={root}/slurm/%A_%a.out' in directives and (root / 'slurm').is_dir()
+  subprocess.run(['bash', '-n', str(script_path)], check=True)
+  cells = sweep.plan(spec, [{'seed': 0}, {'seed': 1}], str(root))
+  assert '#SBATCH --array=0-1%4\n' in sweep.slurm_script(cells, str(root), 'x', at_once=4)
+
+  index = json.loads((root / 'cells.json').read_text())
+  assert index['config'] == spec and index['overrides']['data.variant'] == 'res64_tiny'
+  assert [c['index'] for c in index['cells']] == list(range(24))
+  branches = {}
+  for line in lines:
+    if line.strip()[:1].isdigit():
+      number, rest = line.strip().split(') ', 1)
+      branches[int(number)] = shlex.split(rest.removesuffix(';;'))
+  assert sorted(branches) == list(range(24))
+  for cell in index['cells']:
+    words = branches[cell['index']]
+    command = words[words.index('exec') + 1:words.index('>>')]
+    assert command == shlex.split(cell['command'])
+    assert f'--workdir={root}/{cell["name"]}' in command
+    assert f'--config.data.data_dir={tiny_dir}' in command
+    assert words[words.index('>>') + 1] == f'{root}/{cell["name"]}/log.txt'
+    for key, value in cell['overrides'].items():
+      assert f'--config.{key}={value}' in command
+
+
+TINY_EXPERIMENT = '''\
+from experiments import quick
+from research import sweep
+
+
+def get_config(arg=None):
+  c = quick.get_config(arg)
+  c.data.variant = 'res64_tiny'
+  c.data.image_size = 32
+  c.model.options = {'depth': 2}
+  c.model.width = 4
+  c.batch_size = 8
+  c.eval_batch_size = 8
+  c.log_every = 1
+  return c
+
+
+def get_sweep(arg=None):
+  return (sweep.product(sweep.axis('model.upsampler', ['nearest']), sweep.axis('seed', [0, 1]))
+          + [{'model.upsampler': 'bogus', 'seed': 0}])
+'''
+
+
+@pytest.mark.slow
+def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, tiny_dir):
+  """One real 2-step cell; the finished one is hand-made; 'bogus' fails inside its cell."""
+  experiment = tmp_path / 'tiny.py'
+  experiment.write_text(TINY_EXPERIMENT)
+  spec, root = f'{experiment}:steps=2', tmp_path / 'root'
+  common = {'data.data_dir': str(tiny_dir)}
+  cells = sweep.plan(spec, sweep.get_sweep(spec), str(root), common)
+  done, partial, failing = cells
+  assert [c.name for c in cells] == ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1',
+                                     'upsampler=bogus,seed=0']
+  _finished(done.workdir)
+  before = open(os.path.join(done.workdir, 'final.json')).read()
+  # A partial cell as a killed sweep leaves it: its config.json, and the lock of a dead process.
+  config = sweep.apply_overrides(sweep.load_experiment(str(experiment)).get_config('steps=2'),
+                                 {**common, **partial.overrides})
+  os.makedirs(partial.workdir)
+  workdir_lib.check_or_write_config(config, partial.workdir)
+  with open(os.path.join(partial.workdir, sweep.LOCK), 'w') as f:
+    json.dump({'pid': _dead_pid(), 'host': socket.gethostname()}, f)
+
+  out = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={spec}', f'--root={root}',
+                        '--parallel=2', f'--config.data.data_dir={tiny_dir}'],
+                       cwd=sweep.REPO, capture_output=True, text=True)
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert '1 of 3 cells already done; running 2' in out.stdout
+  assert '3 cells: 2 done, 0 running, 1 partial, 0 missing.' in out.stdout
+  report = out.stdout.split('1 cell(s) failed:')[1]
+  assert 'upsampler=bogus,seed=0: exit code 1' in report
+  assert "Unknown upsampler 'bogus'" in report  # the tail of its log
+  assert open(os.path.join(done.workdir, 'final.json')).read() == before
+  assert not os.path.exists(os.path.join(done.workdir, sweep.LOG))  # not even started
+  final = json.load(open(os.path.join(partial.workdir, 'final.json')))
+  assert final['step'] == 2
+  assert 'launch.train' in open(os.path.join(partial.workdir, sweep.LOG)).read()
+  assert [sweep.status(c.workdir) for c in cells] == ['done', 'done', 'partial']
+  assert not any(os.path.exists(os.path.join(c.workdir, sweep.LOCK)) for c in cells)
+  assert [c['name'] for c in sweep.read_index(str(root))['cells']] == [c.name for c in cells]

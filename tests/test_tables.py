@@ -1,0 +1,200 @@
+"""Tables of a sweep against hand-made workdirs (config.json + final.json written here),
+and the figures that restore checkpoints."""
+import csv
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+from research import sweep
+from research import tables
+
+# (arch, upsampler) -> per seed: None (not finished) or (miou, pixel acc., BF, checkerboard,
+# params, GFLOPs, seconds per step).
+RESULTS = {
+    ('unet', 'nearest'): [(.60, .91, .50, .01, 1000, .5, .10), (.62, .91, .52, .02, 1000, .5, .12),
+                          (.64, .91, .54, .03, 1000, .5, .14)],
+    ('unet', 'transpose_conv'): [(.70, .905, .40, .05, 2000, .4, .20),
+                                 (.66, .915, .42, .07, 2000, .4, .22), None],
+    ('segnet', 'bed_of_nails'): [None, None, None],
+}
+COMMAND = 'python -m launch.table --root ROOT --name exp'
+
+
+def _final(miou, pixel_accuracy, boundary_f1, checkerboard, params, gflops, step_seconds):
+  split = {'miou': miou, 'pixel_accuracy': pixel_accuracy, 'mean_class_accuracy': miou,
+           'boundary_f1': boundary_f1, 'checkerboard': checkerboard, 'iou_per_class': {}}
+  return {'step': 10, 'val': split, 'test': split,
+          'cost': {'params': params, 'gflops_per_image': gflops, 'step_seconds': step_seconds,
+                   'images_per_second': 16 / step_seconds, 'train_step_gflops': 3 * gflops,
+                   'compile_seconds': 1.0, 'devices': 1, 'platform': 'cpu',
+                   'peak_device_memory_mb': None, 'peak_host_memory_mb': 100.0}}
+
+
+@pytest.fixture
+def root(tmp_path):
+  """A sweep root: one configuration done, one 2/3 done, one with nothing done (one cell
+  running, one partial, one never started)."""
+  grid = [{'model.arch': a, 'model.upsampler': u, 'seed': s}
+          for (a, u), seeds in RESULTS.items() for s in range(len(seeds))]
+  path = str(tmp_path / 'root')
+  cells = sweep.plan('experiments/decoder_ablation.py', grid, path)
+  sweep.write_index(path, 'experiments/decoder_ablation.py', {}, cells)
+  results = [r for seeds in RESULTS.values() for r in seeds]
+  for cell, result in zip(cells, results):
+    os.makedirs(cell.workdir)
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump({'seed': cell.overrides['seed']}, f)
+    if result is not None:
+      with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+        json.dump(_final(*result), f)
+  assert sweep.acquire_lock(cells[6].workdir)  # running (this live process holds its lock)
+  os.remove(os.path.join(cells[8].workdir, 'config.json'))  # never started
+  return path
+
+
+def _stats(values, scale=100):
+  values = np.array(values) * scale
+  return values.mean(), values.std(ddof=1)
+
+
+def test_rows_aggregate_seeds(root):
+  index, rows = tables.read_sweep(root)
+  assert index['config'] == 'experiments/decoder_ablation.py'
+  assert [r.label for r in rows] == [{'model.arch': a, 'model.upsampler': u} for a, u in RESULTS]
+  assert [len(r.finals) for r in rows] == [3, 2, 0]
+  assert rows[1].statuses == ['done', 'done', 'partial']
+  assert rows[2].statuses == ['running', 'partial', 'missing']
+  mean, std, n = tables.summarize(rows[1].values(tables.COLUMNS[0], 'test'))
+  assert n == 2 and (mean, std) == pytest.approx(_stats([.70, .66]))
+  assert np.isnan(tables.summarize(rows[2].values(tables.COLUMNS[0], 'test'))[0])
+  assert np.isnan(tables.summarize(np.array([0.5]))[1])  # no spread from one seed
+
+
+def test_markdown_table(root):
+  _, rows = tables.read_sweep(root)
+  text = tables.to_markdown(rows, 'test', tables.provenance(COMMAND))
+  lines = text.splitlines()
+  assert lines[0] == f'Command: `{COMMAND}`' and lines[1].startswith('Commit: `')
+  header = next(l for l in lines if l.startswith('| arch'))
+  assert header.split(' | ')[1:4] == ['upsampler', 'n', 'mIoU (%)']
+  table = {tuple(c.strip() for c in l.split('|')[1:3]): [c.strip() for c in l.split('|')[3:-1]]
+           for l in lines if l.startswith('| ') and l is not header}
+  nearest, transpose, missing = (table[k] for k in [('unet', 'nearest'),
+                                                    ('unet', 'transpose_conv'),
+                                                    ('segnet', 'bed_of_nails')])
+  m, s = _stats([.60, .62, .64])
+  assert nearest[:2] == ['3/3', f'{m:.1f} ± {s:.1f}'] == ['3/3', '62.0 ± 2.0']
+  m, s = _stats([.70, .66])
+  assert transpose[:2] == ['2/3', f'**{m:.1f} ± {s:.1f}**'] == ['2/3', '**68.0 ± 2.8**']
+  assert (nearest[2], transpose[2]) == ('**91.0 ± 0.0**', '**91.0 ± 0.7**')  # a tie: both bold
+  assert nearest[3] == '**52.0 ± 2.0**' and transpose[3] == '41.0 ± 1.4'  # boundary F1: max
+  assert nearest[4] == '**2.00 ± 1.00**' and transpose[4] == '6.00 ± 1.41'  # checkerboard: min
+  assert nearest[5:7] == ['**1.0**', '0.500'] and transpose[5:7] == ['2.0', '**0.400**']  # no ±
+  assert nearest[7] == '**120.0 ± 20.0**'  # ms/step: min
+  ips = tables.summarize(16 / np.array([.10, .12, .14]))
+  assert nearest[8] == f'**{ips[0]:.0f} ± {ips[1]:.0f}**'  # images/s: max
+  assert missing == ['0/3'] + [tables.MISSING] * len(tables.COLUMNS)
+  assert ('Not finished: 4 of 9 cells: arch=unet,upsampler=transpose_conv,seed=2 (partial), '
+          'arch=segnet,upsampler=bed_of_nails,seed=0 (running), '
+          'arch=segnet,upsampler=bed_of_nails,seed=1 (partial), '
+          'arch=segnet,upsampler=bed_of_nails,seed=2 (missing).') in text
+
+
+def test_csv_and_latex(root):
+  _, rows = tables.read_sweep(root)
+  records = list(csv.DictReader(io.StringIO(tables.to_csv(rows, 'test'))))
+  assert [(r['model.arch'], r['seeds_done'], r['seeds_total']) for r in records] == [
+      ('unet', '3', '3'), ('unet', '2', '3'), ('segnet', '0', '3')]
+  assert float(records[0]['miou_mean']) == pytest.approx(0.62)
+  assert float(records[0]['miou_std']) == pytest.approx(0.02)
+  assert float(records[1]['step_seconds_mean']) == pytest.approx(0.21)
+  assert records[2]['miou_mean'] == records[2]['miou_std'] == ''
+
+  tex = tables.to_latex(rows, 'val', tables.provenance(COMMAND))
+  assert tex.startswith(f'% Command: `{COMMAND}`')
+  for command in (r'\toprule', r'\midrule', r'\bottomrule', r'\begin{tabular}{llrrrrrrrrr}'):
+    assert command in tex
+  assert r'unet & transpose\_conv & 2/3 & \textbf{68.0 $\pm$ 2.8} &' in tex
+  assert r'segnet & bed\_of\_nails & 0/3 & -- &' in tex
+
+
+def test_write_replaces_results_only_when_complete(root, tmp_path):
+  out, messages = str(tmp_path / 'results'), []
+  written = tables.write(root, out, 'exp', 'test', COMMAND, echo=messages.append)
+  names = sorted(os.path.basename(p) for p in written)
+  assert names == ['exp.csv', 'exp.md', 'exp.tex', 'exp_boundary_f1.png', 'exp_miou_vs_gflops.png']
+  assert 'No checkpoints' in messages[0]  # hand-made cells: no qualitative figures
+  for path in written:
+    if path.endswith('.png'):
+      assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+  before = {p: open(p, 'rb').read() for p in written}
+  with pytest.raises(ValueError, match="Unknown split 'train'; valid: val, test"):
+    tables.write(root, out, 'exp', 'train', COMMAND)
+  os.remove(os.path.join(root, sweep.INDEX))
+  with pytest.raises(FileNotFoundError, match='cells.json'):
+    tables.write(root, out, 'exp', 'test', COMMAND)
+  assert {p: open(p, 'rb').read() for p in written} == before
+  assert sorted(os.listdir(out)) == names  # no temporary files left
+
+
+def test_high_pass_isolates_the_checkerboard():
+  y, x = np.mgrid[:16, :16]
+  smooth = x / 16.0
+  checker = 0.1 * (-1.0) ** (x + y)
+  interior = (slice(1, -1),) * 2  # away from the edge padding
+  assert np.abs(tables.high_pass(smooth)[interior]).max() < 1e-9
+  np.testing.assert_allclose(tables.high_pass(smooth + checker)[interior], checker[interior])
+
+
+@pytest.mark.slow
+def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir):
+  """Two hand-made checkpointed runs (no training): load() gives back their parameters,
+  and the qualitative and checkerboard figures are drawn from them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from experiments import quick  # pylint: disable=g-import-not-at-top
+  from research import inference  # pylint: disable=g-import-not-at-top
+  from research import train  # pylint: disable=g-import-not-at-top
+  from research import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  root = str(tmp_path / 'root')
+  grid = [{'model.arch': 'unet', 'model.upsampler': u, 'seed': 0}
+          for u in ('transpose_conv', 'resize_conv')]
+  cells = sweep.plan('experiments/quick.py', grid, root)
+  sweep.write_index(root, 'experiments/quick.py', {}, cells)
+  saved = {}
+  for cell in cells:
+    config = quick.get_config(f'upsampler={cell.overrides["model.upsampler"]}')
+    config.data.update(variant='res64_tiny', data_dir=str(tiny_dir), image_size=32)
+    config.model.update(width=4, options={'depth': 2})
+    workdir_lib.check_or_write_config(config, cell.workdir)
+    model, tx = train.build_model(config, 6), train.make_optimizer(config)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
+    state = {'step': jnp.array(3, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+    with ocp.CheckpointManager(os.path.join(cell.workdir, 'checkpoints'),
+                               options=ocp.CheckpointManagerOptions(create=True)) as manager:
+      manager.save(3, args=ocp.args.StandardSave(state))
+      manager.wait_until_finished()
+    with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+      json.dump(_final(.5, .9, .5, .01, 1000, .5, .1), f)
+    saved[cell.workdir] = params
+
+  model, params, config = inference.load(cells[0].workdir)
+  assert config.model.upsampler == 'transpose_conv'
+  jax.tree.map(np.testing.assert_array_equal, params, saved[cells[0].workdir])
+  probs = inference.predict(model, params, np.zeros((2, 32, 32, 3), np.float32))
+  assert probs.shape == (2, 32, 32, 6)
+  np.testing.assert_allclose(np.sum(probs, axis=-1), 1, rtol=1e-5)
+  with pytest.raises(ValueError, match=r'no checkpoint at step 7; it has steps \[3\]'):
+    inference.load(cells[0].workdir, step=7)
+
+  _, rows = tables.read_sweep(root)
+  written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig'), num_images=2)
+  assert [os.path.basename(p) for p in written] == ['fig_qualitative_unet.png',
+                                                    'fig_checkerboard_unet.png']
+  for path in written:
+    assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
