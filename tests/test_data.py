@@ -306,3 +306,16 @@ def test_prepare_data_launcher(tiny_dir):
        f'--data_dir={tiny_dir}'],
       cwd=pathlib.Path(__file__).parents[1], capture_output=True, text=True, check=True)
   assert 'train: 64 examples' in result.stdout and 'test: 16 examples' in result.stdout
+
+
+@pytest.mark.slow
+def test_concurrent_builds_of_a_missing_dataset_both_succeed(tmp_path):
+  """Sweep cells open a missing dataset at once: one builds, the other waits for it."""
+  command = [sys.executable, '-m', 'launch.prepare_data', '--name=lab_shapes',
+             '--variant=res64_tiny', f'--data_dir={tmp_path}']
+  procs = [subprocess.Popen(command, cwd=pathlib.Path(__file__).parents[1], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+  outputs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
+  assert all('train: 64 examples' in out for out, _ in outputs)
+  assert sum('Generating' in err for _, err in outputs) == 1  # built once

@@ -10,6 +10,7 @@ Every dataset is a TFDS dataset stored as array_record and read with
   --file_format=array_record` once, with network access; reading never downloads.
 """
 import dataclasses
+import fcntl
 import shutil
 
 from absl import logging
@@ -132,14 +133,21 @@ def ensure_built(dataset: Dataset) -> None:
   Intact: metadata readable, every split has the configured number of records,
   and its first and last records decode.
   """
-  problem = _problem(dataset)
-  if problem is None:
+  if _problem(dataset) is None:
     return
   path = variant_dir(dataset)
-  if path.exists():
-    logging.warning('Rebuilding %s: %s.', path, problem)
-    shutil.rmtree(path)
-  _builder(dataset).download_and_prepare()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Processes that open the same missing dataset at once (sweep cells, hosts) would
+  # race on tfds's final rename: one builds, the others wait and then find it built.
+  with open(path.parent / f'.{path.name}.build.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    problem = _problem(dataset)
+    if problem is None:
+      return
+    if path.exists():
+      logging.warning('Rebuilding %s: %s.', path, problem)
+      shutil.rmtree(path)
+    _builder(dataset).download_and_prepare()
   problem = _problem(dataset)
   if problem is not None:
     raise RuntimeError(f'{dataset.tfds_name} in {path} is unreadable right after building it '
