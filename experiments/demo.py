@@ -7,27 +7,13 @@ r"""The `make demo` ablation: {U-Net, FCN-8s} × the four unpooling-style decode
 from one seed and a short schedule show the mechanics, not a finding; the committed
 ablations are experiments/decoder_ablation.py and experiments/fcn_skips.py.
 """
-from experiments import base
-from research import config_utils
+from experiments import quick
 from research import sweep
 
 ARCHS = ('unet', 'fcn8s')
 UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv')
 
-
-def get_config(arg=None):
-  arg = config_utils.parse_arg(arg, arch='unet', upsampler='nearest', seed=0, steps=200)
-  c = base.get_config()
-  c.seed = arg.seed
-  c.model.arch = arg.arch
-  c.model.upsampler = arg.upsampler
-  c.model.width = 8
-  c.num_steps = arg.steps
-  c.optim.warmup_steps = 20
-  c.log_every = 25
-  c.eval_every = 0
-  c.checkpoint_every = 100
-  return c
+get_config = quick.get_config  # each cell is the quick config of its arch and upsampler
 
 
 def get_sweep(arg=None):

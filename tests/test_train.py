@@ -1,6 +1,7 @@
 """The training loop end to end: real steps on the embedded dataset, sharding, resume."""
 import json
 import os
+import time
 
 import jax
 import numpy as np
@@ -109,20 +110,26 @@ class Killed(BaseException):
 
 def test_interrupted_run_resumes_to_the_same_result(reference, tiny_dir, tmp_path, monkeypatch):
   real = data.train_batches
+  starts = []
 
-  def dies_after_three(*args, **kwargs):
-    it = real(*args, **kwargs)
-    for i, batch in enumerate(it):
-      if kwargs.get('start_step', 0) == 0 and i == 3:
-        raise Killed  # after step 3 ran; the step-2 checkpoint is the latest
+  def dies_once_after_step_three(*args, **kwargs):
+    starts.append(kwargs['start_step'])
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if len(starts) == 1 and i == 3:
+        # Checkpoints are written asynchronously: die once the step-2 one has landed.
+        deadline = time.time() + 60
+        while not (tmp_path / 'checkpoints' / '2').exists() and time.time() < deadline:
+          time.sleep(0.05)
+        raise Killed  # step 3 ran and was logged; step 2 is the latest checkpoint
       yield batch
 
-  monkeypatch.setattr(data, 'train_batches', dies_after_three)
+  monkeypatch.setattr(data, 'train_batches', dies_once_after_step_three)
   with pytest.raises(Killed):
     train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
   assert not os.path.exists(tmp_path / 'final.json')
   assert max(l['step'] for l in read_jsonl(str(tmp_path))) == 3
   final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert starts == [0, 2]  # resumed from the checkpoint, not from scratch
   assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
   steps = [l['step'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l]
   assert steps == [1, 2, 3, 4]  # step 3, logged before the kill, is not duplicated
