@@ -223,3 +223,19 @@ def test_resize_conv_is_conv_of_nearest():
 def test_fixed_upsamplers_refuse_a_channel_change(name):
   with pytest.raises(ValueError, match='keeps the 4 input channels'):
     apply(name, jnp.ones((1, 2, 2, 4)), switches=jnp.zeros((1, 2, 2, 4), jnp.uint8), features=8)
+
+
+def test_max_unpool_gradient_with_channel_shared_switches():
+  """FCN's case: one switch per window for all channels; each channel's gradient comes
+  from the shared position."""
+  rng = np.random.default_rng(8)
+  x = jnp.asarray(rng.normal(size=(2, 3, 3, 4)), jnp.float32)
+  switches = jnp.asarray(rng.integers(0, 4, size=(2, 3, 3, 1)), jnp.uint8)
+  cotangent = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
+  unpool = upsamplers.build('max_unpool')
+  grad = jax.grad(lambda x: jnp.vdot(unpool.apply({}, x, switches=switches), cotangent))(x)
+  s = np.asarray(switches)[..., 0]
+  expected = np.zeros(x.shape, np.float32)
+  for n, i, j in np.ndindex(2, 3, 3):
+    expected[n, i, j] = cotangent[n, 2 * i + s[n, i, j] // 2, 2 * j + s[n, i, j] % 2]
+  np.testing.assert_array_equal(np.asarray(grad), expected)
