@@ -3,8 +3,8 @@ r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × 8 upsamplers × 3 seeds on lab_
   python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
   python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation
 
-72 cells of 800 steps at width 8, batch 16: a few hours on 2 CPU cores, run one at a
-time (the measured time is in the README). Seed 0 of every configuration runs first, so
+72 cells of 800 steps at width 8, batch 16: an estimated 2.5–4 hours on 2 CPU cores, one
+at a time (the FCN cells take about 55 s each; U-Net and SegNet cells several times more). Seed 0 of every configuration runs first, so
 that a sweep cut short still gives every row. One cell alone:
 
   python -m launch.train --config experiments/decoder_ablation.py:arch=segnet,upsampler=max_unpool \

@@ -13,6 +13,7 @@ from experiments import base
 from research import bench
 from research import data
 from research import upsamplers
+from research import workdir as workdir_lib
 
 _SUITES = flags.DEFINE_multi_enum('suites', ['upsamplers', 'train', 'pipeline'],
                                   ['upsamplers', 'train', 'pipeline'], 'What to benchmark.')
@@ -85,9 +86,7 @@ def main(argv):
     os.makedirs(_OUT.value, exist_ok=True)
     name = env['device'].split(' ')[0]
     path = os.path.join(_OUT.value, f'bench_{name}.md')
-    with open(path + '.tmp', 'w') as f:
-      f.write(text)
-    os.replace(path + '.tmp', path)
+    workdir_lib.write_text_atomic(path, text)
     print(f'Wrote {path}')
 
 

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from research import data
 from research import sweep
+from research import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True)
@@ -41,13 +42,21 @@ def main(argv):
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   common = config_flags.get_override_values(flags.FLAGS['config'])
   cells = sweep.plan(spec, sweep.get_sweep(spec), _ROOT.value, common)
-  data_configs = {}
+  data_configs, stale = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
       config = sweep.apply_overrides(_CONFIG.value, cell.overrides)
     except ValueError as e:
       raise ValueError(f'Cell {cell.index} ({cell.name}): {e}') from None
     data_configs.setdefault(config.data.to_json(sort_keys=True), config.data)
+    try:  # a finished cell is skipped below, so check here that it ran this config
+      workdir_lib.check_config(config, cell.workdir)
+    except ValueError as e:
+      stale.append(f'{cell.name}: {str(e).split("Differences:")[1].strip()}')
+  if stale:
+    raise ValueError(f'{len(stale)} cell(s) under {_ROOT.value} hold runs of a different config '
+                     '(the experiment changed since they ran), so their results would be '
+                     'mixed in: delete them or use another --root.\n' + '\n'.join(stale[:10]))
   if _DRY_RUN.value:
     print(sweep.format_status(cells))
     return 0
@@ -63,7 +72,7 @@ def main(argv):
     path = os.path.join(os.path.abspath(_ROOT.value), 'sweep.sbatch')
     at_once = _PARALLEL.value if flags.FLAGS['parallel'].present else None
     script = sweep.slurm_script(cells, _ROOT.value, name, _SBATCH_OPTIONS.value, at_once)
-    sweep.write_text_atomic(path, script)
+    workdir_lib.write_text_atomic(path, script)
     print(f'Wrote {path} ({len(cells)} array tasks) and {sweep.INDEX}.')
     if shutil.which('sbatch') is None:
       print(f'sbatch is not on PATH; submit from a Slurm login node with:\n  sbatch {path}')

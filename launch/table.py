@@ -25,6 +25,7 @@ _PLOTS = flags.DEFINE_bool('plots', True, 'Write the figures.')
 _QUALITATIVE = flags.DEFINE_bool('qualitative', True,
                                  'Also the figures that load checkpoints and run the models.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Images in the qualitative figures.')
+_FORCE = flags.DEFINE_bool('force', False, 'Replace tables that were made from another sweep.')
 flags.mark_flags_as_required(['root'])
 
 
@@ -36,7 +37,7 @@ def main(argv):
   command = shlex.join(['python', '-m', 'launch.table', *sys.argv[1:]])
   for path in tables.write(_ROOT.value, _OUT.value, name, _SPLIT.value, command,
                            plots=_PLOTS.value, qualitative=_QUALITATIVE.value,
-                           num_images=_NUM_IMAGES.value):
+                           num_images=_NUM_IMAGES.value, force=_FORCE.value):
     print(f'Wrote {path}')
 
 

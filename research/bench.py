@@ -101,9 +101,9 @@ def train_step_rows(config, archs, names, repeats: int):
       tx = train.make_optimizer(c)
       train_step, _, batch_sharding, replicated = train.make_steps(model, tx, c, info.num_classes,
                                                                    mesh)
-      params = jax.jit(lambda k: model.init(k, jnp.zeros((1, s, s, 3)))['params'],
-                       out_shardings=replicated)(jax.random.key(0))
-      state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': tx.init(params)}
+      state = jax.jit(lambda k: train.create_state(model, tx, s, k),  # pylint: disable=cell-var-from-loop
+                      out_shardings=replicated)(jax.random.key(0))
+      params = state['params']
       batch = train.to_global(batch_np, batch_sharding)
       start = time.perf_counter()
       compiled = train_step.lower(state, batch).compile()

@@ -33,6 +33,8 @@ import time
 
 import ml_collections
 
+from research import workdir as workdir_lib
+
 REPO = pathlib.Path(__file__).resolve().parents[1]  # cells run here, so `-m launch.train` resolves
 INDEX = 'cells.json'
 LOCK = 'sweep.lock'
@@ -315,15 +317,6 @@ def format_status(cells: list[Cell]) -> str:
 # Index of a sweep root.
 
 
-def write_text_atomic(path: str, text: str):
-  """Writes via a temporary file and a rename: readers never see half a file, and a
-  failure leaves the previous version in place."""
-  tmp = f'{path}.{os.getpid()}.tmp'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def read_index(root: str) -> dict:
   path = os.path.join(root, INDEX)
   if not os.path.exists(path):
@@ -350,7 +343,7 @@ def write_index(root: str, spec: str, common: dict, cells: list[Cell]):
                        f'{old["overrides"]}; this one is {index["config"]} with '
                        f'{index["overrides"]}. Use another --root (a root holds one experiment).')
   os.makedirs(root, exist_ok=True)
-  write_text_atomic(os.path.join(root, INDEX), json.dumps(index, indent=2) + '\n')
+  workdir_lib.write_text_atomic(os.path.join(root, INDEX), json.dumps(index, indent=2) + '\n')
 
 
 # Local backend.
@@ -387,13 +380,15 @@ def run_cell(cell: Cell, stop: threading.Event | None = None) -> Result:
       _hand_lock_to(cell.workdir, proc.pid)
       returncode = proc.wait()
     seconds = time.time() - start
-    if returncode != 0:
-      return Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s')
-    if status(cell.workdir) != 'done':
-      return Result(cell, 'failed', 'exited without writing final.json')
-    return Result(cell, 'done', f'{seconds:.0f} s')
+  except OSError as e:  # the cell could not even start (disk full, ...): its failure alone
+    return Result(cell, 'failed', f'could not run: {e}')
   finally:
     release_lock(cell.workdir)
+  if returncode != 0:
+    return Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s')
+  if status(cell.workdir) != 'done':
+    return Result(cell, 'failed', 'exited without writing final.json')
+  return Result(cell, 'done', f'{seconds:.0f} s')
 
 
 def run_local(cells: list[Cell], parallel: int = 1) -> list[Result]:

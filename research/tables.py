@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from research import sweep
+from research import workdir as workdir_lib
 
 SEED_KEY = 'seed'  # the override that rows are aggregated over
 SPLITS = ('val', 'test')  # the evaluation sections of final.json
@@ -384,15 +385,24 @@ def provenance(command: str) -> str:
 
 
 def write(root: str, out: str, name: str, split: str, command: str, plots: bool = True,
-          qualitative: bool = True, num_images: int = 4, echo=print) -> list[str]:
+          qualitative: bool = True, num_images: int = 4, echo=print,
+          force: bool = False) -> list[str]:
   """OUT/NAME.md, .csv, .tex and the figures; returns the paths written.
 
   Everything is rendered before the first file is replaced, and each file is replaced by
-  a rename, so an error leaves the previous results as they were.
+  a rename, so an error leaves the previous results as they were. Tables made from
+  another sweep (a smoke test of the same experiment, say) are not replaced unless
+  `force`.
   """
   if split not in SPLITS:
     raise ValueError(f'Unknown split {split!r}; valid: {", ".join(SPLITS)}.')
   index, rows = read_sweep(root)
+  md_path = os.path.join(out, f'{name}.md')
+  if not force and os.path.exists(md_path):
+    with open(md_path) as f:
+      if f'Sweep `{index["config"]}` in `{root}`' not in f.read():
+        raise FileExistsError(f'{md_path} was made from another sweep; not replacing it. Pass '
+                              '--force to replace it, or choose another --name or --out.')
   header = provenance(command)
   overrides = ', '.join(f'{k}={v}' for k, v in index['overrides'].items()) or 'none'
   intro = (f'\n# {name}: {split} split\n\n'
@@ -408,7 +418,7 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
   written = []
   for ext, text in texts.items():
     path = os.path.join(out, f'{name}.{ext}')
-    sweep.write_text_atomic(path, text)
+    workdir_lib.write_text_atomic(path, text)
     written.append(path)
   if plots and any(r.finals for r in rows):
     prefix = os.path.join(out, name)

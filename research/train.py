@@ -30,8 +30,32 @@ from research import workdir as workdir_lib
 
 def maybe_initialize_distributed(config):
   """Multi-host: join the other processes when the config or the environment asks for it."""
-  if (config.distributed or 'JAX_COORDINATOR_ADDRESS' in os.environ) and jax.process_count() == 1:
+  # is_initialized, not process_count(): the latter starts the backend, after which
+  # initialize() refuses to run.
+  if ((config.distributed or 'JAX_COORDINATOR_ADDRESS' in os.environ)
+      and not jax.distributed.is_initialized()):
     jax.distributed.initialize()
+
+
+def validate(config):
+  """Refuses counts that would fail later (division by zero, empty runs) with what is valid."""
+  for key in ('num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'batch_size',
+              'eval_batch_size'):
+    if config[key] < 1:
+      raise ValueError(f'{key} must be a positive integer; got {config[key]}.')
+  if config.eval_every < 0:
+    raise ValueError(f'eval_every must be >= 0 (0: only the final eval); got {config.eval_every}.')
+
+
+def dataset_info(config):
+  """Builds or verifies the dataset on process 0 first, then on the others: concurrent
+  builds into one shared data dir are not safe on every filesystem."""
+  info = data.dataset_info(config.data) if jax.process_index() == 0 else None
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices('research.train: dataset ready')
+    info = info or data.dataset_info(config.data)
+  return info
 
 
 def enable_compilation_cache(workdir: str):
@@ -152,6 +176,12 @@ def to_global(batch: dict, sharding) -> dict:
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
 
 
+def _local_rows(array) -> np.ndarray:
+  """This process's rows of a batch-sharded global array, in batch order."""
+  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+  return np.concatenate([np.asarray(s.data) for s in shards])
+
+
 def evaluate(eval_step, params, config, split: str, info, batch_sharding) -> dict:
   """mIoU etc. from the confusion matrix summed over the whole split; BF and the
   checkerboard score averaged over images; padded examples count nowhere."""
@@ -162,8 +192,7 @@ def evaluate(eval_step, params, config, split: str, info, batch_sharding) -> dic
                                  process_count=jax.process_count()):
     conf, preds, cb = eval_step(params, to_global(batch, batch_sharding))
     confusion += np.asarray(jax.device_get(conf), np.int64)
-    preds = np.concatenate([np.asarray(s.data) for s in preds.addressable_shards])
-    cb = np.concatenate([np.asarray(s.data) for s in cb.addressable_shards])
+    preds, cb = _local_rows(preds), _local_rows(cb)
     bf.append(metrics.boundary_f1(batch['label'], preds, info.num_classes, batch['valid'],
                                   info.ignore_label))
     checker.append(cb[batch['valid']])
@@ -192,16 +221,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints."""
   maybe_initialize_distributed(config)
   workdir = os.path.abspath(workdir)
-  workdir_lib.check_or_write_config(config, workdir)
+  workdir_lib.check_config(config, workdir)
   finished = workdir_lib.read_final(workdir)
   if finished is not None:
     logging.info('%s already finished; not training again.', workdir)
     return finished
 
+  validate(config)
   if config.compilation_cache:
     enable_compilation_cache(workdir)
-  data.prepare(config.data)
-  info = data.dataset_info(config.data)
+  info = dataset_info(config)
   mesh = make_mesh(config)
   model = build_model(config, info.num_classes)
   tx = make_optimizer(config)
@@ -213,6 +242,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                 abstract_state)
+  # Only a config that got this far (model, optimiser, mesh and data all valid) claims the
+  # workdir: a typo must not lock it against the corrected config.
+  workdir_lib.write_config(config, workdir)
 
   ckpt = ocp.CheckpointManager(
       os.path.join(workdir, 'checkpoints'),
@@ -225,18 +257,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = ckpt.restore(start, args=ocp.args.StandardRestore(abstract_state))
   writer = workdir_lib.MetricWriter(workdir, resume_step=start)
 
-  batches = data.train_batches(config.data, global_batch_size=config.batch_size, seed=config.seed,
-                               start_step=start, process_index=jax.process_index(),
-                               process_count=jax.process_count())
-  first = to_global(next(batches), batch_sharding)
+  batch_shapes = {
+      'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3), jnp.float32,
+                                    sharding=batch_sharding),
+      'label': jax.ShapeDtypeStruct((config.batch_size, size, size), jnp.int32,
+                                    sharding=batch_sharding)}
   t0 = time.perf_counter()
-  compiled_train_step = train_step.lower(state, first).compile()
+  compiled_train_step = train_step.lower(abstract_state, batch_shapes).compile()
   compile_seconds = time.perf_counter() - t0
 
-  interval_seconds = []  # mean seconds per step of each log interval, for the median
+  if start < config.num_steps:
+    batches = data.train_batches(config.data, global_batch_size=config.batch_size,
+                                 seed=config.seed, start_step=start,
+                                 process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+    batch = to_global(next(batches), batch_sharding)
   bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
                   or jax.process_index() != 0, dynamic_ncols=True, unit='step')
-  tick, tick_step, batch = time.perf_counter(), start, first
+  tick, tick_step, paused = time.perf_counter(), start, 0.0  # paused: eval and save time
   for step in range(start + 1, config.num_steps + 1):
     state, train_metrics = compiled_train_step(state, batch)
     is_log = step % config.log_every == 0 or step == config.num_steps
@@ -250,19 +288,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                  f'{workdir}.')
     if is_log:
       now = time.perf_counter()
-      seconds = (now - tick) / (step - tick_step)
-      if tick_step > start:  # the first interval after (re)start includes warm-up
-        interval_seconds.append(seconds)
-      tick, tick_step = now, step
+      seconds = (now - tick - paused) / (step - tick_step)
       logged = {'train/loss': loss, 'train/grad_norm': float(train_metrics['grad_norm']),
                 'train/images_per_second': config.batch_size / seconds}
+      if tick_step > start:  # the first interval after a (re)start includes warm-up
+        logged['train/step_seconds'] = seconds
+      tick, tick_step, paused = now, step, 0.0
       writer.write(step, logged)
       bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{config.batch_size / seconds:.0f}')
+    pause_start = time.perf_counter()
     if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
       writer.write(step, _prefixed('val', evaluate(eval_step, state['params'], config,
                                                    config.data.eval_split, info, batch_sharding)))
     if is_ckpt:
       ckpt.save(step, args=ocp.args.StandardSave(state))
+    paused += time.perf_counter() - pause_start
     bar.update(1)
     if step < config.num_steps:  # between log steps, this overlaps with the async step
       batch = to_global(next(batches), batch_sharding)
@@ -272,11 +312,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
     final[name] = evaluate(eval_step, state['params'], config, split, info, batch_sharding)
-  step_seconds = statistics.median(interval_seconds) if interval_seconds else float('nan')
+  # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
+  timings = writer.values('train/step_seconds')
+  step_seconds = statistics.median(timings) if timings else float('nan')
   final['cost'] = {
       'params': cost.count_params(state['params']),
       'gflops_per_image': cost.forward_gflops_per_image(
           lambda p, x: model.apply({'params': p}, x), state['params'], (size, size, 3)),
+      # XLA's count for one device's SPMD program: 1/devices of the global step.
       'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9,
       'compile_seconds': compile_seconds,
       'step_seconds': step_seconds,
@@ -287,5 +330,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer.write(config.num_steps, {**_prefixed('val', final['val']), **_prefixed('test', final['test'])})
   writer.close()
   ckpt.close()
-  workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
+  if jax.process_index() == 0:
+    workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
   return final

@@ -30,26 +30,28 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def check_or_write_config(config, workdir: str):
-  """Writes config.json, or checks that the one already there is the same run."""
+def check_config(config, workdir: str):
+  """Refuses a workdir whose config.json is another run's; writes nothing."""
   path = os.path.join(workdir, 'config.json')
-  current = config_to_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f)
-    old, new = _flatten(previous), _flatten(current)
-    diff = sorted(k for k in set(old) | set(new)
-                  if k not in RUNTIME_KEYS and old.get(k, '<absent>') != new.get(k, '<absent>'))
-    if diff:
-      lines = '\n'.join(f'  {k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
-                        for k in diff)
-      raise ValueError(f'Workdir {workdir} holds a run of a different config; refusing to mix '
-                       f'them. Use another --workdir or delete this one. Differences:\n{lines}')
+  if not os.path.exists(path):
     return
+  with open(path) as f:
+    previous = json.load(f)
+  old, new = _flatten(previous), _flatten(config_to_dict(config))
+  diff = sorted(k for k in set(old) | set(new)
+                if k not in RUNTIME_KEYS and old.get(k, '<absent>') != new.get(k, '<absent>'))
+  if diff:
+    lines = '\n'.join(f'  {k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
+                      for k in diff)
+    raise ValueError(f'Workdir {workdir} holds a run of a different config; refusing to mix '
+                     f'them. Use another --workdir or delete this one. Differences:\n{lines}')
+
+
+def write_config(config, workdir: str):
+  """Claims the workdir for this config (after check_config and a successful set-up)."""
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
-    with open(path, 'w') as f:
-      json.dump(current, f, indent=2, sort_keys=True)
+    write_json_atomic(os.path.join(workdir, 'config.json'), config_to_dict(config))
 
 
 def read_final(workdir: str):
@@ -60,45 +62,63 @@ def read_final(workdir: str):
     return json.load(f)
 
 
-def write_json_atomic(path: str, obj):
-  """Writes via a temporary file, so a kill never leaves a half-written final.json."""
-  if jax.process_index() != 0:
-    return
-  tmp = path + '.tmp'
+def write_text_atomic(path: str, text: str):
+  """Writes via a temporary file and a rename: readers never see half a file, and a kill
+  or a failure leaves the previous version in place."""
+  tmp = f'{path}.{os.getpid()}.tmp'
   with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj):
+  write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 class MetricWriter:
   """metrics.jsonl (one JSON object per log step and per eval) and TensorBoard scalars.
 
   On resume from step N, lines for steps after N (written before the kill, then lost
-  with the un-checkpointed state) are dropped, so the file reads as one clean run.
+  with the un-checkpointed state) are dropped, and so is a line a kill cut short, so the
+  file reads as one clean run. (TensorBoard's event files are append-only: a resumed
+  run's curves may show the steps after N twice.)
   """
 
   def __init__(self, workdir: str, resume_step: int):
     self.active = jax.process_index() == 0
     self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.records = []
     if not self.active:
       return
     if os.path.exists(self.path):
       with open(self.path) as f:
-        kept = [line for line in f if line.strip() and json.loads(line)['step'] <= resume_step]
-      with open(self.path, 'w') as f:
-        f.writelines(kept)
+        for line in f:
+          try:
+            record = json.loads(line)
+          except json.JSONDecodeError:
+            continue
+          if record['step'] <= resume_step:
+            self.records.append(record)
+      write_text_atomic(self.path, ''.join(json.dumps(r, sort_keys=True) + '\n'
+                                           for r in self.records))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, metrics: dict):
     if not self.active:
       return
+    record = {'step': step, **metrics}
+    self.records.append(record)
     with open(self.path, 'a') as f:
-      f.write(json.dumps({'step': step, **metrics}, sort_keys=True) + '\n')
+      f.write(json.dumps(record, sort_keys=True) + '\n')
     for key, value in metrics.items():
-      if isinstance(value, (int, float)) and value is not None:
+      if isinstance(value, (int, float)):
         self.tb.add_scalar(key, value, step)
     self.tb.flush()
+
+  def values(self, key: str) -> list:
+    """Every logged value of `key` in this run (resumed parts included), in step order."""
+    return [r[key] for r in self.records if key in r]
 
   def close(self):
     if self.active:

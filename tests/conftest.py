@@ -6,8 +6,11 @@
 """
 import os
 
-os.environ.setdefault(
-    'XLA_FLAGS', '--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0')
+_flags = os.environ.get('XLA_FLAGS', '')
+for _flag in ('--xla_force_host_platform_device_count=4', '--xla_backend_optimization_level=0'):
+  if _flag.split('=')[0] not in _flags:
+    _flags += ' ' + _flag
+os.environ['XLA_FLAGS'] = _flags.strip()
 
 import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
 

@@ -117,6 +117,8 @@ def test_unknown_names_list_what_exists():
     models.build('unet', upsampler='magic', num_classes=3)
   with pytest.raises(ValueError, match="no option.*'depht'.*depth"):
     models.build('unet', upsampler='nearest', num_classes=3, depht=3)
+  with pytest.raises(ValueError, match="'fcn8s' has no option.*'skips'"):
+    models.build('fcn8s', upsampler='nearest', num_classes=3, skips=0)
 
 
 @pytest.mark.parametrize('arch,size,stride', [('fcn8s', 48, 32), ('unet', 40, 16),

@@ -258,13 +258,16 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   done, partial, failing = cells
   assert [c.name for c in cells] == ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1',
                                      'upsampler=bogus,seed=0']
+  def cell_config(cell, arg='steps=2'):
+    return sweep.apply_overrides(sweep.load_experiment(str(experiment)).get_config(arg),
+                                 {**common, **cell.overrides})
+
   _finished(done.workdir)
+  workdir_lib.write_config(cell_config(done), done.workdir)
   before = open(os.path.join(done.workdir, 'final.json')).read()
   # A partial cell as a killed sweep leaves it: its config.json, and the lock of a dead process.
-  config = sweep.apply_overrides(sweep.load_experiment(str(experiment)).get_config('steps=2'),
-                                 {**common, **partial.overrides})
   os.makedirs(partial.workdir)
-  workdir_lib.check_or_write_config(config, partial.workdir)
+  workdir_lib.write_config(cell_config(partial), partial.workdir)
   with open(os.path.join(partial.workdir, sweep.LOCK), 'w') as f:
     json.dump({'pid': _dead_pid(), 'host': socket.gethostname()}, f)
 
@@ -273,7 +276,7 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
                        cwd=sweep.REPO, capture_output=True, text=True)
   assert out.returncode == 1, out.stderr[-3000:]
   assert '1 of 3 cells already done; running 2' in out.stdout
-  assert '3 cells: 2 done, 0 running, 1 partial, 0 missing.' in out.stdout
+  assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
   report = out.stdout.split('1 cell(s) failed:')[1]
   assert 'upsampler=bogus,seed=0: exit code 1' in report
   assert "Unknown upsampler 'bogus'" in report  # the tail of its log
@@ -282,6 +285,16 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   final = json.load(open(os.path.join(partial.workdir, 'final.json')))
   assert final['step'] == 2
   assert 'launch.train' in open(os.path.join(partial.workdir, sweep.LOG)).read()
-  assert [sweep.status(c.workdir) for c in cells] == ['done', 'done', 'partial']
+  # The failed cell did not claim its workdir: fixing the typo is enough to run it.
+  assert [sweep.status(c.workdir) for c in cells] == ['done', 'done', 'missing']
   assert not any(os.path.exists(os.path.join(c.workdir, sweep.LOCK)) for c in cells)
   assert [c['name'] for c in sweep.read_index(str(root))['cells']] == [c.name for c in cells]
+
+  # The experiment changed (3 steps): finished cells of the old one are refused, not reused.
+  changed = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={experiment}:steps=3',
+                            f'--root={root}', f'--config.data.data_dir={tiny_dir}', '--dry_run'],
+                           cwd=sweep.REPO, capture_output=True, text=True)
+  assert changed.returncode != 0
+  assert 'hold runs of a different config' in changed.stderr
+  assert 'upsampler=nearest,seed=0:' in changed.stderr and 'num_steps: 2 -> 3' in changed.stderr
+  assert open(os.path.join(done.workdir, 'final.json')).read() == before

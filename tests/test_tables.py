@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -133,6 +134,10 @@ def test_write_replaces_results_only_when_complete(root, tmp_path):
   before = {p: open(p, 'rb').read() for p in written}
   with pytest.raises(ValueError, match="Unknown split 'train'; valid: val, test"):
     tables.write(root, out, 'exp', 'train', COMMAND)
+  other = str(tmp_path / 'smoke_root')  # another sweep of the same experiment
+  shutil.copytree(root, other, ignore=shutil.ignore_patterns(sweep.LOCK))
+  with pytest.raises(FileExistsError, match='exp.md was made from another sweep.*--force'):
+    tables.write(other, out, 'exp', 'test', COMMAND, plots=False)
   os.remove(os.path.join(root, sweep.INDEX))
   with pytest.raises(FileNotFoundError, match='cells.json'):
     tables.write(root, out, 'exp', 'test', COMMAND)
@@ -171,7 +176,7 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
     config = quick.get_config(f'upsampler={cell.overrides["model.upsampler"]}')
     config.data.update(variant='res64_tiny', data_dir=str(tiny_dir), image_size=32)
     config.model.update(width=4, options={'depth': 2})
-    workdir_lib.check_or_write_config(config, cell.workdir)
+    workdir_lib.write_config(config, cell.workdir)
     model, tx = train.build_model(config, 6), train.make_optimizer(config)
     params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
     state = {'step': jnp.array(3, jnp.int32), 'params': params, 'opt_state': tx.init(params)}

@@ -75,7 +75,11 @@ def test_one_run_writes_its_workdir(reference):
     assert 0 <= m['boundary_f1'] <= 1 and 0 <= m['checkerboard'] <= 1
     assert len(m['iou_per_class']) == 6
   cost = final['cost']
-  assert cost['params'] > 0 and cost['gflops_per_image'] > 0 and cost['compile_seconds'] > 0
+  assert cost['params'] > 0 and cost['gflops_per_image'] > 0
+  # Step time: the median of the logged intervals after warm-up (steps 2-4), also on resume.
+  timed = [l for l in lines if 'train/step_seconds' in l]
+  assert [l['step'] for l in timed] == [2, 3, 4]
+  assert cost['step_seconds'] == np.median([l['train/step_seconds'] for l in timed])
   assert sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints'))
                 if d.isdigit()) == [2, 4]
 
@@ -130,6 +134,7 @@ def test_interrupted_run_resumes_to_the_same_result(reference, tiny_dir, tmp_pat
   assert max(l['step'] for l in read_jsonl(str(tmp_path))) == 3
   final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
   assert starts == [0, 2]  # resumed from the checkpoint, not from scratch
+  assert np.isfinite(final['cost']['step_seconds'])
   assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
   steps = [l['step'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l]
   assert steps == [1, 2, 3, 4]  # step 3, logged before the kill, is not duplicated
@@ -165,6 +170,14 @@ def test_workdir_of_another_config_is_refused(reference, tiny_dir):
 def test_batch_size_must_divide_the_devices(tiny_dir, tmp_path):
   with pytest.raises(ValueError, match='batch_size=6 is not divisible by the 4 devices'):
     train.train_and_evaluate(tiny_config(tiny_dir, batch_size=6), str(tmp_path))
+  # A config that fails its set-up does not claim the workdir: the corrected one may use it.
+  assert not os.path.exists(tmp_path / 'config.json')
+
+
+@pytest.mark.parametrize('key', ['log_every', 'checkpoint_every', 'num_steps'])
+def test_counts_must_be_positive(tiny_dir, tmp_path, key):
+  with pytest.raises(ValueError, match=f'{key} must be a positive integer; got 0'):
+    train.train_and_evaluate(tiny_config(tiny_dir, **{key: 0}), str(tmp_path))
 
 
 def test_one_step_on_mock_pets(tmp_path):

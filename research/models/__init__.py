@@ -36,10 +36,10 @@ def build(arch: str, *, upsampler: str, num_classes: int, width: int = 16,
     raise ValueError(f'num_classes and width must be positive; got {num_classes}, {width}.')
   cls = _REGISTRY[arch]
   fields = set((cls.func if isinstance(cls, functools.partial) else cls).__dataclass_fields__)
-  unknown = sorted(set(options) - fields)
+  valid = sorted(fields - {'parent', 'name', 'num_classes', 'upsampler', 'upsampler_options',
+                           'width', 'skips'})  # skips is what the arch name says
+  unknown = sorted(set(options) - set(valid))
   if unknown:
-    valid = sorted(fields - {'parent', 'name', 'num_classes', 'upsampler', 'upsampler_options',
-                             'width', 'skips'})
     raise ValueError(f'Architecture {arch!r} has no option(s) {unknown}; its options are: '
                      f'{", ".join(valid)}.')
   return cls(num_classes=num_classes, upsampler=upsampler,
