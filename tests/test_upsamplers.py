@@ -240,3 +240,38 @@ def test_max_unpool_gradient_with_channel_shared_switches():
   for n, i, j in np.ndindex(2, 3, 3):
     expected[n, i, j] = cotangent[n, 2 * i + s[n, i, j] // 2, 2 * j + s[n, i, j] % 2]
   np.testing.assert_array_equal(np.asarray(grad), expected)
+
+
+def scatter_max_reference(y, kernel):
+  """Transposed convolution with max-combined overlaps, by brute force over (i, j)."""
+  b, h, w, _ = y.shape
+  k, f = kernel.shape[0], kernel.shape[-1]
+  p = (k - 1) // 2
+  out = np.full((b, 2 * h, 2 * w, f), -np.inf, np.float32)
+  for i, ii, jy, jx in np.ndindex(h, w, k, k):
+    oy, ox = 2 * i + jy - p, 2 * ii + jx - p
+    if 0 <= oy < 2 * h and 0 <= ox < 2 * w:
+      out[:, oy, ox] = np.maximum(out[:, oy, ox], y[:, i, ii] @ kernel[jy, jx])
+  return out
+
+
+@pytest.mark.parametrize('k', [2, 3, 4, 5])
+def test_transpose_conv_max_overlap_matches_scatter_max(k):
+  rng = np.random.default_rng(20 + k)
+  y = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+  kernel = rng.normal(size=(k, k, 2, 3)).astype(np.float32)
+  out = np.asarray(tc.conv_transpose_2x_max(jnp.asarray(y), jnp.asarray(kernel)))
+  assert np.isfinite(out).all()  # every output has a contribution from inside the input
+  np.testing.assert_allclose(out, scatter_max_reference(y, kernel), rtol=1e-5, atol=1e-5)
+  module = upsamplers.build('transpose_conv', kernel_size=k, features=3, overlap='max',
+                            use_bias=False)
+  np.testing.assert_allclose(module.apply({'params': {'kernel': kernel}}, y), out, rtol=1e-6)
+
+
+def test_without_overlap_max_equals_sum():
+  y = jax.random.normal(jax.random.key(3), (1, 3, 3, 2))
+  kernel = jax.random.normal(jax.random.key(4), (2, 2, 2, 4))
+  np.testing.assert_allclose(tc.conv_transpose_2x_max(y, kernel), tc.conv_transpose_2x(y, kernel),
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="overlap must be one of sum, max; got 'mean'"):
+    apply('transpose_conv', y, overlap='mean')

@@ -88,6 +88,31 @@ def conv_transpose_2x(y, kernel):
   return phases.transpose(order).reshape([b] + [2 * n for n in spatial] + [f])
 
 
+def conv_transpose_2x_max(y, kernel):
+  """Like `conv_transpose_2x` (2-D), but overlapping contributions combine by max, not sum.
+
+  Each tap's contribution `sum_c kernel[jy, jx, c, f] y[i, i', c]` is computed on the coarse
+  grid (one contraction for all k² taps), and every output takes the maximum over the
+  taps that land on it; taps that would come from outside the input are left out (every
+  output has at least one from inside: the tap at offset 0). With kernel = stride (k=2)
+  nothing overlaps and this equals the sum.
+  """
+  k, f = kernel.shape[0], kernel.shape[-1]
+  t_min, t_max, taps = _polyphase_taps(k)
+  z = jnp.einsum('bhwc,yxcf->bhwyxf', y, kernel)  # [B, H, W, k, k, F]
+  b, h, w = y.shape[:3]
+  z = jnp.pad(z, ((0, 0), (-t_min, t_max), (-t_min, t_max), (0, 0), (0, 0), (0, 0)),
+              constant_values=-jnp.inf)
+  phases = []
+  for ry in (0, 1):
+    for rx in (0, 1):
+      candidates = [z[:, ty - t_min:ty - t_min + h, tx - t_min:tx - t_min + w, jy, jx]
+                    for r1, jy, ty in taps if r1 == ry for r2, jx, tx in taps if r2 == rx]
+      phases.append(jnp.max(jnp.stack(candidates), axis=0))  # [B, H, W, F]
+  out = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, f)  # phase ry·2 + rx
+  return out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, f)
+
+
 def stride2_conv_matrix(kernel, out_size: int):
   """The stride-2 convolution as an explicit matrix ("convolution as matrix multiplication").
 
@@ -128,11 +153,16 @@ def bilinear_kernel(kernel_size: int, channels: int):
 
 
 class TransposeConv(nn.Module):
-  """Learnable ×2 transposed convolution; `features` output channels (default: input's)."""
+  """Learnable ×2 transposed convolution; `features` output channels (default: input's).
+
+  `overlap`: how contributions that land on the same output combine, 'sum' (the transposed
+  convolution proper) or 'max'; `kernel_size=2` is the third design, no overlap at all.
+  """
   features: Optional[int] = None
   kernel_size: int = 4
   bilinear_init: bool = False
   use_bias: bool = True
+  overlap: str = 'sum'  # sum | max
 
   @nn.compact
   def __call__(self, x, switches=None):  # x: [B, H, W, C]
@@ -149,7 +179,11 @@ class TransposeConv(nn.Module):
     else:
       init = nn.initializers.lecun_normal()
     kernel = self.param('kernel', init, (k, k, c, f), jnp.float32)
-    out = conv_transpose_2x(x, kernel.astype(x.dtype))
+    combine = {'sum': conv_transpose_2x, 'max': conv_transpose_2x_max}
+    if self.overlap not in combine:
+      raise ValueError(f'transpose_conv overlap must be one of {", ".join(combine)}; '
+                       f'got {self.overlap!r}.')
+    out = combine[self.overlap](x, kernel.astype(x.dtype))
     if self.use_bias:
       out = out + self.param('bias', nn.initializers.zeros, (f,), jnp.float32).astype(x.dtype)
     return out
