@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from experiments import quick
 from research import data
+from research import sweep
 from research import train
 
 pytestmark = pytest.mark.slow
@@ -30,13 +31,7 @@ def tiny_config(tiny_dir, **overrides):
   c.eval_every = 2
   c.checkpoint_every = 2
   c.progress = False
-  for key, value in overrides.items():
-    target = c
-    *parents, leaf = key.split('.')
-    for p in parents:
-      target = target[p]
-    target[leaf] = value
-  return c
+  return sweep.apply_overrides(c, overrides)
 
 
 def read_jsonl(workdir):

@@ -82,7 +82,13 @@ def conv_transpose_2x(y, kernel):
   weights, pad = polyphase_kernel(kernel)
   phases = jax.lax.conv_general_dilated(
       y, weights, window_strides=(1,) * nd, padding=(pad,) * nd, dimension_numbers=_DIMS[nd])
-  b, *spatial, _ = y.shape
+  return _interleave_phases(phases, f)
+
+
+def _interleave_phases(phases, f: int):
+  """[B, H, (W,) 2^d · F], phase (ry, rx) in channel block ry·2 + rx -> [B, 2H, (2W,) F]."""
+  b, *spatial, _ = phases.shape
+  nd = len(spatial)
   phases = phases.reshape([b] + spatial + [2] * nd + [f])  # [B, H, (W,) ry, (rx,) F]
   order = [0] + [i for axis in range(nd) for i in (1 + axis, 1 + nd + axis)] + [1 + 2 * nd]
   return phases.transpose(order).reshape([b] + [2 * n for n in spatial] + [f])
@@ -97,10 +103,10 @@ def conv_transpose_2x_max(y, kernel):
   output has at least one from inside: the tap at offset 0). With kernel = stride (k=2)
   nothing overlaps and this equals the sum.
   """
-  k, f = kernel.shape[0], kernel.shape[-1]
-  t_min, t_max, taps = _polyphase_taps(k)
+  f = kernel.shape[-1]
+  t_min, t_max, taps = _polyphase_taps(kernel.shape[0])
   z = jnp.einsum('bhwc,yxcf->bhwyxf', y, kernel)  # [B, H, W, k, k, F]
-  b, h, w = y.shape[:3]
+  h, w = y.shape[1:3]
   z = jnp.pad(z, ((0, 0), (-t_min, t_max), (-t_min, t_max), (0, 0), (0, 0), (0, 0)),
               constant_values=-jnp.inf)
   phases = []
@@ -109,8 +115,7 @@ def conv_transpose_2x_max(y, kernel):
       candidates = [z[:, ty - t_min:ty - t_min + h, tx - t_min:tx - t_min + w, jy, jx]
                     for r1, jy, ty in taps if r1 == ry for r2, jx, tx in taps if r2 == rx]
       phases.append(jnp.max(jnp.stack(candidates), axis=0))  # [B, H, W, F]
-  out = jnp.stack(phases, axis=3).reshape(b, h, w, 2, 2, f)  # phase ry·2 + rx
-  return out.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, f)
+  return _interleave_phases(jnp.concatenate(phases, axis=-1), f)
 
 
 def stride2_conv_matrix(kernel, out_size: int):
