@@ -40,4 +40,7 @@ def get_config(arg=None):
   c.distributed = False  # jax.distributed.initialize() (also when JAX_COORDINATOR_ADDRESS is set)
   c.progress = True
   c.compilation_cache = True  # persistent, in <workdir>/../.jax_cache
+  # Sweeps: cells that differ only in `seed` train together, up to this many in one compiled
+  # program (vmap over seeds; see research.train.train_and_evaluate_seeds). 1: one per run.
+  c.seeds_together = 1
   return c

@@ -6,7 +6,9 @@ r"""Runs an experiment's grid (its `get_sweep(arg)`): one launch.train workdir p
   python -m launch.sweep --config experiments/decoder_ablation.py --root ... --backend slurm \
       --sbatch_options=--partition=gpu,--gres=gpu:1,--time=2:00:00
 
-Cells are named from their overrides (ROOT/arch=unet,upsampler=nearest,seed=0). Running
+Cells are named from their overrides (ROOT/arch=unet,upsampler=nearest,seed=0). With
+`--config.seeds_together=3` (or a config that sets it), cells differing only in their seed
+train together in one process and one compiled program (vmap over seeds). Running
 the same command again skips finished cells and resumes partial ones. `--config.KEY=VALUE`
 flags apply to every cell (e.g. --config.data.data_dir=...). Exits non-zero if a cell failed.
 """
@@ -41,7 +43,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   common = config_flags.get_override_values(flags.FLAGS['config'])
-  cells = sweep.plan(spec, sweep.get_sweep(spec), _ROOT.value, common)
+  cells = sweep.plan(spec, sweep.get_sweep(spec), _ROOT.value, common,
+                     seeds_together=_CONFIG.value.get('seeds_together', 1))
   data_configs, stale = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
@@ -73,15 +76,17 @@ def main(argv):
     at_once = _PARALLEL.value if flags.FLAGS['parallel'].present else None
     script = sweep.slurm_script(cells, _ROOT.value, name, _SBATCH_OPTIONS.value, at_once)
     workdir_lib.write_text_atomic(path, script)
-    print(f'Wrote {path} ({len(cells)} array tasks) and {sweep.INDEX}.')
+    print(f'Wrote {path} ({len(sweep.jobs(cells))} array tasks for {len(cells)} cells) and '
+          f'{sweep.INDEX}.')
     if shutil.which('sbatch') is None:
       print(f'sbatch is not on PATH; submit from a Slurm login node with:\n  sbatch {path}')
       return 0
     return subprocess.run(['sbatch', path], check=False).returncode
 
   todo = [c for c in cells if sweep.status(c.workdir) != 'done']
-  print(f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} '
-        f'({_PARALLEL.value} at a time). Logs: {_ROOT.value}/<cell>/{sweep.LOG}', flush=True)
+  print(f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} in '
+        f'{len(sweep.jobs(todo))} processes ({_PARALLEL.value} at a time). Logs: '
+        f'{_ROOT.value}/<cell>/{sweep.LOG}', flush=True)
   try:
     results = sweep.run_local(todo, _PARALLEL.value)
   except KeyboardInterrupt:

@@ -3,6 +3,11 @@ r"""Trains and evaluates one config; re-running on the same workdir resumes.
   python -m launch.train --config experiments/quick.py --workdir workdirs/quick
   python -m launch.train --config experiments/quick.py:arch=fcn8s,upsampler=max_unpool \
       --workdir workdirs/fcn8s_max_unpool --config.num_steps=100
+
+Several seeds in one compiled program (vmap over seeds), one workdir each:
+
+  python -m launch.train --config experiments/quick.py --seeds=0,1,2 \
+      --workdir 'workdirs/quick/seed={seed}'
 """
 import json
 
@@ -15,7 +20,10 @@ from research import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:args].',
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics go.')
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics go; with --seeds, '
+                               'a template holding {seed}.')
+_SEEDS = flags.DEFINE_list('seeds', [], 'Train these seeds together (vmap over seeds) instead of '
+                           'config.seed, each in --workdir with {seed} replaced.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -23,8 +31,22 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
-  final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: final[k] for k in ('step', 'test', 'cost')}, indent=2, default=str))
+  if not _SEEDS.value:
+    final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    print(json.dumps({k: final[k] for k in ('step', 'test', 'cost')}, indent=2, default=str))
+    return
+  try:
+    seeds = [int(s) for s in _SEEDS.value]
+  except ValueError:
+    raise app.UsageError(f'--seeds takes integers, e.g. --seeds=0,1,2; got {_SEEDS.value}.') from None
+  if '{seed}' not in _WORKDIR.value or len(set(seeds)) < len(seeds):
+    raise app.UsageError('With --seeds, --workdir must hold {seed} (e.g. --workdir '
+                         f"'runs/seed={{seed}}') and the seeds must differ; got --workdir="
+                         f'{_WORKDIR.value} --seeds={",".join(_SEEDS.value)}.')
+  finals = train.train_and_evaluate_seeds(
+      _CONFIG.value, {s: _WORKDIR.value.replace('{seed}', str(s)) for s in seeds})
+  print(json.dumps({s: {k: f[k] for k in ('step', 'test')} for s, f in finals.items()},
+                   indent=2, default=str))
 
 
 if __name__ == '__main__':

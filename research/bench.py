@@ -99,12 +99,13 @@ def train_step_rows(config, archs, names, repeats: int):
       c.model.arch, c.model.upsampler = arch, name
       model = train.build_model(c, info.num_classes)
       tx = train.make_optimizer(c)
-      train_step, _, batch_sharding, replicated = train.make_steps(model, tx, c, info.num_classes,
-                                                                   mesh)
+      train_step, _, batch_sharding, _, replicated = train.make_steps(model, tx, c,
+                                                                      info.num_classes, mesh)
       state = jax.jit(lambda k: train.create_state(model, tx, s, k),  # pylint: disable=cell-var-from-loop
                       out_shardings=replicated)(jax.random.key(0))
       params = state['params']
-      batch = train.to_global(batch_np, batch_sharding)
+      state = jax.tree.map(lambda x: x[None], state)  # a seed axis of one
+      batch = train.to_global({k: v[None] for k, v in batch_np.items()}, batch_sharding)
       start = time.perf_counter()
       compiled = train_step.lower(state, batch).compile()
       compile_seconds = time.perf_counter() - start

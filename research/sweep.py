@@ -198,27 +198,84 @@ class Cell:
   command: tuple[str, ...]
 
 
+def _seed_template(names: list[str], seeds: list, short_seed: str) -> str | None:
+  """The workdir name with {seed} where the seed goes, if all of `names` fit it."""
+  templates = {n.replace(f'{short_seed}={s}', f'{short_seed}={{seed}}') for n, s in zip(names, seeds)}
+  if len(templates) != 1:
+    return None
+  template = templates.pop()
+  fits = all(template.replace('{seed}', str(s)) == n for n, s in zip(names, seeds))
+  return template if fits and '{seed}' in template else None
+
+
+def seed_groups(cells: list[dict], names: list[str], seeds_together: int) -> list[list[int]]:
+  """Indices of the cells to train in one program: cells equal but for an integer `seed`,
+  in chunks of at most `seeds_together`, whose names differ only in the seed."""
+  if seeds_together <= 1:
+    return [[i] for i in range(len(cells))]
+  short_seed = short_keys(k for cell in cells for k in cell).get('seed')
+  rest = {}
+  for i, cell in enumerate(cells):
+    if isinstance(cell.get('seed'), int) and short_seed:
+      key = json.dumps({k: v for k, v in cell.items() if k != 'seed'}, sort_keys=True,
+                       default=repr)
+      rest.setdefault(key, []).append(i)
+    else:
+      rest[f'#{i}'] = [i]
+  groups = []
+  for members in rest.values():
+    for start in range(0, len(members), seeds_together):
+      chunk = members[start:start + seeds_together]
+      seeds = [cells[i].get('seed') for i in chunk]
+      if len(chunk) > 1 and _seed_template([names[i] for i in chunk], seeds, short_seed):
+        groups.append(chunk)
+      else:
+        groups.extend([i] for i in chunk)
+  return sorted(groups)
+
+
 def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
-         python: str = sys.executable) -> list[Cell]:
+         python: str = sys.executable, seeds_together: int = 1) -> list[Cell]:
   """The cells of a sweep with their workdirs under `root` and their launch.train commands.
 
-  `common` overrides (the sweep's own --config.KEY=VALUE flags) apply to every cell.
+  `common` overrides (the sweep's own --config.KEY=VALUE flags) apply to every cell. With
+  `seeds_together` > 1, cells that differ only in `seed` share one command that trains
+  them together (launch.train --seeds=... --workdir=ROOT/...seed={seed}...).
   """
   common = dict(common or {})
   spec, root = _portable_spec(spec), os.path.abspath(root)
-  planned = []
-  for index, (overrides, name) in enumerate(zip(cells, cell_names(cells))):
+  names = cell_names(cells)
+  for overrides, name in zip(cells, names):
     shared = sorted(set(overrides) & set(common))
     if shared:
       raise ValueError(f'Cell {name!r} sets {shared}, which the command line overrides for every '
                        'cell too; drop one of them.')
-    workdir = os.path.join(root, name)
+  commands = {}
+  for group in seed_groups(cells, names, seeds_together):
+    overrides = dict(cells[group[0]])
+    if len(group) == 1:
+      seeds, workdir = [], os.path.join(root, names[group[0]])
+    else:
+      seeds = [cells[i]['seed'] for i in group]
+      short_seed = short_keys(k for cell in cells for k in cell)['seed']
+      workdir = os.path.join(root, _seed_template([names[i] for i in group], seeds, short_seed))
+      del overrides['seed']
     # No progress bar: log.txt would fill with carriage-return updates.
     command = (python, '-m', 'launch.train', f'--config={spec}', f'--workdir={workdir}',
+               *([f'--seeds={",".join(map(str, seeds))}'] if seeds else []),
                '--config.progress=False',
                *(f'--config.{k}={flag_value(v)}' for k, v in {**common, **overrides}.items()))
-    planned.append(Cell(index, name, overrides, workdir, command))
-  return planned
+    commands.update({i: command for i in group})
+  return [Cell(i, name, overrides, os.path.join(root, name), commands[i])
+          for i, (overrides, name) in enumerate(zip(cells, names))]
+
+
+def jobs(cells: list[Cell]) -> list[list[Cell]]:
+  """`cells` grouped into processes: cells whose seeds train together share one command."""
+  by_command = {}
+  for cell in cells:
+    by_command.setdefault(cell.command, []).append(cell)
+  return list(by_command.values())
 
 
 # Status and locks.
@@ -364,50 +421,66 @@ def tail(path: str, lines: int = 30) -> str:
     return '(no log)\n'
 
 
-def run_cell(cell: Cell, stop: threading.Event | None = None) -> Result:
-  """Trains one cell in a subprocess under its lock, appending its output to log.txt."""
-  if not acquire_lock(cell.workdir):
-    return Result(cell, 'running', 'skipped: another live process holds its lock')
+def run_job(job: list[Cell], stop: threading.Event | None = None) -> list[Result]:
+  """Trains one process's cells (one, or seeds trained together) under their locks,
+  appending its output to the first cell's log.txt (the others' logs point there)."""
+  taken = []
+  for cell in job:
+    if not acquire_lock(cell.workdir):
+      for other in taken:
+        release_lock(other.workdir)
+      return [Result(c, 'running', 'skipped: another live process holds its lock') for c in job]
+    taken.append(cell)
   try:
     if stop is not None and stop.is_set():
-      return Result(cell, 'failed', 'not started: the sweep was interrupted')
+      return [Result(c, 'failed', 'not started: the sweep was interrupted') for c in job]
     start = time.time()
-    with open(os.path.join(cell.workdir, LOG), 'a') as log:
-      log.write(f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} '
-                f'{shlex.join(cell.command)}\n')
+    header = (f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} '
+              f'{shlex.join(job[0].command)}\n')
+    for cell in job[1:]:
+      with open(os.path.join(cell.workdir, LOG), 'a') as log:
+        log.write(header + f'Trained together with {job[0].name}: see {job[0].workdir}/{LOG}\n')
+    with open(os.path.join(job[0].workdir, LOG), 'a') as log:
+      log.write(header)
       log.flush()
-      proc = subprocess.Popen(cell.command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-      _hand_lock_to(cell.workdir, proc.pid)
+      proc = subprocess.Popen(job[0].command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+      for cell in job:
+        _hand_lock_to(cell.workdir, proc.pid)
       returncode = proc.wait()
     seconds = time.time() - start
-  except OSError as e:  # the cell could not even start (disk full, ...): its failure alone
-    return Result(cell, 'failed', f'could not run: {e}')
+  except OSError as e:  # the job could not even start (disk full, ...): its failure alone
+    return [Result(c, 'failed', f'could not run: {e}') for c in job]
   finally:
-    release_lock(cell.workdir)
-  if returncode != 0:
-    return Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s')
-  if status(cell.workdir) != 'done':
-    return Result(cell, 'failed', 'exited without writing final.json')
-  return Result(cell, 'done', f'{seconds:.0f} s')
+    for cell in job:
+      release_lock(cell.workdir)
+  results = []
+  for cell in job:
+    if status(cell.workdir) == 'done':
+      results.append(Result(cell, 'done', f'{seconds:.0f} s'))
+    elif returncode != 0:
+      results.append(Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s'))
+    else:
+      results.append(Result(cell, 'failed', 'exited without writing final.json'))
+  return results
 
 
 def run_local(cells: list[Cell], parallel: int = 1) -> list[Result]:
   """Runs `cells` in up to `parallel` processes at a time; one failure stops no other.
 
-  On KeyboardInterrupt no further cell starts; running ones get the terminal's SIGINT too.
+  On KeyboardInterrupt no further process starts; running ones get the terminal's SIGINT too.
   """
   if parallel < 1:
     raise ValueError(f'parallel must be >= 1; got {parallel}.')
   stop = threading.Event()
   results = []
   with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-    futures = [pool.submit(run_cell, c, stop) for c in cells]
+    futures = [pool.submit(run_job, job, stop) for job in jobs(cells)]
     try:
       for future in concurrent.futures.as_completed(futures):
-        result = future.result()
-        results.append(result)
-        print(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
-             f'({result.detail})', flush=True)
+        for result in future.result():
+          results.append(result)
+          print(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
+                f'({result.detail})', flush=True)
     except KeyboardInterrupt:
       stop.set()
       pool.shutdown(wait=False, cancel_futures=True)
@@ -438,26 +511,28 @@ def summary(cells: list[Cell], results: list[Result], tail_lines: int = 30) -> s
 
 def slurm_script(cells: list[Cell], root: str, job_name: str, options=(),
                  at_once: int | None = None) -> str:
-  """An sbatch job array with one task per cell, each running the cell's command, at most
-  `at_once` tasks at a time if given.
+  """An sbatch job array with one task per process (a cell, or seeds trained together),
+  each running its command, at most `at_once` tasks at a time if given.
 
   Slurm's own messages go to ROOT/slurm/%A_%a.out; the training output is appended to
-  the cell's log.txt as with the local backend.
+  the (first) cell's log.txt as with the local backend.
   """
   root = os.path.abspath(root)
+  tasks = jobs(cells)
   lines = ['#!/bin/bash',
            f'#SBATCH --job-name={job_name}',
-           f'#SBATCH --array=0-{len(cells) - 1}' + (f'%{at_once}' if at_once else ''),
+           f'#SBATCH --array=0-{len(tasks) - 1}' + (f'%{at_once}' if at_once else ''),
            f'#SBATCH --output={os.path.join(root, "slurm", "%A_%a.out")}',
            *(f'#SBATCH {o}' for o in options),
-           f'# One array task per cell; the index is {os.path.join(root, INDEX)}.',
+           f'# One array task per cell or group of seeds; the index is {os.path.join(root, INDEX)}.',
            '# Resubmitting is safe: finished cells return at once, partial ones resume.',
            'set -euo pipefail',
            f'cd {shlex.quote(str(REPO))}',
            'case "$SLURM_ARRAY_TASK_ID" in']
-  for c in cells:
-    log = shlex.quote(os.path.join(c.workdir, LOG))
-    lines.append(f'  {c.index}) mkdir -p {shlex.quote(c.workdir)} && '
-                 f'exec {shlex.join(c.command)} >> {log} 2>&1 ;;')
-  lines += ['  *) echo "No cell $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']
+  for task, job in enumerate(tasks):
+    log = shlex.quote(os.path.join(job[0].workdir, LOG))
+    mkdirs = ' '.join(shlex.quote(c.workdir) for c in job)
+    lines.append(f'  {task}) mkdir -p {mkdirs} && '
+                 f'exec {shlex.join(job[0].command)} >> {log} 2>&1 ;;')
+  lines += ['  *) echo "No task $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']
   return '\n'.join(lines)

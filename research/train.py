@@ -9,6 +9,7 @@ import functools
 import os
 import statistics
 import time
+from typing import Mapping
 
 from absl import logging
 import jax
@@ -129,14 +130,38 @@ def pixel_cross_entropy(logits, labels, class_weights=None):
   return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def make_steps(model, tx, config, num_classes: int, mesh):
-  """The jitted train and eval steps with explicit shardings (batch split over 'data')."""
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = NamedSharding(mesh, P('data'))
+def loss_class_weights(config, num_classes: int):
+  """config.loss.class_weights as a tuple, or None for uniform weights."""
   class_weights = tuple(config.loss.class_weights) or None
   if class_weights is not None and len(class_weights) != num_classes:
     raise ValueError(f'loss.class_weights has {len(class_weights)} entries; the dataset has '
                      f'{num_classes} classes.')
+  return class_weights
+
+
+def over_seeds(fn, num_seeds: int):
+  """`fn` over a leading seed axis: vmapped for several seeds; for one seed the axis is
+  squeezed instead, so that a single run compiles exactly the program it would without it."""
+  if num_seeds > 1:
+    return jax.vmap(fn)
+
+  def one(*args):
+    out = fn(*jax.tree.map(lambda x: x[0], args))
+    return jax.tree.map(lambda x: x[None], out)
+  return one
+
+
+def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1):
+  """The jitted train and eval steps with explicit shardings (batch split over 'data').
+
+  The train step takes a state and a batch with a leading seed axis ([S, ...] and
+  [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. The eval step takes
+  one seed's params.
+  """
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P('data'))
+  seeds_batch_sharding = NamedSharding(mesh, P(None, 'data'))
+  class_weights = loss_class_weights(config, num_classes)
 
   def train_step(state, batch):
     def loss_fn(params):
@@ -158,11 +183,12 @@ def make_steps(model, tx, config, num_classes: int, mesh):
     checker = metrics.checkerboard_score(jax.nn.softmax(logits), batch['valid'])
     return confusion, preds, checker
 
-  train_step = jax.jit(train_step, in_shardings=(replicated, batch_sharding),
+  train_step = jax.jit(over_seeds(train_step, num_seeds),
+                       in_shardings=(replicated, seeds_batch_sharding),
                        out_shardings=(replicated, replicated), donate_argnums=0)
   eval_step = jax.jit(eval_step, in_shardings=(replicated, batch_sharding),
                       out_shardings=(replicated, batch_sharding, batch_sharding))
-  return train_step, eval_step, batch_sharding, replicated
+  return train_step, eval_step, seeds_batch_sharding, batch_sharding, replicated
 
 
 def create_state(model, tx, image_size: int, key) -> dict:
@@ -219,59 +245,116 @@ def _prefixed(prefix, d):
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints."""
-  maybe_initialize_distributed(config)
-  workdir = os.path.abspath(workdir)
-  workdir_lib.check_config(config, workdir)
-  finished = workdir_lib.read_final(workdir)
-  if finished is not None:
-    logging.info('%s already finished; not training again.', workdir)
-    return finished
+  return train_and_evaluate_seeds(config, {config.seed: workdir})[config.seed]
 
-  validate(config)
-  if config.compilation_cache:
-    enable_compilation_cache(workdir)
-  info = dataset_info(config)
-  mesh = make_mesh(config)
-  model = build_model(config, info.num_classes)
-  tx = make_optimizer(config)
-  train_step, eval_step, batch_sharding, replicated = make_steps(
-      model, tx, config, info.num_classes, mesh)
+
+def with_seed(config, seed: int):
+  c = config.copy_and_resolve_references()
+  c.seed = seed
+  return c
+
+
+def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
+                             workdirs: Mapping[int, str]) -> dict[int, dict]:
+  """Trains several seeds of `config` together in one compiled program (vmap over a
+  leading seed axis); returns {seed: final metrics}.
+
+  Each seed's workdir ends up as `train_and_evaluate(config with that seed, workdir)`
+  would leave it (its config.json, metrics, checkpoints and final.json), so sweeps,
+  tables and later separate runs treat the seeds as separate runs. Finished seeds are
+  not trained again; the others train in groups of those resuming from the same step.
+  """
+  maybe_initialize_distributed(config)
+  if not workdirs:
+    raise ValueError('No seeds to train: workdirs is empty.')
+  workdirs = {int(s): os.path.abspath(w) for s, w in workdirs.items()}
+  if len(set(workdirs.values())) < len(workdirs):
+    raise ValueError(f'Each seed needs its own workdir; got {workdirs}.')
+  configs = {s: with_seed(config, s) for s in workdirs}
+  results = {}
+  for seed, workdir in workdirs.items():
+    workdir_lib.check_config(configs[seed], workdir)
+    finished = workdir_lib.read_final(workdir)
+    if finished is not None:
+      logging.info('%s already finished; not training again.', workdir)
+      results[seed] = finished
+  pending = [s for s in workdirs if s not in results]
+  if pending:
+    validate(config)
+    if config.compilation_cache:
+      enable_compilation_cache(workdirs[pending[0]])
+    info = dataset_info(config)
+    mesh = make_mesh(config)
+    model = build_model(config, info.num_classes)
+    tx = make_optimizer(config)
+    loss_class_weights(config, info.num_classes)
+    managers = {s: ocp.CheckpointManager(
+        os.path.join(workdirs[s], 'checkpoints'),
+        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+                for s in pending}
+    groups = {}
+    for seed in pending:
+      groups.setdefault(managers[seed].latest_step() or 0, []).append(seed)
+    for start, seeds in sorted(groups.items()):
+      results.update(_train_together(configs, {s: workdirs[s] for s in seeds},
+                                     {s: managers[s] for s in seeds}, start, info, mesh, model,
+                                     tx))
+  return {s: results[s] for s in workdirs}
+
+
+def _seed_slice(tree, i: int):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -> dict:
+  """Trains the seeds in `workdirs` (all at step `start`) to the end; writes their workdirs."""
+  seeds = list(workdirs)
+  config = configs[seeds[0]]  # the same but for `seed`
+  num_seeds = len(seeds)
+  train_step, eval_step, seeds_batch_sharding, batch_sharding, replicated = make_steps(
+      model, tx, config, info.num_classes, mesh, num_seeds)
 
   size = info.image_size
-  init = jax.jit(functools.partial(create_state, model, tx, size), out_shardings=replicated)
-  abstract_state = jax.eval_shape(init, jax.random.key(config.seed))
+  init = jax.jit(over_seeds(functools.partial(create_state, model, tx, size), num_seeds),
+                 out_shardings=replicated)
+  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
+  abstract_state = jax.eval_shape(init, keys)
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                 abstract_state)
   # Only a config that got this far (model, optimiser, mesh and data all valid) claims the
   # workdir: a typo must not lock it against the corrected config.
-  workdir_lib.write_config(config, workdir)
+  for seed in seeds:
+    workdir_lib.write_config(configs[seed], workdirs[seed])
 
-  ckpt = ocp.CheckpointManager(
-      os.path.join(workdir, 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-  start = ckpt.latest_step()
-  if start is None:
-    state, start = init(jax.random.key(config.seed)), 0
+  if start == 0:
+    state = init(keys)
   else:
-    logging.info('Resuming %s from step %d.', workdir, start)
-    state = ckpt.restore(start, args=ocp.args.StandardRestore(abstract_state))
-  writer = workdir_lib.MetricWriter(workdir, resume_step=start)
+    logging.info('Resuming %s from step %d.', ', '.join(workdirs.values()), start)
+    one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype, sharding=replicated),
+                       abstract_state)
+    restored = [managers[s].restore(start, args=ocp.args.StandardRestore(one)) for s in seeds]
+    state = jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *restored), replicated)
+  writers = {s: workdir_lib.MetricWriter(workdirs[s], resume_step=start) for s in seeds}
 
   batch_shapes = {
-      'image': jax.ShapeDtypeStruct((config.batch_size, size, size, 3), jnp.float32,
-                                    sharding=batch_sharding),
-      'label': jax.ShapeDtypeStruct((config.batch_size, size, size), jnp.int32,
-                                    sharding=batch_sharding)}
+      'image': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size, 3), jnp.float32,
+                                    sharding=seeds_batch_sharding),
+      'label': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size), jnp.int32,
+                                    sharding=seeds_batch_sharding)}
   t0 = time.perf_counter()
   compiled_train_step = train_step.lower(abstract_state, batch_shapes).compile()
   compile_seconds = time.perf_counter() - t0
 
   if start < config.num_steps:
-    batches = data.train_batches(config.data, global_batch_size=config.batch_size,
-                                 seed=config.seed, start_step=start,
-                                 process_index=jax.process_index(),
-                                 process_count=jax.process_count())
-    batch = to_global(next(batches), batch_sharding)
+    streams = [data.train_batches(config.data, global_batch_size=config.batch_size, seed=s,
+                                  start_step=start, process_index=jax.process_index(),
+                                  process_count=jax.process_count()) for s in seeds]
+
+    def next_batch():  # one batch per seed, each seed's own data order: [S, B, ...]
+      local = [next(stream) for stream in streams]
+      return to_global({k: np.stack([b[k] for b in local]) for k in local[0]},
+                       seeds_batch_sharding)
+    batch = next_batch()
   bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
                   or jax.process_index() != 0, dynamic_ncols=True, unit='step')
   tick, tick_step, paused = time.perf_counter(), start, 0.0  # paused: eval and save time
@@ -280,56 +363,73 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     is_log = step % config.log_every == 0 or step == config.num_steps
     is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
     if is_log or is_ckpt:
-      loss = float(train_metrics['loss'])
-      if not np.isfinite(loss) or not np.isfinite(float(train_metrics['param_norm'])):
-        ckpt.wait_until_finished()
-        raise FloatingPointError(f'Non-finite loss ({loss}) or parameters at step {step}; stopping. '
-                                 f'The last good checkpoint (step {ckpt.latest_step()}) is kept in '
-                                 f'{workdir}.')
+      values = jax.device_get(train_metrics)  # [S] each
+      bad = [s for i, s in enumerate(seeds)
+             if not (np.isfinite(values['loss'][i]) and np.isfinite(values['param_norm'][i]))]
+      if bad:
+        for manager in managers.values():
+          manager.wait_until_finished()
+        raise FloatingPointError(
+            f'Non-finite loss or parameters at step {step} for seed(s) {bad}; stopping. The last '
+            f'good checkpoint (step {managers[seeds[0]].latest_step()}) is kept in '
+            f'{", ".join(workdirs.values())}.')
     if is_log:
       now = time.perf_counter()
       seconds = (now - tick - paused) / (step - tick_step)
-      logged = {'train/loss': loss, 'train/grad_norm': float(train_metrics['grad_norm']),
-                'train/images_per_second': config.batch_size / seconds}
-      if tick_step > start:  # the first interval after a (re)start includes warm-up
-        logged['train/step_seconds'] = seconds
+      for i, seed in enumerate(seeds):
+        logged = {'train/loss': float(values['loss'][i]),
+                  'train/grad_norm': float(values['grad_norm'][i]),
+                  'train/images_per_second': config.batch_size / seconds}  # per seed
+        if tick_step > start:  # the first interval after a (re)start includes warm-up
+          logged['train/step_seconds'] = seconds
+        writers[seed].write(step, logged)
       tick, tick_step, paused = now, step, 0.0
-      writer.write(step, logged)
-      bar.set_postfix(loss=f'{loss:.4f}', img_s=f'{config.batch_size / seconds:.0f}')
+      bar.set_postfix(loss=f'{float(np.mean(values["loss"])):.4f}',
+                      img_s=f'{num_seeds * config.batch_size / seconds:.0f}')
     pause_start = time.perf_counter()
     if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
-      writer.write(step, _prefixed('val', evaluate(eval_step, state['params'], config,
-                                                   config.data.eval_split, info, batch_sharding)))
+      for i, seed in enumerate(seeds):
+        writers[seed].write(step, _prefixed('val', evaluate(
+            eval_step, _seed_slice(state['params'], i), config, config.data.eval_split, info,
+            batch_sharding)))
     if is_ckpt:
-      ckpt.save(step, args=ocp.args.StandardSave(state))
+      for i, seed in enumerate(seeds):
+        managers[seed].save(step, args=ocp.args.StandardSave(_seed_slice(state, i)))
     paused += time.perf_counter() - pause_start
     bar.update(1)
     if step < config.num_steps:  # between log steps, this overlaps with the async step
-      batch = to_global(next(batches), batch_sharding)
+      batch = next_batch()
   bar.close()
-  ckpt.wait_until_finished()
 
-  final = {'step': config.num_steps}
-  for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = evaluate(eval_step, state['params'], config, split, info, batch_sharding)
-  # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
-  timings = writer.values('train/step_seconds')
-  step_seconds = statistics.median(timings) if timings else float('nan')
-  final['cost'] = {
-      'params': cost.count_params(state['params']),
+  params0 = _seed_slice(state['params'], 0)
+  shared_cost = {
+      'params': cost.count_params(params0),
       'gflops_per_image': cost.forward_gflops_per_image(
-          lambda p, x: model.apply({'params': p}, x), state['params'], (size, size, 3)),
-      # XLA's count for one device's SPMD program: 1/devices of the global step.
-      'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9,
+          lambda p, x: model.apply({'params': p}, x), params0, (size, size, 3)),
+      # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
+      'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
       'compile_seconds': compile_seconds,
-      'step_seconds': step_seconds,
-      'images_per_second': config.batch_size / step_seconds,
+      'seeds_together': num_seeds,
       'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,
-      **cost.peak_memory(),
   }
-  writer.write(config.num_steps, {**_prefixed('val', final['val']), **_prefixed('test', final['test'])})
-  writer.close()
-  ckpt.close()
-  if jax.process_index() == 0:
-    workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
-  return final
+  results = {}
+  for i, seed in enumerate(seeds):
+    managers[seed].wait_until_finished()
+    params = _seed_slice(state['params'], i)
+    final = {'step': config.num_steps}
+    for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
+      final[name] = evaluate(eval_step, params, config, split, info, batch_sharding)
+    # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
+    timings = writers[seed].values('train/step_seconds')
+    step_seconds = statistics.median(timings) if timings else float('nan')
+    final['cost'] = {**shared_cost, 'step_seconds': step_seconds,
+                     'images_per_second': config.batch_size / step_seconds,  # per seed
+                     **cost.peak_memory()}
+    writers[seed].write(config.num_steps,
+                        {**_prefixed('val', final['val']), **_prefixed('test', final['test'])})
+    writers[seed].close()
+    managers[seed].close()
+    if jax.process_index() == 0:
+      workdir_lib.write_json_atomic(os.path.join(workdirs[seed], 'final.json'), final)
+    results[seed] = final
+  return results

@@ -11,7 +11,7 @@ import ml_collections
 
 # Fields that change how a run executes but not what it computes: they may differ on resume.
 RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'data.worker_count',
-                'data.prefetch', 'data.data_dir', 'eval_batch_size')
+                'data.prefetch', 'data.data_dir', 'eval_batch_size', 'seeds_together')
 
 
 def _flatten(d, prefix=''):

@@ -138,6 +138,25 @@ def _dead_pid():
   return proc.pid
 
 
+def test_seeds_together_share_one_command(tmp_path):
+  cells = sweep.product(sweep.axis('model.upsampler', ['nearest', 'bilinear']),
+                        sweep.axis('seed', range(3)))
+  planned = sweep.plan('experiments/quick.py', cells, str(tmp_path), seeds_together=2)
+  jobs = sweep.jobs(planned)
+  assert [[c.name for c in job] for job in jobs] == [
+      ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1'], ['upsampler=nearest,seed=2'],
+      ['upsampler=bilinear,seed=0', 'upsampler=bilinear,seed=1'], ['upsampler=bilinear,seed=2']]
+  together = jobs[0][0].command
+  assert f'--workdir={tmp_path}/upsampler=nearest,seed={{seed}}' in together
+  assert '--seeds=0,1' in together and '--config.model.upsampler=nearest' in together
+  assert not any(w.startswith('--config.seed') for w in together)
+  alone = jobs[1][0].command
+  assert '--config.seed=2' in alone and not any(w.startswith('--seeds') for w in alone)
+  assert len(sweep.jobs(sweep.plan('experiments/quick.py', cells, str(tmp_path)))) == 6
+  script = sweep.slurm_script(planned, str(tmp_path), 'x')
+  assert '#SBATCH --array=0-3\n' in script
+
+
 def test_status_and_locks(tmp_path):
   cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(5)], str(tmp_path))
   done, partial, running, stale, missing = (c.workdir for c in cells)
@@ -298,3 +317,24 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   assert 'hold runs of a different config' in changed.stderr
   assert 'upsampler=nearest,seed=0:' in changed.stderr and 'num_steps: 2 -> 3' in changed.stderr
   assert open(os.path.join(done.workdir, 'final.json')).read() == before
+
+
+@pytest.mark.slow
+def test_local_sweep_trains_seeds_together(tmp_path, tiny_dir):
+  experiment = tmp_path / 'tiny.py'
+  experiment.write_text(TINY_EXPERIMENT)
+  root = tmp_path / 'root'
+  out = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={experiment}:steps=2',
+                        f'--root={root}', '--config.seeds_together=2',
+                        f'--config.data.data_dir={tiny_dir}'],
+                       cwd=sweep.REPO, capture_output=True, text=True)
+  assert out.returncode == 1, out.stderr[-3000:]  # the 'bogus' cell fails alone
+  assert 'running 3 in 2 processes' in out.stdout
+  assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
+  seed0, seed1 = root / 'upsampler=nearest,seed=0', root / 'upsampler=nearest,seed=1'
+  assert 'Trained together with upsampler=nearest,seed=0' in (seed1 / sweep.LOG).read_text()
+  assert '--seeds=0,1' in (seed0 / sweep.LOG).read_text()
+  for seed, workdir in [(0, seed0), (1, seed1)]:
+    final = json.loads((workdir / 'final.json').read_text())
+    assert final['cost']['seeds_together'] == 2
+    assert json.loads((workdir / 'config.json').read_text())['seed'] == seed

@@ -135,6 +135,32 @@ def test_interrupted_run_resumes_to_the_same_result(reference, tiny_dir, tmp_pat
   assert steps == [1, 2, 3, 4]  # step 3, logged before the kill, is not duplicated
 
 
+def test_seeds_trained_together_match_separate_runs(reference, tiny_dir, tmp_path):
+  """vmap over seeds: seed 0 trains as in the separate reference run, and each seed's
+  workdir reads as a separate run's (a later separate run finds it finished)."""
+  workdirs = {0: str(tmp_path / 's0'), 1: str(tmp_path / 's1')}
+  finals = train.train_and_evaluate_seeds(tiny_config(tiny_dir), workdirs)
+  ref_losses = [l['train/loss'] for l in read_jsonl(reference[0]) if 'train/loss' in l]
+  losses = [l['train/loss'] for l in read_jsonl(workdirs[0]) if 'train/loss' in l]
+  np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+  assert quality(finals[0]) == pytest.approx(quality(reference[1]), abs=1e-3)
+  assert finals[1]['test']['miou'] != pytest.approx(finals[0]['test']['miou'], abs=1e-4)
+  for seed, workdir in workdirs.items():
+    with open(os.path.join(workdir, 'config.json')) as f:
+      assert json.load(f)['seed'] == seed
+    assert finals[seed]['cost']['seeds_together'] == 2
+    assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['2', '4']
+  again = train.train_and_evaluate(tiny_config(tiny_dir, seed=1), workdirs[1])
+  assert again == json.loads(json.dumps(finals[1]))
+
+
+def test_finished_seeds_are_not_trained_again(reference, tiny_dir, tmp_path):
+  finals = train.train_and_evaluate_seeds(tiny_config(tiny_dir),
+                                          {0: reference[0], 2: str(tmp_path)})
+  assert finals[0] == json.loads(json.dumps(reference[1]))
+  assert finals[2]['cost']['seeds_together'] == 1 and finals[2]['step'] == 4
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_path,
                                                                  monkeypatch):
   real = data.train_batches
