@@ -5,6 +5,7 @@ r"""Benchmarks upsamplers, train steps and the input pipeline; writes results/be
 """
 import os
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -15,8 +16,10 @@ from research import data
 from research import upsamplers
 from research import workdir as workdir_lib
 
-_SUITES = flags.DEFINE_multi_enum('suites', ['upsamplers', 'train', 'pipeline'],
-                                  ['upsamplers', 'train', 'pipeline'], 'What to benchmark.')
+_SUITES = flags.DEFINE_multi_enum(
+    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
+    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
+    'What to benchmark (pytorch: only where torch is installed).')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
 _CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')
@@ -24,6 +27,16 @@ _ARCHS = flags.DEFINE_list('archs', ['unet', 'fcn8s', 'segnet'], 'Train suite: a
 _UPSAMPLERS = flags.DEFINE_list('upsamplers', upsamplers.names(), 'Upsamplers to benchmark.')
 _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 16, 'Train suite: global batch size.')
 _WIDTH = flags.DEFINE_integer('width', 16, 'Train suite: base width of the models.')
+_TORCH_MODELS = flags.DEFINE_list(
+    'torch_models', ['16:nearest', '32:transpose_conv'],
+    'pytorch suite: U-Nets as WIDTH:UPSAMPLER (16:nearest is the default U-Net).')
+_LEVER_MODEL = flags.DEFINE_string('lever_model', '16:nearest',
+                                   'levers suite: the U-Net as WIDTH:UPSAMPLER.')
+_XLA_LEVERS = flags.DEFINE_list(
+    'xla_levers', ['--xla_cpu_use_onednn=true', '--xla_cpu_enable_fast_math=true',
+                   '--xla_cpu_enable_concurrency_optimized_scheduler=true',
+                   '--xla_cpu_multi_thread_eigen=false'],
+    'levers suite: XLA flags, each tried alone in a fresh process.')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per measurement (median).')
 _OUT = flags.DEFINE_string('out', 'results', 'Folder for bench_<device>.md ("" to only print).')
 
@@ -61,16 +74,26 @@ def main(argv):
     config = base.get_config()
     config.batch_size, config.model.width = _TRAIN_BATCH.value, _WIDTH.value
     rows = bench.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
+    peak, peak_note = bench.peak_gflops()
+    for row in rows:
+      row['peak_percent'] = 100 * row['gflops_per_second'] / peak if peak else float('nan')
     unet = [r for r in rows if r['arch'] == 'unet' and r['upsampler'] == 'nearest']
     train_images_per_second = unet[0]['images_per_second'] if unet else None
     sections += [f'## Train steps: batch {config.batch_size}, {config.data.image_size}×'
                  f'{config.data.image_size}, width {config.model.width}', '',
+                 f'% of peak: XLA\'s FLOP count over measured time, against {peak_note}'
+                 + (f' = {peak:.0f} GFLOP/s.' if peak else ' (unknown: n/a).'), '',
                  bench.markdown_table(rows, [
                      ('arch', 'arch', '{}'), ('upsampler', 'upsampler', '{}'),
                      ('params', 'params', '{:,}'), ('step_ms', 'ms/step', '{:.1f}'),
                      ('images_per_second', 'images/s', '{:.0f}'),
                      ('gflops_per_second', 'GFLOP/s', '{:.1f}'),
+                     ('peak_percent', '% of peak', '{:.1f}'),
                      ('compile_seconds', 'compile s', '{:.1f}')]), '']
+  if 'levers' in _SUITES.value:
+    sections += levers_section(_LEVER_MODEL.value)
+  if 'pytorch' in _SUITES.value:
+    sections += pytorch_section()
   if 'pipeline' in _SUITES.value:
     config = base.get_config()
     rate = bench_pipeline(config)
@@ -88,6 +111,90 @@ def main(argv):
     path = os.path.join(_OUT.value, f'bench_{name}.md')
     workdir_lib.write_text_atomic(path, text)
     print(f'Wrote {path}')
+
+
+def _model(spec: str):
+  width, _, upsampler = spec.partition(':')
+  if not width.isdigit() or upsampler not in upsamplers.names():
+    raise app.UsageError(f'Expected WIDTH:UPSAMPLER (e.g. 16:nearest), upsampler one of '
+                         f'{", ".join(upsamplers.names())}; got {spec!r}.')
+  return int(width), upsampler
+
+
+def levers_section(spec: str) -> list[str]:
+  """Each lever alone against the baseline step of one U-Net, in one run."""
+  width, upsampler = _model(spec)
+  config = base.get_config()
+  config.batch_size, config.model.width, config.model.upsampler = _TRAIN_BATCH.value, width, upsampler
+  b, repeats = config.batch_size, _REPEATS.value
+  peak, peak_note = bench.peak_gflops()
+
+  def variant(**fields):
+    c = config.copy_and_resolve_references()
+    for key, value in fields.items():
+      c[key] = value
+    return c
+
+  bf16 = variant()
+  bf16.model.dtype = 'bfloat16'
+  rows = [('baseline: fp32, state donated, batch ' + str(b), bench.train_step(config, repeats=repeats), 1),
+          ('no buffer donation', bench.train_step(config, repeats=repeats, donate=False), 1),
+          ('bf16 compute (params and optimizer fp32)', bench.train_step(bf16, repeats=repeats), 1),
+          (f'batch {2 * b} (larger effective batch)', bench.train_step(variant(batch_size=2 * b), repeats=repeats), 1),
+          ('3 seeds together (vmap), per seed', bench.train_step(config, num_seeds=3, repeats=repeats), 3)]
+  for xla_flag in _XLA_LEVERS.value:
+    rows.append((f'XLA_FLAGS={xla_flag}', bench.train_step_in_subprocess(
+        'unet', upsampler, width, b, repeats, xla_flags=xla_flag), 1))
+  base_rate = rows[0][1]['images_per_second']
+  lines = ['| lever | ms/step | images/s | vs baseline | GFLOP/s | % of peak |', '|---|---|---|---|---|---|']
+  for name, row, seeds in rows:
+    if 'error' in row:
+      lines.append(f'| {name} | failed: {row["error"][:80]} | | | | |')
+      continue
+    rate = row['images_per_second'] / seeds
+    if seeds > 1:
+      name += f' ({seeds} × {b} images per step, {row["images_per_second"]:.0f} images/s in all)'
+    pct = f'{100 * row["gflops_per_second"] / peak:.1f}' if peak else 'n/a'
+    lines.append(f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | {rate / base_rate:.2f}× | '
+                 f'{row["gflops_per_second"]:.1f} | {pct} |')
+  with tempfile.TemporaryDirectory() as cache:  # what research.train enables in every workdir root
+    compiles = [bench.train_step_in_subprocess('unet', upsampler, width, b, 1,
+                                               env={'JAX_COMPILATION_CACHE_DIR': cache})
+                for _ in range(2)]
+  if all('error' not in c for c in compiles):
+    first, second = (c['compile_seconds'] for c in compiles)
+    lines += ['', f'Persistent compilation cache: the train step compiles in {first:.1f} s in a '
+              f'fresh process with an empty cache and in {second:.1f} s in a second fresh process '
+              f'with the first one\'s cache: **{first / second:.1f}× faster** (target ≥ 5×).']
+  return [f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
+          f'{config.data.image_size}×{config.data.image_size}', '',
+          'Each lever alone, measured one after the other in this run; images/s per seed. '
+          f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'), '',
+          *lines, '']
+
+
+def pytorch_section() -> list[str]:
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ['## PyTorch side by side', '', 'Skipped: torch is not installed '
+            '(`pip install torch==2.13.0`; it is not a dependency).', '']
+  config = base.get_config()
+  config.batch_size = _TRAIN_BATCH.value
+  rows = [bench.torch_side_by_side(config, upsampler, width, _REPEATS.value)
+          for width, upsampler in map(_model, _TORCH_MODELS.value)]
+  return [f'## PyTorch {torch.__version__} eager side by side: U-Net, batch {config.batch_size}, '
+          f'{config.data.image_size}×{config.data.image_size}', '',
+          'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
+          'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
+          'clipping, AdamW), timed in this process one after the other. Speedup: JAX images/s '
+          f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.', '',
+          bench.markdown_table(rows, [
+              ('width', 'width', '{}'), ('upsampler', 'upsampler', '{}'),
+              ('params', 'params', '{:,}'), ('jax_ms', 'JAX ms/step', '{:.1f}'),
+              ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
+              ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),
+              ('speedup', 'JAX / PyTorch images/s', '**{:.2f}×**')]), '']
 
 
 def bench_pipeline(config):

@@ -3,9 +3,12 @@
 Every timing is the median of `repeats` calls after warm-up, each ended with
 `block_until_ready`, so that asynchronous dispatch does not hide the work.
 """
+import json
+import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 
 import flax
@@ -84,43 +87,144 @@ def switch_memory(batch: int, size: int, channels: int) -> dict:
   return {'switches_mb': windows / 2**20, 'prepool_activations_mb': 16 * windows / 2**20}
 
 
-def train_step_rows(config, archs, names, repeats: int):
-  """Images/s, GFLOP/s and compile time of the real sharded train step (research.train)."""
+def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = True) -> dict:
+  """The real sharded train step of research.train for `config` (random data): ms per
+  step, images/s (all seeds), GFLOP/s from XLA's cost analysis, compile seconds."""
   info = data.dataset_info(config.data)
   mesh = train.make_mesh(config)
-  s = info.image_size
-  batch_np = {'image': np.random.default_rng(0).random((config.batch_size, s, s, 3), np.float32),
-              'label': np.random.default_rng(1).integers(0, info.num_classes,
-                                                         (config.batch_size, s, s), np.int32)}
+  s, b = info.image_size, config.batch_size
+  rng = np.random.default_rng(0)
+  batch_np = {'image': rng.random((num_seeds, b, s, s, 3), np.float32),
+              'label': rng.integers(0, info.num_classes, (num_seeds, b, s, s)).astype(np.int32)}
+  model = train.build_model(config, info.num_classes)
+  tx = train.make_optimizer(config)
+  step_fn, _, batch_sharding, _, replicated = train.make_steps(
+      model, tx, config, info.num_classes, mesh, num_seeds, donate=donate)
+  init = jax.jit(train.over_seeds(lambda k: train.create_state(model, tx, s, k), num_seeds),
+                 out_shardings=replicated)
+  state = init(jax.vmap(jax.random.key)(jnp.arange(num_seeds)))
+  params = cost.count_params(state['params']) // num_seeds
+  batch = train.to_global(batch_np, batch_sharding)
+  start = time.perf_counter()
+  compiled = step_fn.lower(state, batch).compile()
+  compile_seconds = time.perf_counter() - start
+  holder = [state]
+
+  def step():  # threads the (donated) state through, as the training loop does
+    holder[0], metrics = compiled(holder[0], batch)
+    return metrics['loss']
+
+  seconds = median_seconds(step, repeats=repeats)
+  return {'params': params, 'step_ms': 1e3 * seconds,
+          'images_per_second': num_seeds * b / seconds,
+          'gflops_per_second': cost.compiled_flops(compiled) / seconds / 1e9,
+          'compile_seconds': compile_seconds}
+
+
+def train_step_rows(config, archs, names, repeats: int):
+  """`train_step` for each architecture × upsampler."""
   rows = []
   for arch in archs:
     for name in names:
       c = config.copy_and_resolve_references()
       c.model.arch, c.model.upsampler = arch, name
-      model = train.build_model(c, info.num_classes)
-      tx = train.make_optimizer(c)
-      train_step, _, batch_sharding, _, replicated = train.make_steps(model, tx, c,
-                                                                      info.num_classes, mesh)
-      state = jax.jit(lambda k: train.create_state(model, tx, s, k),  # pylint: disable=cell-var-from-loop
-                      out_shardings=replicated)(jax.random.key(0))
-      params = state['params']
-      state = jax.tree.map(lambda x: x[None], state)  # a seed axis of one
-      batch = train.to_global({k: v[None] for k, v in batch_np.items()}, batch_sharding)
-      start = time.perf_counter()
-      compiled = train_step.lower(state, batch).compile()
-      compile_seconds = time.perf_counter() - start
-      holder = [state]
-
-      def step():  # threads the donated state through, as the training loop does
-        holder[0], metrics = compiled(holder[0], batch)
-        return metrics['loss']
-
-      seconds = median_seconds(step, repeats=repeats)
-      flops = cost.compiled_flops(compiled)
-      rows.append({'arch': arch, 'upsampler': name, 'params': cost.count_params(params),
-                   'step_ms': 1e3 * seconds, 'images_per_second': c.batch_size / seconds,
-                   'gflops_per_second': flops / seconds / 1e9, 'compile_seconds': compile_seconds})
+      rows.append({'arch': arch, 'upsampler': name, **train_step(c, repeats=repeats)})
   return rows
+
+
+# Nominal peak FP32 FLOP/s per core and cycle (FMA = 2 FLOPs) for processors whose vector
+# units are documented; None elsewhere. AMD Zen 4 (family 25, models 0x10-0x1f, 0x60-0x7f,
+# 0xa0-0xaf): two 256-bit FMA pipes, AVX-512 issued as two halves -> 2 × 8 × 2 = 32.
+_ZEN4_MODELS = set(range(0x10, 0x20)) | set(range(0x60, 0x80)) | set(range(0xa0, 0xb0))
+# GPUs: dense FP32 without tensor cores (NVIDIA data sheets, SXM parts).
+_GPU_PEAK_TFLOPS = {'H100': 67.0, 'H200': 67.0, 'A100': 19.5}
+
+
+def _cpuinfo() -> dict:
+  try:
+    with open('/proc/cpuinfo') as f:
+      first = f.read().split('\n\n')[0]
+  except OSError:
+    return {}
+  return dict((k.strip(), v.strip()) for k, _, v in
+              (line.partition(':') for line in first.splitlines()) if k.strip())
+
+
+def peak_gflops() -> tuple[float | None, str]:
+  """The device's nominal FP32 peak in GFLOP/s and how it was derived (None: unknown)."""
+  device = jax.devices()[0]
+  if device.platform == 'gpu':
+    for name, tflops in _GPU_PEAK_TFLOPS.items():
+      if name in device.device_kind:
+        return 1e3 * tflops, f'{name} data sheet, dense FP32 (no tensor cores)'
+    return None, f'unknown GPU {device.device_kind}'
+  if device.platform == 'cpu':
+    info = _cpuinfo()
+    try:
+      family, model, mhz = int(info['cpu family']), int(info['model']), float(info['cpu MHz'])
+    except (KeyError, ValueError):
+      return None, 'no /proc/cpuinfo'
+    if family == 25 and model in _ZEN4_MODELS:
+      cores = len(os.sched_getaffinity(0))
+      return (cores * mhz * 32 / 1e3,
+              f'AMD Zen 4: {cores} cores × {mhz / 1e3:.2f} GHz × 32 FP32 FLOP/cycle')
+    return None, f'no documented vector width for CPU family {family} model {model}'
+  return None, f'unknown platform {device.platform}'
+
+
+_CHILD = """
+import json, sys
+from experiments import base
+from research import bench
+c = base.get_config()
+c.model.arch, c.model.upsampler, c.model.width, c.batch_size = sys.argv[1:3] + [int(a) for a in sys.argv[3:5]]
+print(json.dumps(bench.train_step(c, repeats=int(sys.argv[5]))))
+"""
+
+
+def train_step_in_subprocess(arch: str, upsampler: str, width: int, batch: int, repeats: int,
+                             xla_flags: str = '', env: dict | None = None) -> dict:
+  """`train_step` of the base config in a fresh process, with `xla_flags` added to
+  XLA_FLAGS (XLA reads its flags once, when the backend starts) and `env` set."""
+  env = {**os.environ, **(env or {}),
+         'XLA_FLAGS': f'{os.environ.get("XLA_FLAGS", "")} {xla_flags}'.strip()}
+  out = subprocess.run([sys.executable, '-c', _CHILD, arch, upsampler, str(width), str(batch),
+                        str(repeats)], env=env, capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  if out.returncode != 0:
+    return {'error': out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict:
+  """The same U-Net trained by research.train (JAX) and by PyTorch eager, in this process,
+  one after the other on the same data shapes; refuses models of different sizes."""
+  from research import torch_reference  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  c = config.copy_and_resolve_references()
+  c.model.arch, c.model.upsampler, c.model.width = 'unet', upsampler, width
+  jax_row = train_step(c, repeats=repeats)
+  info = data.dataset_info(c.data)
+  s, b = info.image_size, c.batch_size
+  rng = np.random.default_rng(0)
+  images = rng.random((b, s, s, 3), np.float32)
+  labels = rng.integers(0, info.num_classes, (b, s, s))
+  row = {'upsampler': upsampler, 'width': width, 'params': jax_row['params'],
+         'jax_ms': jax_row['step_ms'], 'torch_threads': torch.get_num_threads()}
+  for layout, channels_last in [('nchw', False), ('channels_last', True)]:
+    torch.manual_seed(0)
+    model = torch_reference.UNet(info.num_classes, upsampler, width,
+                                 depth=c.model.options.get('depth', 4),
+                                 upsampler_options=c.model.upsampler_options.to_dict())
+    if torch_reference.count_params(model) != jax_row['params']:
+      raise ValueError(f'PyTorch U-Net has {torch_reference.count_params(model):,} parameters, '
+                       f'the Flax one {jax_row["params"]:,}: they are not the same network.')
+    seconds = torch_reference.train_step_seconds(
+        model, images, labels, c.optim.learning_rate, c.optim.weight_decay, c.optim.grad_clip,
+        repeats, channels_last=channels_last)
+    row[f'torch_{layout}_ms'] = 1e3 * seconds
+  row['speedup'] = min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms']
+  return row
 
 
 def environment() -> dict:

@@ -151,12 +151,13 @@ def over_seeds(fn, num_seeds: int):
   return one
 
 
-def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1):
+def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
+               donate: bool = True):
   """The jitted train and eval steps with explicit shardings (batch split over 'data').
 
   The train step takes a state and a batch with a leading seed axis ([S, ...] and
   [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. The eval step takes
-  one seed's params.
+  one seed's params. `donate=False` (benchmarks only) keeps the old state's buffers.
   """
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
@@ -185,7 +186,8 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1):
 
   train_step = jax.jit(over_seeds(train_step, num_seeds),
                        in_shardings=(replicated, seeds_batch_sharding),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
+                       out_shardings=(replicated, replicated),
+                       donate_argnums=0 if donate else ())
   eval_step = jax.jit(eval_step, in_shardings=(replicated, batch_sharding),
                       out_shardings=(replicated, batch_sharding, batch_sharding))
   return train_step, eval_step, seeds_batch_sharding, batch_sharding, replicated

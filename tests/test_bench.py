@@ -1,0 +1,57 @@
+"""The benchmark's pieces: the real train step it times, and the PyTorch twin of the U-Net."""
+import jax
+import numpy as np
+import pytest
+
+from experiments import base
+from research import bench
+from research import models
+from research import cost
+from research.upsamplers import transpose_conv
+
+
+def test_train_step_measures_the_real_step(tiny_dir):
+  c = base.get_config()
+  c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
+  c.model.width, c.model.options, c.batch_size = 4, {'depth': 2}, 8
+  one, two = bench.train_step(c, repeats=1), bench.train_step(c, num_seeds=2, repeats=1)
+  assert one['params'] == two['params'] > 0
+  assert one['images_per_second'] > 0 and two['images_per_second'] > 0
+  # XLA's FLOP count grows at least in proportion to the seeds trained together (on CPU
+  # more: vmapped kernels become grouped convolutions, which XLA CPU expands).
+  assert two['gflops_per_second'] * two['step_ms'] > 1.9 * one['gflops_per_second'] * one['step_ms']
+
+
+def test_peak_is_a_number_with_its_derivation_or_unknown():
+  peak, note = bench.peak_gflops()
+  assert note and (peak is None or peak > 0)
+
+
+@pytest.mark.parametrize('upsampler,options,depth', [('nearest', {}, 4),
+                                                     ('transpose_conv', {}, 4),
+                                                     ('transpose_conv', {'kernel_size': 3}, 2)])
+def test_pytorch_unet_is_the_same_network(upsampler, options, depth):
+  torch = pytest.importorskip('torch')
+  from research import torch_reference  # pylint: disable=g-import-not-at-top
+  flax_model = models.build('unet', upsampler=upsampler, num_classes=6, width=8,
+                            upsampler_options=options, depth=depth)
+  params = flax_model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
+  torch_model = torch_reference.UNet(6, upsampler, 8, depth=depth, upsampler_options=options)
+  assert torch_reference.count_params(torch_model) == cost.count_params(params)
+  assert torch_model(torch.zeros(2, 3, 32, 32)).shape == (2, 6, 32, 32)
+
+
+@pytest.mark.parametrize('k', [2, 3, 4, 5])
+def test_pytorch_conv_transpose_is_the_same_linear_map(k):
+  """ConvTranspose2d(k, stride 2, padding (k-1)//2, output_padding) = conv_transpose_2x."""
+  torch = pytest.importorskip('torch')
+  from research import torch_reference  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(k)
+  y = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
+  kernel = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
+  layer = torch_reference._upsampler('transpose_conv', 3, {'kernel_size': k, 'use_bias': False})
+  layer.out_channels = 4
+  layer.weight = torch.nn.Parameter(torch.from_numpy(kernel.transpose(2, 3, 0, 1).copy()))
+  expected = np.asarray(transpose_conv.conv_transpose_2x(y, kernel))
+  got = layer(torch.from_numpy(y.transpose(0, 3, 1, 2))).detach().numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
