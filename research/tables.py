@@ -52,6 +52,15 @@ COLUMNS = (
 )
 
 
+# Shown only when some finished cell has them (e.g. the clustering baseline's superpixel scores).
+OPTIONAL_COLUMNS = (
+    Column('boundary recall (%)', r'boundary recall (\%)', 'split', 'boundary_recall', 100, 1,
+           'max'),
+    Column('under-seg. error (%)', r'under-seg.\ error (\%)', 'split', 'undersegmentation_error',
+           100, 1, 'min'),
+)
+
+
 @dataclasses.dataclass
 class Row:
   """A configuration: the cells of its seeds, their status, and the finished ones' results."""
@@ -87,6 +96,14 @@ def read_sweep(root: str) -> tuple[dict, list[Row]]:
   return index, list(rows.values())
 
 
+def columns(rows: list[Row]) -> tuple[Column, ...]:
+  """COLUMNS, then the optional columns that some finished cell reports."""
+  present = [c for c in OPTIONAL_COLUMNS
+             if any(f.get(s, {}).get(c.field) is not None for r in rows for f in r.finals
+                    for s in SPLITS)]
+  return COLUMNS + tuple(present)
+
+
 def summarize(values: np.ndarray) -> tuple[float, float, int]:
   """(mean, sample std with n - 1, n); std is NaN below two values. A NaN value (a metric
   a run could not measure) makes the mean NaN rather than being left out."""
@@ -100,7 +117,7 @@ def summarize(values: np.ndarray) -> tuple[float, float, int]:
 def best_means(rows: list[Row], split: str) -> dict[str, float]:
   """Per column, the best mean at display precision (ties are all best)."""
   best = {}
-  for column in COLUMNS:
+  for column in columns(rows):
     means = [round(summarize(r.values(column, split))[0], column.decimals) for r in rows]
     means = [m for m in means if np.isfinite(m)]
     if means:
@@ -114,7 +131,7 @@ def _cells(rows: list[Row], split: str, bold, pm: str):
   table = []
   for row in rows:
     texts = []
-    for column in COLUMNS:
+    for column in columns(rows):
       mean, std, n = summarize(row.values(column, split))
       if n == 0:
         texts.append(MISSING)
@@ -142,10 +159,11 @@ def _unfinished(rows: list[Row]) -> list[str]:
 def to_markdown(rows: list[Row], split: str, header: str) -> str:
   """GitHub markdown: `header`, the table, then the cells that have not finished."""
   names, labels = _label_texts(rows)
-  titles = names + ['n'] + [c.title for c in COLUMNS]
+  shown = columns(rows)
+  titles = names + ['n'] + [c.title for c in shown]
   lines = [header.rstrip('\n'), '',
            '| ' + ' | '.join(titles) + ' |',
-           '|' + '|'.join([':--'] * len(names) + ['--:'] * (1 + len(COLUMNS))) + '|']
+           '|' + '|'.join([':--'] * len(names) + ['--:'] * (1 + len(shown))) + '|']
   for row, label, texts in zip(rows, labels, _cells(rows, split, lambda t: f'**{t}**', ' ± ')):
     n = f'{len(row.finals)}/{len(row.workdirs)}'
     lines.append('| ' + ' | '.join(label + [n] + texts) + ' |')
@@ -165,9 +183,10 @@ def _tex_escape(text: str) -> str:
 def to_latex(rows: list[Row], split: str, header: str) -> str:
   """A booktabs tabular; `header` goes in as % comments."""
   names, labels = _label_texts(rows)
+  shown = columns(rows)
   lines = [f'% {line}' for line in header.splitlines()]
-  lines += [r'\begin{tabular}{' + 'l' * len(names) + 'r' * (1 + len(COLUMNS)) + '}', r'\toprule',
-            ' & '.join([_tex_escape(n) for n in names] + ['$n$'] + [c.tex for c in COLUMNS])
+  lines += [r'\begin{tabular}{' + 'l' * len(names) + 'r' * (1 + len(shown)) + '}', r'\toprule',
+            ' & '.join([_tex_escape(n) for n in names] + ['$n$'] + [c.tex for c in shown])
             + r' \\', r'\midrule']
   cells = _cells(rows, split, lambda t: r'\textbf{' + t + '}', r' $\pm$ ')
   for row, label, texts in zip(rows, labels, cells):
@@ -185,10 +204,10 @@ def to_csv(rows: list[Row], split: str) -> str:
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
   writer.writerow(keys + ['seeds_done', 'seeds_total']
-                  + [f'{c.field}_{s}' for c in COLUMNS for s in ('mean', 'std')])
+                  + [f'{c.field}_{s}' for c in columns(rows) for s in ('mean', 'std')])
   for row in rows:
     stats = []
-    for column in COLUMNS:
+    for column in columns(rows):
       mean, std, _ = summarize(row.values(column, split) / column.scale)
       stats += ['' if np.isnan(v) else repr(v) for v in (mean, std)]
     writer.writerow([row.label.get(k, '') for k in keys] + [len(row.finals), len(row.workdirs)]

@@ -246,7 +246,14 @@ def _prefixed(prefix, d):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints."""
+  """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints.
+
+  A config with `method='kmeans'` (experiments/clustering.py) runs the unsupervised
+  clustering baseline instead, written to the workdir the same way.
+  """
+  if config.get('method', 'train') == 'kmeans':
+    from research import clustering  # pylint: disable=g-import-not-at-top
+    return clustering.run(config, workdir)
   return train_and_evaluate_seeds(config, {config.seed: workdir})[config.seed]
 
 

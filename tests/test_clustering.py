@@ -1,4 +1,6 @@
 """k-means segmentation and its scores against hand-made images and partitions."""
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -274,3 +276,24 @@ def test_segment_match_and_metrics_end_to_end():
   np.testing.assert_array_equal(metrics.boundary_f1(labels, class_map, 2), [1.0, 1.0])
   np.testing.assert_array_equal(clustering.boundary_recall(ids, labels), [1.0, 1.0])
   np.testing.assert_array_equal(clustering.undersegmentation_error(ids, labels), [0.0, 0.0])
+
+
+@pytest.mark.slow
+def test_clustering_runs_as_a_sweep_cell_and_fills_the_table(tiny_dir, tmp_path):
+  """experiments/clustering.py through launch.train's entry point: a workdir like a trained
+  run's, read back when finished, and its superpixel scores as extra table columns."""
+  from experiments import clustering as experiment  # pylint: disable=g-import-not-at-top
+  from research import tables  # pylint: disable=g-import-not-at-top
+  from research import train  # pylint: disable=g-import-not-at-top
+  c = experiment.get_config('space=colour_position,k=16,iters=5')
+  c.data.variant, c.data.data_dir, c.eval_batch_size = 'res64_tiny', str(tiny_dir), 8
+  final = train.train_and_evaluate(c, str(tmp_path))
+  for split in ('val', 'test'):
+    assert 0 < final[split]['miou'] <= 1 and 0 < final[split]['boundary_recall'] <= 1
+    assert 0 <= final[split]['undersegmentation_error'] < 1
+  assert final['cost']['images_per_second'] > 0
+  assert train.train_and_evaluate(c, str(tmp_path)) == json.loads(json.dumps(final))
+  row = tables.Row({'clustering.k': 16}, [str(tmp_path)], ['done'], [final])
+  table = tables.to_markdown([row], 'test', '')
+  assert 'boundary recall (%)' in table and 'under-seg. error (%)' in table
+  assert 'boundary recall' not in tables.to_markdown([tables.Row({'k': 1})], 'test', '')
