@@ -275,3 +275,13 @@ def test_without_overlap_max_equals_sum():
                              rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="overlap must be one of sum, max; got 'mean'"):
     apply('transpose_conv', y, overlap='mean')
+
+
+def test_readme_matrix_example_prints_what_it_says(capsys):
+  """The README's transposed-convolution example runs and prints its commented output."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  readme = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
+  block = readme.split('## Transposed convolution, exactly')[1].split('```python')[1].split('```')[0]
+  exec(compile(block, 'README.md', 'exec'), {})  # pylint: disable=exec-used
+  expected = [line[2:] for line in block.splitlines() if line.startswith('# ')]
+  assert capsys.readouterr().out.splitlines() == expected
