@@ -33,7 +33,8 @@ _TORCH_MODELS = flags.DEFINE_list(
 _LEVER_MODEL = flags.DEFINE_string('lever_model', '16:nearest',
                                    'levers suite: the U-Net as WIDTH:UPSAMPLER.')
 _XLA_LEVERS = flags.DEFINE_list(
-    'xla_levers', ['--xla_cpu_use_onednn=true', '--xla_cpu_enable_fast_math=true',
+    'xla_levers', ['--xla_cpu_use_onednn=true', '--xla_cpu_experimental_ynn_fusion_type=',
+                   '--xla_cpu_enable_fast_math=true',
                    '--xla_cpu_enable_concurrency_optimized_scheduler=true',
                    '--xla_cpu_multi_thread_eigen=false'],
     'levers suite: XLA flags, each tried alone in a fresh process.')

@@ -11,6 +11,7 @@ import textwrap
 
 from absl import flags
 from ml_collections import config_flags
+import numpy as np
 import pytest
 
 from research import sweep
@@ -87,6 +88,23 @@ def test_experiment_grids():
           == sweep.apply_overrides(ablation.get_config(), cell).to_dict())
   with pytest.raises(ValueError, match='no get_sweep'):
     sweep.get_sweep(str(EXPERIMENTS / 'quick.py'))
+
+
+def test_checkerboard_and_clustering_grids():
+  import jax  # pylint: disable=g-import-not-at-top
+  from research import models  # pylint: disable=g-import-not-at-top
+  spec = str(EXPERIMENTS / 'checkerboard.py')
+  cells = sweep.get_sweep(spec)
+  assert len(cells) == 24 and len(set(sweep.cell_names(cells))) == 24
+  config = sweep.load_experiment(spec).get_config()
+  for cell in cells[:8]:  # every decoder of the study builds and runs in the U-Net
+    c = sweep.apply_overrides(config, cell)
+    model = models.build('unet', upsampler=c.model.upsampler, num_classes=3, width=2,
+                         upsampler_options=c.model.upsampler_options.to_dict(), depth=1)
+    x = np.zeros((1, 8, 8, 3), np.float32)
+    assert model.apply(model.init(jax.random.key(0), x), x).shape == (1, 8, 8, 3)
+  clustering = sweep.get_sweep(str(EXPERIMENTS / 'clustering.py'))
+  assert len(clustering) == 54 and len(set(sweep.cell_names(clustering))) == 54
 
 
 def test_apply_overrides_refuses_unknown_keys_and_types():
