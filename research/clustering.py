@@ -334,8 +334,9 @@ def run(config, workdir: str) -> dict:
   if finished is not None:
     return finished
   info = data.dataset_info(config.data)
-  features(np.zeros((1, 8, 8, 3), np.float32), config.clustering.space, num_segments=1)  # checks
-  _check_kmeans_args(np.zeros((1, 64, 1)), config.clustering.k)
+  pixels = info.image_size ** 2  # fail before claiming the workdir: space, k, iterations
+  features(np.zeros((1, 1, 1, 3), np.float32), config.clustering.space, num_segments=1)
+  _check_kmeans_args(np.zeros((1, pixels, 1)), config.clustering.k, config.clustering.num_iters)
   workdir_lib.write_config(config, workdir)
   final = {'step': 0}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
