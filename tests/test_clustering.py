@@ -297,3 +297,12 @@ def test_clustering_runs_as_a_sweep_cell_and_fills_the_table(tiny_dir, tmp_path)
   table = tables.to_markdown([row], 'test', '')
   assert 'boundary recall (%)' in table and 'under-seg. error (%)' in table
   assert 'boundary recall' not in tables.to_markdown([tables.Row({'k': 1})], 'test', '')
+
+
+def test_clustering_run_refuses_more_clusters_than_pixels(tiny_dir, tmp_path):
+  from experiments import clustering as experiment  # pylint: disable=g-import-not-at-top
+  c = experiment.get_config('k=5000')
+  c.data.variant, c.data.data_dir = 'res64_tiny', str(tiny_dir)
+  with pytest.raises(ValueError, match='k must be in \\[1, N=4096\\], got 5000'):
+    clustering.run(c, str(tmp_path))
+  assert not (tmp_path / 'config.json').exists()
