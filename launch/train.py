@@ -32,6 +32,9 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.INFO)
   if not _SEEDS.value:
+    if '{seed}' in _WORKDIR.value:
+      raise app.UsageError(f'--workdir={_WORKDIR.value} holds {{seed}}: pass the seeds to train '
+                           'together with --seeds=0,1,2, or name one workdir.')
     final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     print(json.dumps({k: final[k] for k in ('step', 'test', 'cost')}, indent=2, default=str))
     return

@@ -294,8 +294,8 @@ def _score_split(config, split: str, info) -> dict:
   confusion = np.zeros((info.num_classes,) * 2, np.int64)
   bf, recall, under, seconds, images = [], [], [], 0.0, 0
   batches = data.eval_batches(config.data, split, global_batch_size=config.eval_batch_size)
+  key = jax.random.key(config.seed)  # per image, so results do not depend on the batching
   for i, batch in enumerate(batches):
-    key = jax.random.fold_in(jax.random.key(config.seed), i)
     if i == 0:
       jax.block_until_ready(run(batch['image'], key=key))  # compile outside the timing
     start = time.perf_counter()
@@ -364,7 +364,8 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
   edges = metrics.boundary_map(ids, np.ones(ids.shape, bool))
   overlay = images.copy()
   overlay[edges] = (1.0, 0.0, 0.0)
-  num_classes = int(labels[labels != 255].max(initial=0)) + 1
+  ignore_label = data.dataset_info(data_config).ignore_label
+  num_classes = int(labels[labels != ignore_label].max(initial=0)) + 1
   titles = ['input', f'quantised: {quantise[0]}, k={quantise[1]}',
             f'superpixels: {space}, k={k}, m={m:g}', 'ground truth']
   fig = Figure(figsize=(8, 2 * len(images)))
@@ -373,7 +374,7 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
     for col, (picture, title) in enumerate(zip([image, q, o, None], titles)):
       ax = axes[row, col]
       if picture is None:
-        ax.imshow(np.where(label == 255, -1, label), cmap='tab10', vmin=-1, vmax=max(9, num_classes),
+        ax.imshow(np.where(label == ignore_label, -1, label), cmap='tab10', vmin=-1, vmax=max(9, num_classes),
                   interpolation='nearest')
       else:
         ax.imshow(np.clip(picture, 0, 1), interpolation='nearest')

@@ -251,9 +251,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   A config with `method='kmeans'` (experiments/clustering.py) runs the unsupervised
   clustering baseline instead, written to the workdir the same way.
   """
-  if config.get('method', 'train') == 'kmeans':
-    from research import clustering  # pylint: disable=g-import-not-at-top
-    return clustering.run(config, workdir)
   return train_and_evaluate_seeds(config, {config.seed: workdir})[config.seed]
 
 
@@ -270,8 +267,10 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
 
   Each seed's workdir ends up as `train_and_evaluate(config with that seed, workdir)`
   would leave it (its config.json, metrics, checkpoints and final.json), so sweeps,
-  tables and later separate runs treat the seeds as separate runs. Finished seeds are
+  tables and later separate runs treat the seeds as separate runs; only the timings
+  differ (those of the joint step, marked by cost.seeds_together). Finished seeds are
   not trained again; the others train in groups of those resuming from the same step.
+  A seed that goes non-finite stops alone: the others finish, then the error is raised.
   """
   maybe_initialize_distributed(config)
   if not workdirs:
@@ -280,6 +279,9 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   if len(set(workdirs.values())) < len(workdirs):
     raise ValueError(f'Each seed needs its own workdir; got {workdirs}.')
   configs = {s: with_seed(config, s) for s in workdirs}
+  if config.get('method', 'train') == 'kmeans':  # no training: one seed at a time
+    from research import clustering  # pylint: disable=g-import-not-at-top
+    return {s: clustering.run(configs[s], w) for s, w in workdirs.items()}
   results = {}
   for seed, workdir in workdirs.items():
     workdir_lib.check_config(configs[seed], workdir)
@@ -288,6 +290,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
       logging.info('%s already finished; not training again.', workdir)
       results[seed] = finished
   pending = [s for s in workdirs if s not in results]
+  errors = []
   if pending:
     validate(config)
     if config.compilation_cache:
@@ -297,26 +300,44 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     model = build_model(config, info.num_classes)
     tx = make_optimizer(config)
     loss_class_weights(config, info.num_classes)
-    managers = {s: ocp.CheckpointManager(
-        os.path.join(workdirs[s], 'checkpoints'),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-                for s in pending}
     groups = {}
     for seed in pending:
-      groups.setdefault(managers[seed].latest_step() or 0, []).append(seed)
+      groups.setdefault(_latest_step(workdirs[seed]) or 0, []).append(seed)
     for start, seeds in sorted(groups.items()):
-      results.update(_train_together(configs, {s: workdirs[s] for s in seeds},
-                                     {s: managers[s] for s in seeds}, start, info, mesh, model,
-                                     tx))
+      try:
+        results.update(_train_together(configs, {s: workdirs[s] for s in seeds}, start, info,
+                                       mesh, model, tx))
+      except FloatingPointError as e:  # the group's good seeds finished; go on with the rest
+        results.update({s: workdir_lib.read_final(workdirs[s]) for s in seeds
+                        if workdir_lib.read_final(workdirs[s]) is not None})
+        errors.append(str(e))
+  if errors:
+    raise FloatingPointError('\n'.join(errors))
   return {s: results[s] for s in workdirs}
+
+
+def _latest_step(workdir: str):
+  """The step of the workdir's latest checkpoint, or None; creates nothing."""
+  path = os.path.join(workdir, 'checkpoints')
+  if not os.path.isdir(path):
+    return None
+  manager = ocp.CheckpointManager(path)
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
 
 
 def _seed_slice(tree, i: int):
   return jax.tree.map(lambda x: x[i], tree)
 
 
-def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -> dict:
-  """Trains the seeds in `workdirs` (all at step `start`) to the end; writes their workdirs."""
+def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
+  """Trains the seeds in `workdirs` (all at step `start`) to the end; writes their workdirs.
+
+  A seed whose loss or parameters go non-finite stops there (its last good checkpoint is
+  kept) while the others go on; FloatingPointError names it once the others have finished.
+  """
   seeds = list(workdirs)
   config = configs[seeds[0]]  # the same but for `seed`
   num_seeds = len(seeds)
@@ -326,14 +347,19 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
   size = info.image_size
   init = jax.jit(over_seeds(functools.partial(create_state, model, tx, size), num_seeds),
                  out_shardings=replicated)
-  keys = jax.vmap(jax.random.key)(jnp.asarray(seeds))
-  abstract_state = jax.eval_shape(init, keys)
+  keys = jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(s))
+                                             for s in seeds]))  # [S]
+  abstract_state = jax.eval_shape(init, keys)  # traces the model: its errors surface here
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                 abstract_state)
   # Only a config that got this far (model, optimiser, mesh and data all valid) claims the
   # workdir: a typo must not lock it against the corrected config.
   for seed in seeds:
     workdir_lib.write_config(configs[seed], workdirs[seed])
+  managers = {s: ocp.CheckpointManager(
+      os.path.join(workdirs[s], 'checkpoints'),
+      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
+              for s in seeds}
 
   if start == 0:
     state = init(keys)
@@ -364,6 +390,8 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
       return to_global({k: np.stack([b[k] for b in local]) for k in local[0]},
                        seeds_batch_sharding)
     batch = next_batch()
+  alive = dict(enumerate(seeds))  # index in the seed axis -> seed, for seeds still training
+  failures = []
   bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
                   or jax.process_index() != 0, dynamic_ncols=True, unit='step')
   tick, tick_step, paused = time.perf_counter(), start, 0.0  # paused: eval and save time
@@ -373,19 +401,19 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
     is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
     if is_log or is_ckpt:
       values = jax.device_get(train_metrics)  # [S] each
-      bad = [s for i, s in enumerate(seeds)
-             if not (np.isfinite(values['loss'][i]) and np.isfinite(values['param_norm'][i]))]
-      if bad:
-        for manager in managers.values():
-          manager.wait_until_finished()
-        raise FloatingPointError(
-            f'Non-finite loss or parameters at step {step} for seed(s) {bad}; stopping. The last '
-            f'good checkpoint (step {managers[seeds[0]].latest_step()}) is kept in '
-            f'{", ".join(workdirs.values())}.')
+      for i, seed in list(alive.items()):
+        if not (np.isfinite(values['loss'][i]) and np.isfinite(values['param_norm'][i])):
+          managers[seed].wait_until_finished()
+          failures.append(f'Non-finite loss ({values["loss"][i]}) or parameters at step {step} '
+                          f'(seed {seed}); stopping it. The last good checkpoint (step '
+                          f'{managers[seed].latest_step()}) is kept in {workdirs[seed]}.')
+          del alive[i]
+      if not alive:
+        break
     if is_log:
       now = time.perf_counter()
       seconds = (now - tick - paused) / (step - tick_step)
-      for i, seed in enumerate(seeds):
+      for i, seed in alive.items():
         logged = {'train/loss': float(values['loss'][i]),
                   'train/grad_norm': float(values['grad_norm'][i]),
                   'train/images_per_second': config.batch_size / seconds}  # per seed
@@ -393,16 +421,16 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
           logged['train/step_seconds'] = seconds
         writers[seed].write(step, logged)
       tick, tick_step, paused = now, step, 0.0
-      bar.set_postfix(loss=f'{float(np.mean(values["loss"])):.4f}',
+      bar.set_postfix(loss=f'{float(np.mean(values["loss"][list(alive)])):.4f}',
                       img_s=f'{num_seeds * config.batch_size / seconds:.0f}')
     pause_start = time.perf_counter()
     if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
-      for i, seed in enumerate(seeds):
+      for i, seed in alive.items():
         writers[seed].write(step, _prefixed('val', evaluate(
             eval_step, _seed_slice(state['params'], i), config, config.data.eval_split, info,
             batch_sharding)))
     if is_ckpt:
-      for i, seed in enumerate(seeds):
+      for i, seed in alive.items():
         managers[seed].save(step, args=ocp.args.StandardSave(_seed_slice(state, i)))
     paused += time.perf_counter() - pause_start
     bar.update(1)
@@ -410,19 +438,20 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
       batch = next_batch()
   bar.close()
 
-  params0 = _seed_slice(state['params'], 0)
-  shared_cost = {
-      'params': cost.count_params(params0),
-      'gflops_per_image': cost.forward_gflops_per_image(
-          lambda p, x: model.apply({'params': p}, x), params0, (size, size, 3)),
-      # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
-      'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
-      'compile_seconds': compile_seconds,
-      'seeds_together': num_seeds,
-      'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,
-  }
   results = {}
-  for i, seed in enumerate(seeds):
+  if alive:
+    params0 = _seed_slice(state['params'], next(iter(alive)))
+    shared_cost = {
+        'params': cost.count_params(params0),
+        'gflops_per_image': cost.forward_gflops_per_image(
+            lambda p, x: model.apply({'params': p}, x), params0, (size, size, 3)),
+        # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
+        'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
+        'compile_seconds': compile_seconds,
+        'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
+        'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,
+    }
+  for i, seed in alive.items():
     managers[seed].wait_until_finished()
     params = _seed_slice(state['params'], i)
     final = {'step': config.num_steps}
@@ -436,9 +465,12 @@ def _train_together(configs, workdirs, managers, start, info, mesh, model, tx) -
                      **cost.peak_memory()}
     writers[seed].write(config.num_steps,
                         {**_prefixed('val', final['val']), **_prefixed('test', final['test'])})
-    writers[seed].close()
-    managers[seed].close()
     if jax.process_index() == 0:
       workdir_lib.write_json_atomic(os.path.join(workdirs[seed], 'final.json'), final)
     results[seed] = final
+  for seed in seeds:
+    writers[seed].close()
+    managers[seed].close()
+  if failures:
+    raise FloatingPointError('\n'.join(failures))
   return results

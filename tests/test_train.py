@@ -161,6 +161,25 @@ def test_finished_seeds_are_not_trained_again(reference, tiny_dir, tmp_path):
   assert finals[2]['cost']['seeds_together'] == 1 and finals[2]['step'] == 4
 
 
+def test_a_seed_going_non_finite_stops_alone(tiny_dir, tmp_path, monkeypatch):
+  real = data.train_batches
+
+  def nan_for_seed_one(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if kwargs['seed'] == 1 and i == 2:
+        batch = dict(batch, image=np.full_like(batch['image'], np.nan))
+      yield batch
+
+  monkeypatch.setattr(data, 'train_batches', nan_for_seed_one)
+  workdirs = {0: tmp_path / 's0', 1: tmp_path / 's1'}
+  with pytest.raises(FloatingPointError, match=r'at step 3 \(seed 1\).*checkpoint \(step 2\)'):
+    train.train_and_evaluate_seeds(tiny_config(tiny_dir), {s: str(w) for s, w in workdirs.items()})
+  assert json.loads((workdirs[0] / 'final.json').read_text())['step'] == 4
+  assert not (workdirs[1] / 'final.json').exists()
+  assert sorted(os.listdir(workdirs[1] / 'checkpoints')) == ['2']
+  assert max(l['step'] for l in read_jsonl(str(workdirs[1]))) == 2
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_path,
                                                                  monkeypatch):
   real = data.train_batches
