@@ -5,7 +5,6 @@ r"""Benchmarks upsamplers, train steps and the input pipeline; writes results/be
 """
 import os
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -92,9 +91,15 @@ def main(argv):
                      ('peak_percent', '% of peak', '{:.1f}'),
                      ('compile_seconds', 'compile s', '{:.1f}')]), '']
   if 'levers' in _SUITES.value:
-    sections += levers_section(_LEVER_MODEL.value)
+    config = base.get_config()
+    config.batch_size = _TRAIN_BATCH.value
+    config.model.width, config.model.upsampler = _model(_LEVER_MODEL.value)
+    sections += bench.levers_section(config, _XLA_LEVERS.value, _REPEATS.value)
   if 'pytorch' in _SUITES.value:
-    sections += pytorch_section()
+    config = base.get_config()
+    config.batch_size = _TRAIN_BATCH.value
+    sections += bench.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
+                                      _REPEATS.value)
   if 'pipeline' in _SUITES.value:
     config = base.get_config()
     rate = bench_pipeline(config)
@@ -120,82 +125,6 @@ def _model(spec: str):
     raise app.UsageError(f'Expected WIDTH:UPSAMPLER (e.g. 16:nearest), upsampler one of '
                          f'{", ".join(upsamplers.names())}; got {spec!r}.')
   return int(width), upsampler
-
-
-def levers_section(spec: str) -> list[str]:
-  """Each lever alone against the baseline step of one U-Net, in one run."""
-  width, upsampler = _model(spec)
-  config = base.get_config()
-  config.batch_size, config.model.width, config.model.upsampler = _TRAIN_BATCH.value, width, upsampler
-  b, repeats = config.batch_size, _REPEATS.value
-  peak, peak_note = bench.peak_gflops()
-
-  def variant(**fields):
-    c = config.copy_and_resolve_references()
-    for key, value in fields.items():
-      c[key] = value
-    return c
-
-  bf16 = variant()
-  bf16.model.dtype = 'bfloat16'
-  rows = [('baseline: fp32, state donated, batch ' + str(b), bench.train_step(config, repeats=repeats), 1),
-          ('no buffer donation', bench.train_step(config, repeats=repeats, donate=False), 1),
-          ('bf16 compute (params and optimizer fp32)', bench.train_step(bf16, repeats=repeats), 1),
-          (f'batch {2 * b} (larger effective batch)', bench.train_step(variant(batch_size=2 * b), repeats=repeats), 1),
-          ('3 seeds together (vmap), per seed', bench.train_step(config, num_seeds=3, repeats=repeats), 3)]
-  for xla_flag in _XLA_LEVERS.value:
-    rows.append((f'XLA_FLAGS={xla_flag}', bench.train_step_in_subprocess(
-        'unet', upsampler, width, b, repeats, xla_flags=xla_flag), 1))
-  base_rate = rows[0][1]['images_per_second']
-  lines = ['| lever | ms/step | images/s | vs baseline | GFLOP/s | % of peak |', '|---|---|---|---|---|---|']
-  for name, row, seeds in rows:
-    if 'error' in row:
-      lines.append(f'| {name} | failed: {row["error"][:80]} | | | | |')
-      continue
-    rate = row['images_per_second'] / seeds
-    if seeds > 1:
-      name += f' ({seeds} × {b} images per step, {row["images_per_second"]:.0f} images/s in all)'
-    pct = f'{100 * row["gflops_per_second"] / peak:.1f}' if peak else 'n/a'
-    lines.append(f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | {rate / base_rate:.2f}× | '
-                 f'{row["gflops_per_second"]:.1f} | {pct} |')
-  with tempfile.TemporaryDirectory() as cache:  # what research.train enables in every workdir root
-    compiles = [bench.train_step_in_subprocess('unet', upsampler, width, b, 1,
-                                               env={'JAX_COMPILATION_CACHE_DIR': cache})
-                for _ in range(2)]
-  if all('error' not in c for c in compiles):
-    first, second = (c['compile_seconds'] for c in compiles)
-    lines += ['', f'Persistent compilation cache: the train step compiles in {first:.1f} s in a '
-              f'fresh process with an empty cache and in {second:.1f} s in a second fresh process '
-              f'with the first one\'s cache: **{first / second:.1f}× faster** (target ≥ 5×).']
-  return [f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
-          f'{config.data.image_size}×{config.data.image_size}', '',
-          'Each lever alone, measured one after the other in this run; images/s per seed. '
-          f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'), '',
-          *lines, '']
-
-
-def pytorch_section() -> list[str]:
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return ['## PyTorch side by side', '', 'Skipped: torch is not installed '
-            '(`pip install torch==2.13.0`; it is not a dependency).', '']
-  config = base.get_config()
-  config.batch_size = _TRAIN_BATCH.value
-  rows = [bench.torch_side_by_side(config, upsampler, width, _REPEATS.value)
-          for width, upsampler in map(_model, _TORCH_MODELS.value)]
-  return [f'## PyTorch {torch.__version__} eager side by side: U-Net, batch {config.batch_size}, '
-          f'{config.data.image_size}×{config.data.image_size}', '',
-          'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
-          'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
-          'clipping, AdamW), timed in this process one after the other. Speedup: JAX images/s '
-          f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.', '',
-          bench.markdown_table(rows, [
-              ('width', 'width', '{}'), ('upsampler', 'upsampler', '{}'),
-              ('params', 'params', '{:,}'), ('jax_ms', 'JAX ms/step', '{:.1f}'),
-              ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
-              ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),
-              ('speedup', 'JAX / PyTorch images/s', '**{:.2f}×**')]), '']
 
 
 def bench_pipeline(config):

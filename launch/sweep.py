@@ -30,7 +30,8 @@ _ROOT = flags.DEFINE_string('root', None, 'Directory holding one workdir per cel
 _BACKEND = flags.DEFINE_enum('backend', 'local', ['local', 'slurm'],
                              'local: subprocesses here; slurm: write (and submit) an sbatch array.')
 _PARALLEL = flags.DEFINE_integer(
-    'parallel', 1, 'Cells trained at the same time (slurm: only if given; default unlimited).',
+    'parallel', 1, 'Processes (cells, or groups of seeds) at the same time (slurm: only if '
+    'given; default unlimited).',
     lower_bound=1)
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List the cells and their status; run nothing.')
 _SBATCH_OPTIONS = flags.DEFINE_list(

@@ -9,6 +9,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import flax
@@ -167,7 +168,7 @@ def peak_gflops() -> tuple[float | None, str]:
     if family == 25 and model in _ZEN4_MODELS:
       cores = len(os.sched_getaffinity(0))
       return (cores * mhz * 32 / 1e3,
-              f'AMD Zen 4: {cores} cores × {mhz / 1e3:.2f} GHz × 32 FP32 FLOP/cycle')
+              f'AMD Zen 4: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) × 32 FP32 FLOP/cycle')
     return None, f'no documented vector width for CPU family {family} model {model}'
   return None, f'unknown platform {device.platform}'
 
@@ -225,6 +226,92 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
     row[f'torch_{layout}_ms'] = 1e3 * seconds
   row['speedup'] = min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms']
   return row
+
+
+def levers_section(config, xla_flags, repeats: int) -> list[str]:
+  """Markdown: each lever alone against the baseline step of `config`'s U-Net, in one run.
+
+  In-process levers compare with an in-process baseline; XLA flags (read once per process)
+  with a fresh process without them. The baseline is measured twice, first and last, so
+  that the table shows how much the same step drifts within the run.
+  """
+  b = config.batch_size
+  width, upsampler = config.model.width, config.model.upsampler
+  peak, peak_note = peak_gflops()
+
+  def variant(**fields):
+    c = config.copy_and_resolve_references()
+    for key, value in fields.items():
+      c[key] = value
+    return c
+
+  bf16 = variant()
+  bf16.model.dtype = 'bfloat16'
+  base = train_step(config, repeats=repeats)
+  rows = [('baseline: fp32, state donated, batch ' + str(b), base, 1, base),
+          ('no buffer donation', train_step(config, repeats=repeats, donate=False), 1, base),
+          ('bf16 compute (params and optimizer fp32)', train_step(bf16, repeats=repeats), 1, base),
+          (f'batch {2 * b} (larger effective batch)',
+           train_step(variant(batch_size=2 * b), repeats=repeats), 1, base),
+          ('3 seeds together (vmap), per seed', train_step(config, num_seeds=3, repeats=repeats),
+           3, base)]
+  fresh = train_step_in_subprocess('unet', upsampler, width, b, repeats)
+  rows.append(('fresh process, no extra XLA flags', fresh, 1, fresh))
+  for xla_flag in xla_flags:
+    rows.append((f'XLA_FLAGS={xla_flag} (fresh process)', train_step_in_subprocess(
+        'unet', upsampler, width, b, repeats, xla_flags=xla_flag), 1, fresh))
+  rows.append(('baseline again, at the end', train_step(config, repeats=repeats), 1, base))
+  lines = ['| lever | ms/step | images/s | vs its baseline | GFLOP/s | % of peak |',
+           '|---|---|---|---|---|---|']
+  for name, row, seeds, reference in rows:
+    if 'error' in row or 'error' in reference:
+      lines.append(f'| {name} | failed: {row.get("error", reference.get("error"))[:80]} | | | | |')
+      continue
+    rate = row['images_per_second'] / seeds
+    if seeds > 1:
+      name += f' ({seeds} × {b} images per step, {row["images_per_second"]:.0f} images/s in all)'
+    pct = f'{100 * row["gflops_per_second"] / peak:.1f}' if peak else 'n/a'
+    lines.append(f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | '
+                 f'{rate / reference["images_per_second"]:.2f}× | {row["gflops_per_second"]:.1f} | '
+                 f'{pct} |')
+  with tempfile.TemporaryDirectory() as cache:  # what research.train enables in every workdir root
+    compiles = [train_step_in_subprocess('unet', upsampler, width, b, 1,
+                                         env={'JAX_COMPILATION_CACHE_DIR': cache})
+                for _ in range(2)]
+  if all('error' not in c for c in compiles):
+    first, second = (c['compile_seconds'] for c in compiles)
+    lines += ['', f'Persistent compilation cache: the train step compiles in {first:.1f} s in a '
+              f'fresh process with an empty cache and in {second:.1f} s in a second fresh process '
+              f'with the first one\'s cache: **{first / second:.1f}× faster** (target ≥ 5×).']
+  return [f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
+          f'{config.data.image_size}×{config.data.image_size}', '',
+          'Each lever alone, measured one after the other in this run; images/s per seed. '
+          'In-process levers against the first baseline row, XLA flags against the fresh '
+          'process without them; the last row repeats the baseline to show the drift. '
+          f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'), '',
+          *lines, '']
+
+
+def pytorch_section(config, models, repeats: int) -> list[str]:
+  """Markdown: `torch_side_by_side` for each (width, upsampler) U-Net in `models`."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return ['## PyTorch side by side', '', 'Skipped: torch is not installed '
+            '(`pip install torch==2.13.0`; it is not a dependency).', '']
+  rows = [torch_side_by_side(config, upsampler, width, repeats) for width, upsampler in models]
+  return [f'## PyTorch {torch.__version__} eager side by side: U-Net, batch {config.batch_size}, '
+          f'{config.data.image_size}×{config.data.image_size}', '',
+          'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
+          'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
+          'clipping, AdamW), timed in this process one after the other. Speedup: JAX images/s '
+          f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.', '',
+          markdown_table(rows, [
+              ('width', 'width', '{}'), ('upsampler', 'upsampler', '{}'),
+              ('params', 'params', '{:,}'), ('jax_ms', 'JAX ms/step', '{:.1f}'),
+              ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
+              ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),
+              ('speedup', 'JAX / PyTorch images/s', '**{:.2f}×**')]), '']
 
 
 def environment() -> dict:

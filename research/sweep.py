@@ -9,7 +9,8 @@ list of cells, each a dict of dotted config keys -> values:
                          sweep.axis('seed', range(3)))
 
 Every cell is one `python -m launch.train --config FILE[:ARG] --workdir ROOT/NAME
---config.KEY=VALUE ...` process, so that a crash stays inside its cell. launch.train
+--config.KEY=VALUE ...` process, so that a crash stays inside its cell (with
+config.seeds_together > 1, the seeds of a cell share one process). launch.train
 resumes a partial workdir and returns at once for a finished one, hence running a sweep
 again after a crash or a kill finishes it without redoing work.
 """
@@ -113,7 +114,10 @@ def cell_names(cells) -> list[str]:
     raw = ','.join(f'{short[k]}={flag_value(v)}' for k, v in cell.items()) or 'default'
     name = ','.join(f'{safe(short[k])}={safe(flag_value(v))}' for k, v in cell.items()) or 'default'
     if name != raw or len(name) > _MAX_NAME:
-      digest = hashlib.sha1(json.dumps(cell, sort_keys=True, default=repr).encode()).hexdigest()
+      # The seed is left out of the hash (its value is in the name), so that the names of a
+      # cell's seeds differ only there and the seeds can train together (seed_groups).
+      rest = {k: v for k, v in cell.items() if k != 'seed'}
+      digest = hashlib.sha1(json.dumps(rest, sort_keys=True, default=repr).encode()).hexdigest()
       name = f'{name[:_MAX_NAME]}-{digest[:8]}'
     names.append(name)
   seen = {}
@@ -384,14 +388,16 @@ def read_index(root: str) -> dict:
 
 
 def write_index(root: str, spec: str, common: dict, cells: list[Cell]):
-  """ROOT/cells.json: the experiment and each cell's index, name, overrides and command.
+  """ROOT/cells.json: the experiment and each cell's index, Slurm array task (cells whose
+  seeds train together share one), name, overrides and command.
 
   A root holds one experiment: another config or other command-line overrides are
   refused, since their cells would not be comparable (and their names could collide).
   """
+  task = {c.index: t for t, job in enumerate(jobs(cells)) for c in job}  # Slurm array index
   index = {'config': _portable_spec(spec), 'overrides': common,
-           'cells': [{'index': c.index, 'name': c.name, 'overrides': c.overrides,
-                      'command': shlex.join(c.command)} for c in cells]}
+           'cells': [{'index': c.index, 'task': task[c.index], 'name': c.name,
+                      'overrides': c.overrides, 'command': shlex.join(c.command)} for c in cells]}
   index = json.loads(json.dumps(index, default=repr))
   if os.path.exists(os.path.join(root, INDEX)):
     old = read_index(root)

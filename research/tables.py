@@ -431,6 +431,11 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
            'column (highest quality and images/s; lowest checkerboard score, parameters, '
            'GFLOPs and ms/step). Quality and checkerboard scores in %; params and GFLOPs '
            '(forward, one image) do not depend on the seed.\n')
+  together = sorted({f.get('cost', {}).get('seeds_together', 1) for r in rows for f in r.finals})
+  if together != [1] and together:
+    intro += ('\nSome cells trained several seeds in one program (seeds_together = '
+              f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
+              'joint step, per seed.\n')
   texts = {'md': to_markdown(rows, split, header + intro), 'csv': to_csv(rows, split),
            'tex': to_latex(rows, split, header)}
   os.makedirs(out, exist_ok=True)

@@ -14,18 +14,22 @@ import numpy as np
 import torch
 from torch import nn
 
-UPSAMPLERS = ('nearest', 'transpose_conv')
+_OPTIONS = {'nearest': set(), 'transpose_conv': {'kernel_size', 'use_bias'}}  # mirrored here
 
 
 def _upsampler(name: str, channels: int, options: dict) -> nn.Module:
+  if name not in _OPTIONS:
+    raise ValueError(f'The PyTorch reference U-Net has {", ".join(_OPTIONS)}; got {name!r}.')
+  unknown = sorted(set(options) - _OPTIONS[name])
+  if unknown:  # e.g. overlap='max': not mirrored here, so refused rather than ignored
+    raise ValueError(f'The PyTorch reference {name} has no option(s) {unknown}; it mirrors '
+                     f'{sorted(_OPTIONS[name]) or "none"}.')
   if name == 'nearest':
     return nn.Upsample(scale_factor=2, mode='nearest')
-  if name == 'transpose_conv':
-    k = options.get('kernel_size', 4)
-    p = (k - 1) // 2  # research.upsamplers.transpose_conv: the adjoint of a stride-2 conv
-    return nn.ConvTranspose2d(channels, channels, k, stride=2, padding=p,
-                              output_padding=2 + 2 * p - k, bias=options.get('use_bias', True))
-  raise ValueError(f'The PyTorch reference U-Net has {", ".join(UPSAMPLERS)}; got {name!r}.')
+  k = options.get('kernel_size', 4)  # transpose_conv
+  p = (k - 1) // 2  # research.upsamplers.transpose_conv: the adjoint of a stride-2 conv
+  return nn.ConvTranspose2d(channels, channels, k, stride=2, padding=p,
+                            output_padding=2 + 2 * p - k, bias=options.get('use_bias', True))
 
 
 class ConvBlock(nn.Sequential):

@@ -17,8 +17,7 @@ def test_train_step_measures_the_real_step(tiny_dir):
   one, two = bench.train_step(c, repeats=1), bench.train_step(c, num_seeds=2, repeats=1)
   assert one['params'] == two['params'] > 0
   assert one['images_per_second'] > 0 and two['images_per_second'] > 0
-  # XLA's FLOP count grows at least in proportion to the seeds trained together (on CPU
-  # more: vmapped kernels become grouped convolutions, which XLA CPU expands).
+  # XLA's FLOP count grows at least in proportion to the seeds trained together.
   assert two['gflops_per_second'] * two['step_ms'] > 1.9 * one['gflops_per_second'] * one['step_ms']
 
 
@@ -39,6 +38,8 @@ def test_pytorch_unet_is_the_same_network(upsampler, options, depth):
   torch_model = torch_reference.UNet(6, upsampler, 8, depth=depth, upsampler_options=options)
   assert torch_reference.count_params(torch_model) == cost.count_params(params)
   assert torch_model(torch.zeros(2, 3, 32, 32)).shape == (2, 6, 32, 32)
+  with pytest.raises(ValueError, match=r"no option\(s\) \['overlap'\]"):
+    torch_reference.UNet(6, 'transpose_conv', 8, upsampler_options={'overlap': 'max'})
 
 
 @pytest.mark.parametrize('k', [2, 3, 4, 5])

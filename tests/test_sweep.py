@@ -173,6 +173,12 @@ def test_seeds_together_share_one_command(tmp_path):
   assert len(sweep.jobs(sweep.plan('experiments/quick.py', cells, str(tmp_path)))) == 6
   script = sweep.slurm_script(planned, str(tmp_path), 'x')
   assert '#SBATCH --array=0-3\n' in script
+  sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, planned)
+  assert [c['task'] for c in sweep.read_index(str(tmp_path))['cells']] == [0, 0, 1, 2, 2, 3]
+  # Names hashed for their unsafe characters still group: the hash leaves the seed out.
+  dicts = sweep.product([{'model.upsampler_options': {'kernel_size': 3}}], sweep.axis('seed', [0, 1]))
+  assert len(sweep.jobs(sweep.plan('experiments/quick.py', dicts, str(tmp_path),
+                                   seeds_together=2))) == 1
 
 
 def test_status_and_locks(tmp_path):
@@ -251,7 +257,7 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
       branches[int(number)] = shlex.split(rest.removesuffix(';;'))
   assert sorted(branches) == list(range(24))
   for cell in index['cells']:
-    words = branches[cell['index']]
+    words = branches[cell['task']]
     command = words[words.index('exec') + 1:words.index('>>')]
     assert command == shlex.split(cell['command'])
     assert f'--workdir={root}/{cell["name"]}' in command
