@@ -1,5 +1,6 @@
 """What a run costs: parameters, FLOPs from XLA's cost analysis, memory."""
 import resource
+import time
 
 import jax
 import numpy as np
@@ -23,11 +24,27 @@ def forward_gflops_per_image(apply_fn, params, image_shape) -> float:
   return compiled_flops(jax.jit(apply_fn).lower(params, x).compile()) / 1e9
 
 
+def forward_ms_per_image(apply_fn, params, image_shape, batch: int, repeats: int = 5) -> float:
+  """Milliseconds per image of the jitted forward pass at `batch` (median after warm-up)."""
+  x = np.zeros((batch,) + tuple(image_shape), np.float32)
+  forward = jax.jit(apply_fn).lower(params, x).compile()
+  jax.block_until_ready(forward(params, x))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(forward(params, x))
+    times.append(time.perf_counter() - start)
+  return 1e3 * float(np.median(times)) / batch
+
+
 def peak_memory() -> dict:
   """Peak device memory where the backend reports it (GPU/TPU), and peak host RSS."""
   stats = jax.local_devices()[0].memory_stats() or {}
   device_peak = stats.get('peak_bytes_in_use')
+  host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+  device_peak = None if device_peak is None else device_peak / 2**20
   return {
-      'peak_device_memory_mb': None if device_peak is None else device_peak / 2**20,
-      'peak_host_memory_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10,
+      'peak_device_memory_mb': device_peak, 'peak_host_memory_mb': host_peak,
+      # The device's where it reports one (GPU/TPU); on CPU the process's peak RSS.
+      'peak_memory_mb': host_peak if device_peak is None else device_peak,
   }

@@ -52,12 +52,15 @@ COLUMNS = (
 )
 
 
-# Shown only when some finished cell has them (e.g. the clustering baseline's superpixel scores).
+# Shown only when some finished cell has them (the clustering baseline's superpixel scores;
+# forward time and peak memory, recorded by runs since commit 8198877).
 OPTIONAL_COLUMNS = (
     Column('boundary recall (%)', r'boundary recall (\%)', 'split', 'boundary_recall', 100, 1,
            'max'),
     Column('under-seg. error (%)', r'under-seg.\ error (\%)', 'split', 'undersegmentation_error',
            100, 1, 'min'),
+    Column('ms/image (fwd)', r'ms/image (fwd)', 'cost', 'forward_ms_per_image', 1, 2, 'min'),
+    Column('peak memory (MB)', r'peak memory (MB)', 'cost', 'peak_memory_mb', 1, 0, 'min'),
 )
 
 
@@ -100,7 +103,7 @@ def columns(rows: list[Row]) -> tuple[Column, ...]:
   """COLUMNS, then the optional columns that some finished cell reports."""
   present = [c for c in OPTIONAL_COLUMNS
              if any(f.get(s, {}).get(c.field) is not None for r in rows for f in r.finals
-                    for s in SPLITS)]
+                    for s in SPLITS + ('cost',))]
   return COLUMNS + tuple(present)
 
 

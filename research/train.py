@@ -447,6 +447,9 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
             lambda p, x: model.apply({'params': p}, x), params0, (size, size, 3)),
         # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
         'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
+        'forward_ms_per_image': cost.forward_ms_per_image(
+            lambda p, x: model.apply({'params': p}, x), params0, (size, size, 3),
+            max(1, config.eval_batch_size // mesh.devices.size)),  # a device's share of a batch
         'compile_seconds': compile_seconds,
         'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
         'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,

@@ -44,8 +44,11 @@ def num_params(tree):
   return sum(np.size(p) for p in jax.tree.leaves(tree))
 
 
+UPSAMPLING = [a for a in models.names() if a not in ('sliding_window', 'fullres')]
+
+
 @pytest.mark.parametrize('upsampler', upsamplers.names())
-@pytest.mark.parametrize('arch', models.names())
+@pytest.mark.parametrize('arch', UPSAMPLING)
 def test_every_architecture_with_every_upsampler(arch, upsampler):
   params, logits, loss, grads = init_and_grad(arch, upsampler)
   assert logits.shape == (2, 32, 32, NUM_CLASSES)
@@ -133,3 +136,42 @@ def test_wrong_rank_is_refused():
   model = models.build('unet', upsampler='nearest', num_classes=3, width=4)
   with pytest.raises(ValueError, match=r'expects images of shape \[B, H, W, C\]'):
     jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((32, 32, 3)))
+
+
+def test_sliding_window_classifies_each_pixel_from_its_own_patch():
+  """Logits at a pixel = the patch classifier on the zero-padded window around it, and
+  nothing outside that window matters."""
+  model = models.build('sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14,
+                       hidden=8)
+  x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
+  params = model.init(jax.random.key(1), x)
+  logits = model.apply(params, x)
+  assert logits.shape == (1, 16, 16, 3)
+  pad = ((0, 0), (6, 7), (6, 7), (0, 0))  # the window: 6 above/left of its pixel, 7 below/right
+  padded = jnp.pad(x, pad)
+  for i, j in [(0, 0), (5, 9), (15, 15)]:
+    window = padded[:, i:i + 14, j:j + 14]  # the 14×14 window, classified as its own image
+    alone = model.apply(params, window)  # its pixel (6, 6) sees exactly that window
+    np.testing.assert_allclose(alone[0, 6, 6], logits[0, i, j], rtol=1e-5, atol=1e-5)
+  far = x.at[0, 15, 15].set(5.0)  # outside the window of pixel (0, 0)
+  np.testing.assert_allclose(model.apply(params, far)[0, 0, 0], logits[0, 0, 0], rtol=1e-6)
+  assert not np.allclose(model.apply(params, far)[0, 15, 15], logits[0, 15, 15])
+  with pytest.raises(ValueError, match='an even patch >= 14'):
+    models.build('sliding_window', upsampler='nearest', num_classes=3, patch=10).init(
+        jax.random.key(0), x)
+
+
+def test_design_cost_baselines_match_the_unet_in_parameters():
+  """experiments/design_costs.py's widths give the three designs 454k ± 4% parameters."""
+  from experiments import design_costs  # pylint: disable=g-import-not-at-top
+  counts = {}
+  for arch, width in design_costs.DESIGNS:
+    model = models.build(arch, upsampler='nearest', num_classes=6, width=width)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    counts[arch] = num_params(shapes['params'])
+  assert counts['unet'] == 453958
+  for arch in ('sliding_window', 'fullres'):
+    assert abs(counts[arch] / counts['unet'] - 1) < 0.04, counts
+  model = models.build('fullres', upsampler='nearest', num_classes=6, width=4, depth=1)
+  x = jnp.ones((2, 8, 8, 3))
+  assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 8, 8, 6)

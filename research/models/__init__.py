@@ -8,6 +8,7 @@ import functools
 from flax import linen as nn
 
 from research import upsamplers
+from research.models import baselines
 from research.models import fcn
 from research.models import segnet
 from research.models import unet
@@ -18,6 +19,8 @@ _REGISTRY = {
     'fcn8s': functools.partial(fcn.FCN, skips=2),
     'unet': unet.UNet,
     'segnet': segnet.SegNet,
+    'sliding_window': baselines.SlidingWindow,  # no upsampling: experiments/design_costs.py
+    'fullres': baselines.FullRes,
 }
 
 

@@ -18,6 +18,12 @@ def check_input(x, stride: int, arch: str):
                      f'(e.g. {max(stride, (h // stride) * stride)} or {(h // stride + 1) * stride}).')
 
 
+def groups(features: int) -> int:
+  """GroupNorm's group count: the largest divisor of `features` up to 8 (8 for the usual
+  power-of-two widths)."""
+  return max(g for g in range(1, 9) if features % g == 0)
+
+
 class ConvBlock(nn.Module):
   """`num_convs` × (3×3 conv, GroupNorm, ReLU). GroupNorm keeps the model stateless
   (no batch statistics to sync across devices) and trains well from scratch."""
@@ -30,7 +36,7 @@ class ConvBlock(nn.Module):
     for i in range(self.num_convs):
       x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
                   name=f'conv{i}')(x)
-      x = nn.GroupNorm(num_groups=min(8, self.features), dtype=self.dtype, name=f'norm{i}')(x)
+      x = nn.GroupNorm(num_groups=groups(self.features), dtype=self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
     return x
 

@@ -1,0 +1,70 @@
+"""The two ways to label every pixel that came before encoder–decoders (design_costs).
+
+`SlidingWindow`: a small CNN classifies the centre pixel of the patch around every pixel
+(Ciresan et al. 2012); nothing is shared between overlapping patches, so the cost is
+one patch classification per pixel. `FullRes`: the U-Net's depth of 3×3 convolutions
+(2 per block × (2·depth + 1) blocks) at full resolution, no downsampling, so every layer
+pays for every pixel. Neither upsamples: `upsampler` is accepted (models.build passes it
+to every architecture) and unused.
+"""
+from typing import Any, Optional
+
+from flax import linen as nn
+import jax
+import jax.numpy as jnp
+
+from research.models import layers
+
+
+class SlidingWindow(nn.Module):
+  """x: [B, H, W, 3] -> [B, H, W, num_classes]: for each pixel, the `patch`×`patch` window
+  centred on it (zero padded at the border) goes through two 'VALID' conv pairs with a
+  2×2 max-pool between them, then a hidden dense layer and the classifier."""
+  num_classes: int
+  upsampler: str = 'nearest'  # unused
+  upsampler_options: Optional[dict] = None  # unused
+  width: int = 32
+  patch: int = 16
+  hidden: int = 1536
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    layers.check_input(x, 1, 'sliding_window')
+    b, h, w, c = x.shape
+    p = self.patch
+    if p < 14 or p % 2:
+      raise ValueError(f'sliding_window needs an even patch >= 14 (two 3×3 valid convs, a 2×2 '
+                       f'pool and two more must leave a window); got patch={p}.')
+    # [B, H, W, C·p·p], channel-major within each patch: the window around every pixel.
+    patches = jax.lax.conv_general_dilated_patches(
+        x, (p, p), (1, 1), [(p // 2 - 1, p // 2), (p // 2 - 1, p // 2)],
+        dimension_numbers=('NHWC', 'OIHW', 'NHWC'))
+    z = patches.reshape(b * h * w, c, p, p).transpose(0, 2, 3, 1)  # [B·H·W, p, p, C]
+    for i, features in enumerate((self.width, self.width)):
+      z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
+    z = nn.max_pool(z, (2, 2), (2, 2))
+    for i, features in enumerate((2 * self.width, 2 * self.width), start=2):
+      z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
+    z = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(z.reshape(b * h * w, -1)))
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(z)
+    return logits.reshape(b, h, w, self.num_classes).astype(jnp.float32)
+
+
+class FullRes(nn.Module):
+  """x: [B, H, W, 3] -> [B, H, W, num_classes]: 2·(2·depth + 1) 3×3 conv/GroupNorm/ReLU
+  layers of `width` channels at full resolution (the U-Net's count for this depth), then
+  a 1×1 head."""
+  num_classes: int
+  upsampler: str = 'nearest'  # unused
+  upsampler_options: Optional[dict] = None  # unused
+  width: int = 54
+  depth: int = 4
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    layers.check_input(x, 1, 'fullres')
+    for block in range(2 * self.depth + 1):
+      x = layers.ConvBlock(self.width, 2, self.dtype, name=f'block{block}')(x)
+    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)
