@@ -100,11 +100,16 @@ def read_sweep(root: str) -> tuple[dict, list[Row]]:
 
 
 def columns(rows: list[Row]) -> tuple[Column, ...]:
-  """COLUMNS, then the optional columns that some finished cell reports."""
-  present = [c for c in OPTIONAL_COLUMNS
-             if any(f.get(s, {}).get(c.field) is not None for r in rows for f in r.finals
-                    for s in SPLITS + ('cost',))]
-  return COLUMNS + tuple(present)
+  """The columns some finished cell reports (COLUMNS, all of them while none has finished),
+  then the optional ones that some finished cell reports."""
+  finals = [f for r in rows for f in r.finals]
+
+  def reported(column):
+    sections = SPLITS if column.section == 'split' else (column.section,)
+    return any(f.get(s, {}).get(column.field) is not None for f in finals for s in sections)
+
+  return (tuple(c for c in COLUMNS if not finals or reported(c))
+          + tuple(c for c in OPTIONAL_COLUMNS if reported(c)))
 
 
 def summarize(values: np.ndarray) -> tuple[float, float, int]:
@@ -135,8 +140,9 @@ def _cells(rows: list[Row], split: str, bold, pm: str):
   for row in rows:
     texts = []
     for column in columns(rows):
-      mean, std, n = summarize(row.values(column, split))
-      if n == 0:
+      values = row.values(column, split)
+      mean, std, n = summarize(values)
+      if n == 0 or np.isnan(values).all():  # not finished, or a metric this run has not
         texts.append(MISSING)
         continue
       text = f'{mean:.{column.decimals}f}'

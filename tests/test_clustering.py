@@ -296,6 +296,7 @@ def test_clustering_runs_as_a_sweep_cell_and_fills_the_table(tiny_dir, tmp_path)
   row = tables.Row({'clustering.k': 16}, [str(tmp_path)], ['done'], [final])
   table = tables.to_markdown([row], 'test', '')
   assert 'boundary recall (%)' in table and 'under-seg. error (%)' in table
+  assert 'checkerboard' not in table and 'GFLOPs' not in table and 'nan' not in table
   assert 'boundary recall' not in tables.to_markdown([tables.Row({'k': 1})], 'test', '')
 
 
