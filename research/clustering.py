@@ -349,7 +349,7 @@ def run(config, workdir: str) -> dict:
 
 
 def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
-                  quantise=('colour', 8), superpixels=('colour_position', 64, 10.0)):
+                  quantise=('colour', 8), superpixels=('colour_position', 64, 30.0)):
   """The classic pictures, one test image per row: input, the image quantised to its k-means
   colours, SLIC-like superpixel boundaries over the input, and the ground truth."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
@@ -366,8 +366,8 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
   overlay[edges] = (1.0, 0.0, 0.0)
   ignore_label = data.dataset_info(data_config).ignore_label
   num_classes = int(labels[labels != ignore_label].max(initial=0)) + 1
-  titles = ['input', f'quantised: {quantise[0]}, k={quantise[1]}',
-            f'superpixels: {space}, k={k}, m={m:g}', 'ground truth']
+  titles = ['input', f'quantised\n{quantise[0]}, k={quantise[1]}',
+            f'superpixel boundaries\n{space}, k={k}, m={m:g}', 'ground truth']
   fig = Figure(figsize=(8, 2 * len(images)))
   axes = fig.subplots(len(images), 4, squeeze=False)
   for row, (image, q, o, label) in enumerate(zip(images, quantised, overlay, labels)):
