@@ -3,9 +3,11 @@ r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × 8 upsamplers × 3 seeds on lab_
   python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
   python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation
 
-72 cells of 800 steps at width 8, batch 16: an estimated 2.5–4 hours on 2 CPU cores, one
-at a time (the FCN cells take about 55 s each; U-Net and SegNet cells several times more). Seed 0 of every configuration runs first, so
-that a sweep cut short still gives every row. One cell alone:
+72 cells of 800 steps at width 8, batch 16, one at a time: about 2 h 10 min on 2 CPU cores
+(shared with other work; FCN cells ~55 s each, U-Net and SegNet cells 90-150 s). Seed 0
+of every configuration runs first, so that a sweep cut short still gives every row.
+Expected (results/decoder_ablation.md, test mIoU %): FCN-8s 13.6-29.3 (sparse unpooling
+~13.7, learned or smooth decoders 26-29), U-Net 35-37, SegNet 25-26. One cell alone:
 
   python -m launch.train --config experiments/decoder_ablation.py:arch=segnet,upsampler=max_unpool \
       --workdir workdirs/segnet_max_unpool
