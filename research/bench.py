@@ -14,7 +14,6 @@ import time
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -103,7 +102,7 @@ def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = Tru
       model, tx, config, info.num_classes, mesh, num_seeds, donate=donate)
   init = jax.jit(train.over_seeds(lambda k: train.create_state(model, tx, s, k), num_seeds),
                  out_shardings=replicated)
-  state = init(jax.vmap(jax.random.key)(jnp.arange(num_seeds)))
+  state = init(train.seed_keys(range(num_seeds)))
   params = cost.count_params(state['params']) // num_seeds
   batch = train.to_global(batch_np, batch_sharding)
   start = time.perf_counter()

@@ -309,11 +309,8 @@ def _score_split(config, split: str, info) -> dict:
     bf.append(metrics.boundary_f1(labels, preds, info.num_classes, None, info.ignore_label))
     recall.append(boundary_recall(ids, labels, info.ignore_label))
     under.append(undersegmentation_error(ids, labels, info.ignore_label))
-  scores = metrics.segmentation_scores(confusion, info.class_names)
   return {
-      'miou': scores['miou'], 'pixel_accuracy': scores['pixel_accuracy'],
-      'mean_class_accuracy': scores['mean_class_accuracy'],
-      'iou_per_class': dict(zip(info.class_names, scores['iou_per_class'])),
+      **metrics.region_scores(confusion, info.class_names),
       'boundary_f1': float(np.nanmean(np.concatenate(bf))),
       'boundary_recall': float(np.nanmean(np.concatenate(recall))),
       'undersegmentation_error': float(np.nanmean(np.concatenate(under))),
@@ -354,6 +351,7 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
   colours, SLIC-like superpixel boundaries over the input, and the ground truth."""
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   from research import data  # pylint: disable=g-import-not-at-top
+  from research import tables  # pylint: disable=g-import-not-at-top
   batch = next(iter(data.eval_batches(data_config, data_config.test_split,
                                       global_batch_size=num_images)))
   images, labels = batch['image'][batch['valid']], batch['label'][batch['valid']]
@@ -364,8 +362,7 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
   edges = metrics.boundary_map(ids, np.ones(ids.shape, bool))
   overlay = images.copy()
   overlay[edges] = (1.0, 0.0, 0.0)
-  ignore_label = data.dataset_info(data_config).ignore_label
-  num_classes = int(labels[labels != ignore_label].max(initial=0)) + 1
+  num_classes = data.dataset_info(data_config).num_classes
   titles = ['input', f'quantised\n{quantise[0]}, k={quantise[1]}',
             f'superpixel boundaries\n{space}, k={k}, m={m:g}', 'ground truth']
   fig = Figure(figsize=(8, 2 * len(images)))
@@ -374,14 +371,11 @@ def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
     for col, (picture, title) in enumerate(zip([image, q, o, None], titles)):
       ax = axes[row, col]
       if picture is None:
-        ax.imshow(np.where(label == ignore_label, -1, label), cmap='tab10', vmin=-1, vmax=max(9, num_classes),
-                  interpolation='nearest')
+        tables.label_image(ax, label, num_classes)
       else:
         ax.imshow(np.clip(picture, 0, 1), interpolation='nearest')
       ax.set_xticks([])
       ax.set_yticks([])
       if row == 0:
         ax.set_title(title, fontsize=8)
-  tmp = f'{path}.{os.getpid()}.tmp'
-  fig.savefig(tmp, format='png', dpi=150, bbox_inches='tight')
-  os.replace(tmp, path)
+  tables.save_figure(fig, path)

@@ -95,6 +95,18 @@ def segmentation_scores(confusion: np.ndarray, class_names=None) -> dict:
   }
 
 
+def region_scores(confusion: np.ndarray, class_names) -> dict:
+  """What a run reports per split in final.json: `segmentation_scores`' mIoU, pixel and mean
+  class accuracy, and the IoU of each class by name."""
+  scores = segmentation_scores(confusion, class_names)
+  return {
+    "miou": scores["miou"],
+    "pixel_accuracy": scores["pixel_accuracy"],
+    "mean_class_accuracy": scores["mean_class_accuracy"],
+    "iou_per_class": dict(zip(scores["class_names"], scores["iou_per_class"])),
+  }
+
+
 def boundary_map(seg, scored=None) -> np.ndarray:
   """Boundary pixels of a label map: scored pixels with a scored 4-neighbour of another label.
 

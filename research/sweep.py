@@ -212,11 +212,13 @@ def _seed_template(names: list[str], seeds: list, short_seed: str) -> str | None
   return template if fits and '{seed}' in template else None
 
 
-def seed_groups(cells: list[dict], names: list[str], seeds_together: int) -> list[list[int]]:
-  """Indices of the cells to train in one program: cells equal but for an integer `seed`,
-  in chunks of at most `seeds_together`, whose names differ only in the seed."""
+def seed_groups(cells: list[dict], names: list[str],
+                seeds_together: int) -> list[tuple[list[int], str]]:
+  """The cells to train in one program, each group with its workdir name: cells equal but
+  for an integer `seed`, in chunks of at most `seeds_together`, whose names differ only in
+  the seed, named by the template with {seed}; every other cell alone, under its own name."""
   if seeds_together <= 1:
-    return [[i] for i in range(len(cells))]
+    return [([i], name) for i, name in enumerate(names)]
   short_seed = short_keys(k for cell in cells for k in cell).get('seed')
   rest = {}
   for i, cell in enumerate(cells):
@@ -231,10 +233,11 @@ def seed_groups(cells: list[dict], names: list[str], seeds_together: int) -> lis
     for start in range(0, len(members), seeds_together):
       chunk = members[start:start + seeds_together]
       seeds = [cells[i].get('seed') for i in chunk]
-      if len(chunk) > 1 and _seed_template([names[i] for i in chunk], seeds, short_seed):
-        groups.append(chunk)
+      template = len(chunk) > 1 and _seed_template([names[i] for i in chunk], seeds, short_seed)
+      if template:
+        groups.append((chunk, template))
       else:
-        groups.extend([i] for i in chunk)
+        groups.extend(([i], names[i]) for i in chunk)
   return sorted(groups)
 
 
@@ -255,15 +258,12 @@ def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
       raise ValueError(f'Cell {name!r} sets {shared}, which the command line overrides for every '
                        'cell too; drop one of them.')
   commands = {}
-  for group in seed_groups(cells, names, seeds_together):
+  for group, name in seed_groups(cells, names, seeds_together):
     overrides = dict(cells[group[0]])
-    if len(group) == 1:
-      seeds, workdir = [], os.path.join(root, names[group[0]])
-    else:
-      seeds = [cells[i]['seed'] for i in group]
-      short_seed = short_keys(k for cell in cells for k in cell)['seed']
-      workdir = os.path.join(root, _seed_template([names[i] for i in group], seeds, short_seed))
-      del overrides['seed']
+    seeds = [cells[i]['seed'] for i in group] if len(group) > 1 else []
+    if seeds:
+      del overrides['seed']  # --seeds and the {seed} in the workdir name set it
+    workdir = os.path.join(root, name)
     # No progress bar: log.txt would fill with carriage-return updates.
     command = (python, '-m', 'launch.train', f'--config={spec}', f'--workdir={workdir}',
                *([f'--seeds={",".join(map(str, seeds))}'] if seeds else []),

@@ -252,7 +252,7 @@ def _series(row: Row) -> str:
   return ','.join(rest) or 'all'
 
 
-def _save(fig: Figure, path: str):
+def save_figure(fig: Figure, path: str):
   """PNG via a temporary file and a rename, like the tables."""
   tmp = f'{path}.{os.getpid()}.tmp'
   fig.savefig(tmp, format='png', dpi=150, bbox_inches='tight')
@@ -276,7 +276,7 @@ def plot_quality_vs_cost(rows: list[Row], split: str, path: str):
   ax.set_title('Quality against cost (mean ± std over seeds)')
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def plot_boundary_f1(rows: list[Row], split: str, path: str):
@@ -300,7 +300,7 @@ def plot_boundary_f1(rows: list[Row], split: str, path: str):
   ax.set_title('Boundary F1 per upsampler (mean ± std over seeds)')
   ax.legend(fontsize=8)
   ax.grid(axis='y', alpha=0.3)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def high_pass(p: np.ndarray) -> np.ndarray:
@@ -312,7 +312,8 @@ def high_pass(p: np.ndarray) -> np.ndarray:
   return p - q
 
 
-def _label_image(ax, labels, num_classes):
+def label_image(ax, labels, num_classes):
+  """A label map in the tab10 colours of every figure here; the ignore label white."""
   cmap = colors.ListedColormap(colormaps['tab10'].colors[:num_classes]).with_extremes(
       bad='white')  # the ignore label
   ax.imshow(np.ma.masked_outside(labels, 0, num_classes - 1), cmap=cmap, vmin=-0.5,
@@ -327,15 +328,15 @@ def plot_predictions(images, labels, probs: dict, title: str, path: str):
   axes = fig.subplots(len(images), cols, squeeze=False)
   for i in range(len(images)):
     axes[i, 0].imshow(np.clip(images[i], 0, 1), interpolation='nearest')
-    _label_image(axes[i, 1], labels[i], k)
+    label_image(axes[i, 1], labels[i], k)
     for j, p in enumerate(probs.values()):
-      _label_image(axes[i, 2 + j], np.argmax(p[i], axis=-1), k)
+      label_image(axes[i, 2 + j], np.argmax(p[i], axis=-1), k)
   for j, name in enumerate(['input', 'ground truth', *probs]):
     axes[0, j].set_title(name, fontsize=7)
   for ax in axes.flat:
     ax.set_axis_off()
   fig.suptitle(title, fontsize=9)
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def plot_checkerboard(image, label, probs: dict, scores: dict, path: str):
@@ -363,7 +364,7 @@ def plot_checkerboard(image, label, probs: dict, scores: dict, path: str):
     axes[i, 2].set_title(f'high-pass, ±{vmax:.2g}; score {100 * scores[name]:.2f}%', fontsize=8)
   for ax in axes.flat:
     ax.set_axis_off()
-  _save(fig, path)
+  save_figure(fig, path)
 
 
 def _eval_images(config, split: str, num_images: int):

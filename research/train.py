@@ -232,13 +232,8 @@ def evaluate(eval_step, params, config, split: str, info, batch_sharding) -> dic
     bf_mean, cb_mean = sums[:, 0].sum() / sums[:, 1].sum(), sums[:, 2].sum() / sums[:, 3].sum()
   else:
     bf_mean, cb_mean = float(np.nanmean(bf)), float(np.mean(checker))
-  scores = metrics.segmentation_scores(confusion, info.class_names)
-  return {
-      'miou': scores['miou'], 'pixel_accuracy': scores['pixel_accuracy'],
-      'mean_class_accuracy': scores['mean_class_accuracy'],
-      'iou_per_class': dict(zip(info.class_names, scores['iou_per_class'])),
-      'boundary_f1': float(bf_mean), 'checkerboard': float(cb_mean),
-  }
+  return {**metrics.region_scores(confusion, info.class_names),
+          'boundary_f1': float(bf_mean), 'checkerboard': float(cb_mean)}
 
 
 def _prefixed(prefix, d):
@@ -308,8 +303,8 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
         results.update(_train_together(configs, {s: workdirs[s] for s in seeds}, start, info,
                                        mesh, model, tx))
       except FloatingPointError as e:  # the group's good seeds finished; go on with the rest
-        results.update({s: workdir_lib.read_final(workdirs[s]) for s in seeds
-                        if workdir_lib.read_final(workdirs[s]) is not None})
+        finals = {s: workdir_lib.read_final(workdirs[s]) for s in seeds}
+        results.update({s: f for s, f in finals.items() if f is not None})
         errors.append(str(e))
   if errors:
     raise FloatingPointError('\n'.join(errors))
@@ -326,6 +321,12 @@ def _latest_step(workdir: str):
     return manager.latest_step()
   finally:
     manager.close()
+
+
+def seed_keys(seeds):
+  """One PRNG key per seed, stacked along a leading seed axis: [S]."""
+  return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(s))
+                                             for s in seeds]))
 
 
 def _seed_slice(tree, i: int):
@@ -347,8 +348,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   size = info.image_size
   init = jax.jit(over_seeds(functools.partial(create_state, model, tx, size), num_seeds),
                  out_shardings=replicated)
-  keys = jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(s))
-                                             for s in seeds]))  # [S]
+  keys = seed_keys(seeds)  # [S]
   abstract_state = jax.eval_shape(init, keys)  # traces the model: its errors surface here
   abstract_state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
                                 abstract_state)
