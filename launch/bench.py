@@ -10,15 +10,17 @@ from absl import app
 from absl import flags
 
 from experiments import base
+from experiments import design_costs
 from research import bench
 from research import data
 from research import upsamplers
 from research import workdir as workdir_lib
 
 _SUITES = flags.DEFINE_multi_enum(
-    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
-    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
-    'What to benchmark (pytorch: only where torch is installed).')
+    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs'],
+    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs'],
+    'What to benchmark (pytorch: only where torch is installed; designs: the inference cost '
+    'of experiments/design_costs.py\'s three designs).')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
 _CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')
@@ -32,11 +34,13 @@ _TORCH_MODELS = flags.DEFINE_list(
 _LEVER_MODEL = flags.DEFINE_string('lever_model', '16:nearest',
                                    'levers suite: the U-Net as WIDTH:UPSAMPLER.')
 _XLA_LEVERS = flags.DEFINE_list(
-    'xla_levers', ['--xla_cpu_use_onednn=true', '--xla_cpu_experimental_ynn_fusion_type=',
-                   '--xla_cpu_enable_fast_math=true',
+    'xla_levers', ['--xla_cpu_experimental_ynn_fusion_type=+individual_convolution',
+                   '--xla_cpu_experimental_ynn_fusion_type=',
+                   '--xla_cpu_use_onednn=true', '--xla_cpu_enable_fast_math=true',
                    '--xla_cpu_enable_concurrency_optimized_scheduler=true',
                    '--xla_cpu_multi_thread_eigen=false'],
-    'levers suite: XLA flags, each tried alone in a fresh process.')
+    'levers suite: XLA flags, each tried alone in a fresh process (one that names a flag of '
+    'research/xla_flags.py replaces its default there).')
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per measurement (median).')
 _OUT = flags.DEFINE_string('out', 'results', 'Folder for bench_<device>.md ("" to only print).')
 
@@ -50,8 +54,8 @@ def main(argv):
   env = bench.environment()
   sections = [f'# Benchmark: {env["device"]}', '',
               f'Command: `python -m launch.bench {" ".join(sys.argv[1:])}` at commit {env["commit"]}  ',
-              f'Processor: {env["processor"]}; {env["versions"]}. Medians of {_REPEATS.value} '
-              'timed calls after warm-up.', '']
+              f'Processor: {env["processor"]}; {env["versions"]}; XLA_FLAGS '
+              f'`{env["xla_flags"]}`. Medians of {_REPEATS.value} timed calls after warm-up.', '']
   train_images_per_second = None
   if 'upsamplers' in _SUITES.value:
     b, s, c = _BATCH.value, _SIZE.value, _CHANNELS.value
@@ -100,6 +104,20 @@ def main(argv):
     config.batch_size = _TRAIN_BATCH.value
     sections += bench.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
                                       _REPEATS.value)
+  if 'designs' in _SUITES.value:
+    config = design_costs.get_config()
+    info = data.dataset_info(config.data)
+    rows = bench.design_rows(design_costs.DESIGNS, info.num_classes, info.image_size,
+                             config.eval_batch_size, _REPEATS.value)
+    sections += [f'## Three ways to label every pixel: inference cost at batch '
+                 f'{config.eval_batch_size}, {info.image_size}×{info.image_size}', '',
+                 'experiments/design_costs.py\'s designs (parameters matched within 4%); '
+                 'forward pass only.', '',
+                 bench.markdown_table(rows, [
+                     ('arch', 'arch', '{}'), ('width', 'width', '{}'),
+                     ('params', 'params', '{:,}'), ('gflops_per_image', 'GFLOPs/image', '{:.3f}'),
+                     ('forward_ms_per_image', 'forward ms/image', '{:.2f}'),
+                     ('forward_memory_mb', 'forward memory MB', '{:.1f}')]), '']
   if 'pipeline' in _SUITES.value:
     config = base.get_config()
     rate = bench_pipeline(config)

@@ -22,6 +22,8 @@ from research import data
 from research import pooling
 from research import train
 from research import upsamplers
+from research import xla_flags as xla_flags_lib
+from research.models import layers
 
 
 def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
@@ -78,6 +80,55 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
         'forward_backward_memory_mb': _memory_mb(fwd_bwd),
         'params': cost.count_params(params),
     })
+  return rows
+
+
+def group_norm_rows(batch: int, shapes, repeats: int):
+  """GroupNorm + ReLU forward and backward on x: [batch, size, size, channels] for each
+  (size, channels): layers.GroupNorm (gradient by hand, the models' default) against
+  Flax's nn.GroupNorm differentiated by JAX, and torch.nn.GroupNorm where installed."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    torch = None
+  rows = []
+  for size, channels in shapes:
+    x = jax.random.normal(jax.random.key(0), (batch, size, size, channels))
+    row = {'shape': f'{batch}×{size}×{size}×{channels}'}
+    groups = layers.groups(channels)
+    for key, module in [('flax_ms', flax.linen.GroupNorm(num_groups=groups)),
+                        ('fused_ms', layers.GroupNorm(groups))]:
+      params = module.init(jax.random.key(1), x)
+      loss = lambda p, x, m=module: (jax.nn.relu(m.apply(p, x)) ** 2).sum()
+      grad = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile()
+      row[key] = 1e3 * median_seconds(grad, params, x, repeats=repeats)
+    row['speedup'] = row['flax_ms'] / row['fused_ms']
+    if torch is not None:
+      tx = torch.randn(batch, channels, size, size, requires_grad=True)
+      norm = torch.nn.GroupNorm(groups, channels, eps=1e-6)
+      row['torch_ms'] = 1e3 * median_seconds(
+          lambda: (torch.relu(norm(tx)) ** 2).sum().backward(), repeats=repeats)
+    rows.append(row)
+  return rows
+
+
+def design_rows(designs, num_classes: int, image_size: int, batch: int, repeats: int):
+  """Inference cost of each (arch, width) in `designs`: parameters, forward GFLOPs per
+  image (XLA's count), forward ms per image at `batch`, and the forward's memory (XLA's
+  memory analysis: arguments, outputs and temporaries)."""
+  from research import models  # pylint: disable=g-import-not-at-top
+  rows = []
+  for arch, width in designs:
+    model = models.build(arch, upsampler='nearest', num_classes=num_classes, width=width)
+    x = np.zeros((batch, image_size, image_size, 3), np.float32)
+    params = model.init(jax.random.key(0), x[:1])
+    shape = x.shape[1:]
+    rows.append({
+        'arch': arch, 'width': width, 'params': cost.count_params(params),
+        'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, shape),
+        'forward_ms_per_image': cost.forward_ms_per_image(model.apply, params, shape, batch,
+                                                          repeats),
+        'forward_memory_mb': _memory_mb(jax.jit(model.apply).lower(params, x).compile())})
   return rows
 
 
@@ -186,8 +237,9 @@ def train_step_in_subprocess(arch: str, upsampler: str, width: int, batch: int, 
                              xla_flags: str = '', env: dict | None = None) -> dict:
   """`train_step` of the base config in a fresh process, with `xla_flags` added to
   XLA_FLAGS (XLA reads its flags once, when the backend starts) and `env` set."""
-  env = {**os.environ, **(env or {}),
-         'XLA_FLAGS': f'{os.environ.get("XLA_FLAGS", "")} {xla_flags}'.strip()}
+  replaced = {flag.split('=')[0] for flag in xla_flags.split()}
+  inherited = [f for f in os.environ.get('XLA_FLAGS', '').split() if f.split('=')[0] not in replaced]
+  env = {**os.environ, **(env or {}), 'XLA_FLAGS': ' '.join(inherited + xla_flags.split())}
   out = subprocess.run([sys.executable, '-c', _CHILD, arch, upsampler, str(width), str(batch),
                         str(repeats)], env=env, capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -255,7 +307,8 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
           ('3 seeds together (vmap), per seed', train_step(config, num_seeds=3, repeats=repeats),
            3, base)]
   fresh = train_step_in_subprocess('unet', upsampler, width, b, repeats)
-  rows.append(('fresh process, no extra XLA flags', fresh, 1, fresh))
+  defaults = ' '.join(f'{k}={v}' for k, v in xla_flags_lib.DEFAULTS.items())
+  rows.append((f'fresh process, XLA flags of research/xla_flags.py ({defaults})', fresh, 1, fresh))
   for xla_flag in xla_flags:
     rows.append((f'XLA_FLAGS={xla_flag} (fresh process)', train_step_in_subprocess(
         'unet', upsampler, width, b, repeats, xla_flags=xla_flag), 1, fresh))
@@ -273,6 +326,17 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
     lines.append(f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | '
                  f'{rate / reference["images_per_second"]:.2f}× | {row["gflops_per_second"]:.1f} | '
                  f'{pct} |')
+  size = config.data.image_size
+  shapes = [(size >> level, width << level) for level in range(config.model.options.get('depth', 4) + 1)]
+  norm_rows = group_norm_rows(b, shapes, repeats)
+  lines += ['', 'GroupNorm + ReLU, forward and backward, at the shapes of the U-Net\'s blocks: '
+            'layers.GroupNorm (its gradient written by hand, one reduction pass and one '
+            'elementwise pass; what the models use) against Flax\'s nn.GroupNorm differentiated '
+            'by JAX' + (', and torch.nn.GroupNorm.' if 'torch_ms' in norm_rows[0] else '.'), '',
+            markdown_table(norm_rows, [
+                ('shape', 'x', '{}'), ('flax_ms', 'nn.GroupNorm ms', '{:.2f}'),
+                ('fused_ms', 'layers.GroupNorm ms', '{:.2f}'), ('speedup', 'speedup', '{:.2f}×')]
+                + ([('torch_ms', 'PyTorch ms', '{:.2f}')] if 'torch_ms' in norm_rows[0] else []))]
   with tempfile.TemporaryDirectory() as cache:  # what research.train enables in every workdir root
     compiles = [train_step_in_subprocess('unet', upsampler, width, b, 1,
                                          env={'JAX_COMPILATION_CACHE_DIR': cache})
@@ -326,6 +390,7 @@ def environment() -> dict:
   return {'device': f'{device.platform} ({device.device_kind}) × {jax.device_count()}',
           'processor': platform.processor() or platform.machine(),
           'versions': f'jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}',
+          'xla_flags': os.environ.get('XLA_FLAGS', ''),
           'commit': commit}
 
 

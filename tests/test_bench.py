@@ -21,6 +21,25 @@ def test_train_step_measures_the_real_step(tiny_dir):
   assert two['gflops_per_second'] * two['step_ms'] > 1.9 * one['gflops_per_second'] * one['step_ms']
 
 
+def test_design_costs_are_measured_per_design():
+  rows = bench.design_rows([('unet', 4), ('fullres', 4)], num_classes=3, image_size=16,
+                           batch=2, repeats=1)
+  assert [r['arch'] for r in rows] == ['unet', 'fullres']
+  for row in rows:
+    model = models.build(row['arch'], upsampler='nearest', num_classes=3, width=4)
+    params = model.init(jax.random.key(0), np.zeros((1, 16, 16, 3), np.float32))
+    assert row['params'] == cost.count_params(params)
+    assert row['forward_ms_per_image'] > 0 and row['forward_memory_mb'] > 0
+  # At equal width, full resolution costs more per image than downsampling first.
+  assert rows[1]['gflops_per_image'] > rows[0]['gflops_per_image'] > 0
+
+
+def test_group_norm_rows_time_both_implementations():
+  row, = bench.group_norm_rows(2, [(8, 16)], repeats=1)
+  assert row['shape'] == '2×8×8×16' and row['flax_ms'] > 0 and row['fused_ms'] > 0
+  assert row['speedup'] == row['flax_ms'] / row['fused_ms']
+
+
 def test_peak_is_a_number_with_its_derivation_or_unknown():
   peak, note = bench.peak_gflops()
   assert note and (peak is None or peak > 0)

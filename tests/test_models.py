@@ -175,3 +175,37 @@ def test_design_cost_baselines_match_the_unet_in_parameters():
   model = models.build('fullres', upsampler='nearest', num_classes=6, width=4, depth=1)
   x = jnp.ones((2, 8, 8, 3))
   assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 8, 8, 6)
+
+
+@pytest.mark.parametrize('shape,groups,dtype,rtol', [
+    ((2, 8, 8, 16), 8, jnp.float32, 1e-5),
+    ((3, 4, 6, 12), 6, jnp.float32, 1e-5),  # the width-12 case of layers.groups
+    ((2, 4, 4, 32), 8, jnp.bfloat16, 2e-2)])
+def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, dtype, rtol):
+  """layers.GroupNorm (gradient by hand) computes nn.GroupNorm's function and gradients,
+  with the same parameter names, for an input that is not centred and a non-trivial
+  scale and bias; ReLU after it, as in the blocks."""
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
+  from research.models import layers  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=shape) * 2 + 0.5, jnp.float32)
+  weights = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  ours, flax_norm = layers.GroupNorm(groups, dtype=dtype), nn.GroupNorm(groups, dtype=dtype)
+  params = flax_norm.init(jax.random.key(0), x)
+  assert jax.tree.structure(params) == jax.tree.structure(ours.init(jax.random.key(0), x))
+  params = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+
+  def loss(module):
+    return lambda p, x: jnp.sum(jax.nn.relu(module.apply(p, x)).astype(jnp.float32) * weights)
+
+  ours_out = jax.value_and_grad(loss(ours), argnums=(0, 1))(params, x)
+  flax_out = jax.value_and_grad(loss(flax_norm), argnums=(0, 1))(params, x)
+  assert ours.apply(params, x).dtype == dtype
+  for a, b in zip(jax.tree.leaves(ours_out), jax.tree.leaves(flax_out)):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(jnp.max(jnp.abs(b))))
+
+
+def test_group_norm_refuses_channels_that_do_not_split():
+  from research.models import layers  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match='12 channels do not split into 8 groups'):
+    layers.GroupNorm(8).init(jax.random.key(0), jnp.ones((1, 2, 2, 12)))

@@ -1,7 +1,9 @@
 """Building blocks shared by the architectures."""
+import functools
 from typing import Any, Optional
 
 from flax import linen as nn
+import jax
 import jax.numpy as jnp
 
 from research import upsamplers
@@ -24,6 +26,71 @@ def groups(features: int) -> int:
   return max(g for g in range(1, 9) if features % g == 0)
 
 
+def _group_stats(x, groups: int, eps: float):
+  """Per-(image, channel) mean and 1/std of x's group: [B, 1, 1, C] each, float32. One pass
+  over x (E[x²] - E[x]², as Flax's GroupNorm with its default use_fast_variance)."""
+  b, h, w, c = x.shape
+  v = x.astype(jnp.float32).reshape(b, h * w, c)
+  n = h * w * (c // groups)
+  mean = v.sum(1).reshape(b, groups, -1).sum(-1) / n  # [B, G]
+  var = jnp.maximum((v * v).sum(1).reshape(b, groups, -1).sum(-1) / n - mean * mean, 0.)
+  per_channel = lambda t: jnp.repeat(t, c // groups, axis=1)[:, None, None, :]
+  return per_channel(mean), per_channel(jax.lax.rsqrt(var + eps))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def group_norm(x, scale, bias, groups: int, eps: float):
+  """GroupNorm of x: [B, H, W, C] with per-channel scale and bias, the function of Flax's
+  nn.GroupNorm. Written with its gradient by hand because XLA:CPU differentiates the
+  composed version into several passes over the activations and slow tree reductions
+  (results/bench_cpu.md): here the forward makes one statistics pass and one elementwise
+  pass, the backward one reduction pass (Σ dy, Σ dy·x̂ per image and channel) and one
+  elementwise pass."""
+  return _group_norm_fwd(x, scale, bias, groups, eps)[0]
+
+
+def _group_norm_fwd(x, scale, bias, groups, eps):
+  mean, inv = _group_stats(x, groups, eps)
+  a = inv * scale
+  return (x * a + (bias - mean * a)).astype(x.dtype), (x, scale, mean, inv)
+
+
+def _group_norm_bwd(groups, eps, residuals, dy):
+  del eps
+  x, scale, mean, inv = residuals
+  b, h, w, c = x.shape
+  dy = dy.astype(jnp.float32)
+  x_hat = (x - mean) * inv
+  sum_dy = dy.reshape(b, h * w, c).sum(1)  # [B, C]
+  sum_dy_xhat = (dy * x_hat).reshape(b, h * w, c).sum(1)
+  n = h * w * (c // groups)
+  group_mean = lambda t: jnp.repeat((t * scale).reshape(b, groups, -1).sum(-1) / n,
+                                    c // groups, axis=1)[:, None, None, :]
+  dx = inv * (dy * scale - group_mean(sum_dy) - x_hat * group_mean(sum_dy_xhat))
+  return (dx.astype(x.dtype), sum_dy_xhat.sum(0).astype(scale.dtype),
+          sum_dy.sum(0).astype(scale.dtype))
+
+
+group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
+
+
+class GroupNorm(nn.Module):
+  """nn.GroupNorm's parameters ('scale', 'bias') and function over [B, H, W, C], computed
+  by `group_norm`: statistics in float32, output in `dtype`."""
+  num_groups: int
+  epsilon: float = 1e-6
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    if c % self.num_groups:
+      raise ValueError(f'GroupNorm: {c} channels do not split into {self.num_groups} groups.')
+    scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
+    return group_norm(x, scale, bias, self.num_groups, self.epsilon).astype(self.dtype)
+
+
 class ConvBlock(nn.Module):
   """`num_convs` × (3×3 conv, GroupNorm, ReLU). GroupNorm keeps the model stateless
   (no batch statistics to sync across devices) and trains well from scratch."""
@@ -36,7 +103,7 @@ class ConvBlock(nn.Module):
     for i in range(self.num_convs):
       x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
                   name=f'conv{i}')(x)
-      x = nn.GroupNorm(num_groups=groups(self.features), dtype=self.dtype, name=f'norm{i}')(x)
+      x = GroupNorm(groups(self.features), dtype=self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
     return x
 

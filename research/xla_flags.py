@@ -1,0 +1,25 @@
+"""XLA flags that this codebase sets by default, before JAX starts a backend.
+
+XLA reads XLA_FLAGS once, when the first backend starts, so `import research` adds these
+to the environment; a flag the user's XLA_FLAGS already names is left as the user set it.
+Each default is measured by `python -m launch.bench --suites=levers` (results/bench_cpu.md).
+"""
+import os
+
+DEFAULTS = {
+    # XLA:CPU sends convolutions to YNNPACK, which runs the U-Net's 3×3 convolutions (and
+    # both of their gradients) ~1.3× slower than XLA's own path on Zen 4; its elementwise
+    # and reduction fusions stay on. GPUs and TPUs ignore the flag.
+    '--xla_cpu_experimental_ynn_fusion_type': '-individual_convolution',
+}
+
+
+def with_defaults(xla_flags: str) -> str:
+  """`xla_flags` with each default appended unless it names that flag already."""
+  named = {flag.split('=')[0] for flag in xla_flags.split()}
+  extra = [f'{name}={value}' for name, value in DEFAULTS.items() if name not in named]
+  return ' '.join([xla_flags.strip(), *extra]).strip()
+
+
+def apply() -> None:
+  os.environ['XLA_FLAGS'] = with_defaults(os.environ.get('XLA_FLAGS', ''))

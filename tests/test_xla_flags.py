@@ -1,0 +1,22 @@
+"""The XLA flags research sets by default, and the user's flags winning over them."""
+import os
+
+from research import xla_flags
+
+
+def test_defaults_are_appended_to_the_users_flags():
+  flags = xla_flags.with_defaults('--xla_force_host_platform_device_count=4')
+  assert flags.split()[0] == '--xla_force_host_platform_device_count=4'
+  for name, value in xla_flags.DEFAULTS.items():
+    assert f'{name}={value}' in flags.split()
+
+
+def test_a_flag_the_user_set_is_left_as_it_is():
+  name = next(iter(xla_flags.DEFAULTS))
+  assert xla_flags.with_defaults(f'{name}=') == f'{name}='
+  assert xla_flags.with_defaults(f"{name}=").count(name) == 1
+
+
+def test_importing_research_set_them_for_this_process():
+  for name in xla_flags.DEFAULTS:
+    assert name in os.environ['XLA_FLAGS']
