@@ -17,10 +17,10 @@ from research import upsamplers
 from research import workdir as workdir_lib
 
 _SUITES = flags.DEFINE_multi_enum(
-    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs'],
+    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
     ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs'],
     'What to benchmark (pytorch: only where torch is installed; designs: the inference cost '
-    'of experiments/design_costs.py\'s three designs).')
+    'of experiments/design_costs.py\'s three designs; minutes on 2 CPU cores, so not by default).')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
 _CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')

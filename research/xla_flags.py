@@ -1,11 +1,17 @@
 """XLA flags that this codebase sets by default, before JAX starts a backend.
 
 XLA reads XLA_FLAGS once, when the first backend starts, so `import research` adds these
-to the environment; a flag the user's XLA_FLAGS already names is left as the user set it.
-Each default is measured by `python -m launch.bench --suites=levers` (results/bench_cpu.md).
+to the environment (importing research after JAX has started leaves them without effect).
+A flag the user's XLA_FLAGS already names is left as the user set it. XLA aborts the
+process on a flag it does not know, so the defaults apply only with the jaxlib they were
+measured with; UPSAMPLING_LAB_XLA_DEFAULTS=0 turns them off. Each default is measured by
+`python -m launch.bench --suites=levers` (results/bench_cpu.md).
 """
 import os
 
+import jaxlib
+
+MEASURED_WITH = ('0.10.2',)  # jaxlib versions whose XLA has these flags and values
 DEFAULTS = {
     # XLA:CPU sends convolutions to YNNPACK, which runs the U-Net's 3×3 convolutions (and
     # both of their gradients) ~1.3× slower than XLA's own path on Zen 4; its elementwise
@@ -22,4 +28,6 @@ def with_defaults(xla_flags: str) -> str:
 
 
 def apply() -> None:
-  os.environ['XLA_FLAGS'] = with_defaults(os.environ.get('XLA_FLAGS', ''))
+  if (jaxlib.__version__ in MEASURED_WITH
+      and os.environ.get('UPSAMPLING_LAB_XLA_DEFAULTS', '1') != '0'):
+    os.environ['XLA_FLAGS'] = with_defaults(os.environ.get('XLA_FLAGS', ''))

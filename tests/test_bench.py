@@ -37,7 +37,11 @@ def test_design_costs_are_measured_per_design():
 def test_group_norm_rows_time_both_implementations():
   row, = bench.group_norm_rows(2, [(8, 16)], repeats=1)
   assert row['shape'] == '2×8×8×16' and row['flax_ms'] > 0 and row['fused_ms'] > 0
-  assert row['speedup'] == row['flax_ms'] / row['fused_ms']
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    assert row['torch_ms'] > 0
+  except ImportError:
+    assert 'torch_ms' not in row
 
 
 def test_peak_is_a_number_with_its_derivation_or_unknown():

@@ -177,18 +177,20 @@ def test_design_cost_baselines_match_the_unet_in_parameters():
   assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 8, 8, 6)
 
 
-@pytest.mark.parametrize('shape,groups,dtype,rtol', [
-    ((2, 8, 8, 16), 8, jnp.float32, 1e-5),
-    ((3, 4, 6, 12), 6, jnp.float32, 1e-5),  # the width-12 case of layers.groups
-    ((2, 4, 4, 32), 8, jnp.bfloat16, 2e-2)])
-def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, dtype, rtol):
+@pytest.mark.parametrize('shape,groups,in_dtype,dtype,rtol', [
+    ((2, 8, 8, 16), 8, jnp.float32, jnp.float32, 1e-5),
+    ((3, 4, 6, 12), 6, jnp.float32, jnp.float32, 1e-5),  # the width-12 case of layers.groups
+    ((2, 4, 4, 32), 8, jnp.float32, jnp.bfloat16, 2e-2),
+    ((2, 4, 4, 32), 8, jnp.bfloat16, jnp.bfloat16, 2e-2),  # bf16 activations, as in the blocks
+    ((2, 4, 4, 32), 8, jnp.bfloat16, jnp.float32, 1e-2)])  # dx is bf16: one rounding apart
+def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, in_dtype, dtype, rtol):
   """layers.GroupNorm (gradient by hand) computes nn.GroupNorm's function and gradients,
   with the same parameter names, for an input that is not centred and a non-trivial
   scale and bias; ReLU after it, as in the blocks."""
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from research.models import layers  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.normal(size=shape) * 2 + 0.5, jnp.float32)
+  x = jnp.asarray(rng.normal(size=shape) * 2 + 0.5, in_dtype)
   weights = jnp.asarray(rng.normal(size=shape), jnp.float32)
   ours, flax_norm = layers.GroupNorm(groups, dtype=dtype), nn.GroupNorm(groups, dtype=dtype)
   params = flax_norm.init(jax.random.key(0), x)
@@ -202,10 +204,31 @@ def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, dtype, r
   flax_out = jax.value_and_grad(loss(flax_norm), argnums=(0, 1))(params, x)
   assert ours.apply(params, x).dtype == dtype
   for a, b in zip(jax.tree.leaves(ours_out), jax.tree.leaves(flax_out)):
-    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * float(jnp.max(jnp.abs(b))))
+    assert a.dtype == b.dtype, (a.dtype, b.dtype)
+    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=rtol,
+                               atol=rtol * float(jnp.max(jnp.abs(b))))
 
 
-def test_group_norm_refuses_channels_that_do_not_split():
+def test_group_norm_gradient_under_vmap_over_seeds():
+  """The train step vmaps over a seed axis of params and batch: same as Flax there too."""
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from research.models import layers  # pylint: disable=g-import-not-at-top
-  with pytest.raises(ValueError, match='12 channels do not split into 8 groups'):
-    layers.GroupNorm(8).init(jax.random.key(0), jnp.ones((1, 2, 2, 12)))
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(2, 3, 4, 4, 16)), jnp.float32)  # [S, B, H, W, C]
+  params = {'params': {'scale': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
+                       'bias': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32)}}
+
+  def grads(module):
+    loss = lambda p, x: jnp.sum(jax.nn.relu(module.apply(p, x)) ** 2)
+    return jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(params, x)
+
+  for a, b in zip(jax.tree.leaves(grads(layers.GroupNorm(8))),
+                  jax.tree.leaves(grads(nn.GroupNorm(8)))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
+@pytest.mark.parametrize('shape', [(1, 2, 2, 12), (2, 2, 16)])
+def test_group_norm_refuses_what_it_cannot_normalise(shape):
+  from research.models import layers  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r'\[B, H, W, C\] with C divisible by 8 groups'):
+    layers.GroupNorm(8).init(jax.random.key(0), jnp.ones(shape))

@@ -20,3 +20,10 @@ def test_a_flag_the_user_set_is_left_as_it_is():
 def test_importing_research_set_them_for_this_process():
   for name in xla_flags.DEFAULTS:
     assert name in os.environ['XLA_FLAGS']
+
+
+def test_they_can_be_turned_off(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
+  monkeypatch.setenv('UPSAMPLING_LAB_XLA_DEFAULTS', '0')
+  xla_flags.apply()
+  assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=4'

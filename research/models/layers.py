@@ -38,26 +38,26 @@ def _group_stats(x, groups: int, eps: float):
   return per_channel(mean), per_channel(jax.lax.rsqrt(var + eps))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def group_norm(x, scale, bias, groups: int, eps: float):
-  """GroupNorm of x: [B, H, W, C] with per-channel scale and bias, the function of Flax's
-  nn.GroupNorm. Written with its gradient by hand because XLA:CPU differentiates the
-  composed version into several passes over the activations and slow tree reductions
-  (results/bench_cpu.md): here the forward makes one statistics pass and one elementwise
-  pass, the backward one reduction pass (Σ dy, Σ dy·x̂ per image and channel) and one
-  elementwise pass."""
-  return _group_norm_fwd(x, scale, bias, groups, eps)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def group_norm(x, scale, bias, groups: int, eps: float, dtype):
+  """GroupNorm of x: [B, H, W, C] with per-channel scale and bias: [C], the function of
+  Flax's nn.GroupNorm, output in `dtype`. Written with its gradient by hand because
+  XLA:CPU differentiates the composed version into several passes over the activations
+  and slow tree reductions (results/bench_cpu.md): here the forward makes one statistics
+  pass and one elementwise pass, the backward one reduction pass (Σ dy, Σ dy·x̂ per image
+  and channel) and one elementwise pass. Reverse mode only (custom_vjp)."""
+  return _group_norm_fwd(x, scale, bias, groups, eps, dtype)[0]
 
 
-def _group_norm_fwd(x, scale, bias, groups, eps):
+def _group_norm_fwd(x, scale, bias, groups, eps, dtype):
   mean, inv = _group_stats(x, groups, eps)
   a = inv * scale
-  return (x * a + (bias - mean * a)).astype(x.dtype), (x, scale, mean, inv)
+  return (x * a + (bias - mean * a)).astype(dtype), (x, scale, bias, mean, inv)
 
 
-def _group_norm_bwd(groups, eps, residuals, dy):
-  del eps
-  x, scale, mean, inv = residuals
+def _group_norm_bwd(groups, eps, dtype, residuals, dy):
+  del eps, dtype
+  x, scale, bias, mean, inv = residuals
   b, h, w, c = x.shape
   dy = dy.astype(jnp.float32)
   x_hat = (x - mean) * inv
@@ -68,7 +68,7 @@ def _group_norm_bwd(groups, eps, residuals, dy):
                                     c // groups, axis=1)[:, None, None, :]
   dx = inv * (dy * scale - group_mean(sum_dy) - x_hat * group_mean(sum_dy_xhat))
   return (dx.astype(x.dtype), sum_dy_xhat.sum(0).astype(scale.dtype),
-          sum_dy.sum(0).astype(scale.dtype))
+          sum_dy.sum(0).astype(bias.dtype))
 
 
 group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
@@ -83,12 +83,13 @@ class GroupNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    if x.ndim != 4 or x.shape[-1] % self.num_groups:
+      raise ValueError(f'GroupNorm takes [B, H, W, C] with C divisible by {self.num_groups} '
+                       f'groups; got shape {x.shape}.')
     c = x.shape[-1]
-    if c % self.num_groups:
-      raise ValueError(f'GroupNorm: {c} channels do not split into {self.num_groups} groups.')
     scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
-    return group_norm(x, scale, bias, self.num_groups, self.epsilon).astype(self.dtype)
+    return group_norm(x, scale, bias, self.num_groups, self.epsilon, jnp.dtype(self.dtype))
 
 
 class ConvBlock(nn.Module):
