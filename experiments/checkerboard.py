@@ -12,7 +12,11 @@ each with overlapping contributions summed or maxed; resize-convolution (nearest
 lab_shapes/res64), so its transpose_conv (k=4, sum), resize_conv and pixel_shuffle rows
 must agree with that table's U-Net rows. The table's checkerboard column is
 research.metrics.checkerboard_score; launch.table draws the artifact of transpose_conv
-(k=4) against resize_conv. About 100 s per cell on 2 CPU cores: ~40 minutes.
+(k=4) against resize_conv. 2-6 min per cell on 2 shared CPU cores (max overlap at k=4 is
+the slowest: its step is 2.7× the sum's); the 15 cells not shared with the decoder
+ablation took about 75 minutes.
+Expected (results/checkerboard.md, test %): every decoder 34.7-37.7 mIoU and 43-46 boundary
+F1, all within the seed spread (std 1-4.5), and a checkerboard score of 0.00 for all.
 Smoke test (2 steps, 1 seed): `experiments/checkerboard.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
