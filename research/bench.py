@@ -1,12 +1,11 @@
 """Benchmarks: upsamplers alone, whole train steps, and the input pipeline.
 
-Every timing is the median of `repeats` calls after warm-up, each ended with
-`block_until_ready`, so that asynchronous dispatch does not hide the work.
+Every timing is cost.median_seconds: the median of `repeats` calls after warm-up, each
+ended with `block_until_ready`, so that asynchronous dispatch does not hide the work.
 """
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,17 +23,6 @@ from research import train
 from research import upsamplers
 from research import xla_flags as xla_flags_lib
 from research.models import layers
-
-
-def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def _memory_mb(compiled) -> float:
@@ -75,8 +63,8 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
     fwd_bwd = jax.jit(forward_backward).lower(params, x).compile()
     rows.append({
         'upsampler': name,
-        'forward_ms': 1e3 * median_seconds(fwd, params, x, repeats=repeats),
-        'forward_backward_ms': 1e3 * median_seconds(fwd_bwd, params, x, repeats=repeats),
+        'forward_ms': 1e3 * cost.median_seconds(fwd, params, x, repeats=repeats),
+        'forward_backward_ms': 1e3 * cost.median_seconds(fwd_bwd, params, x, repeats=repeats),
         'forward_backward_memory_mb': _memory_mb(fwd_bwd),
         'params': cost.count_params(params),
     })
@@ -101,12 +89,12 @@ def group_norm_rows(batch: int, shapes, repeats: int):
       params = module.init(jax.random.key(1), x)
       loss = lambda p, x, m=module: (jax.nn.relu(m.apply(p, x)) ** 2).sum()
       grad = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile()
-      row[key] = 1e3 * median_seconds(grad, params, x, repeats=repeats)
+      row[key] = 1e3 * cost.median_seconds(grad, params, x, repeats=repeats)
     row['speedup'] = row['flax_ms'] / row['fused_ms']
     if torch is not None:
       tx = torch.randn(batch, channels, size, size, requires_grad=True)
       norm = torch.nn.GroupNorm(groups, channels, eps=1e-6)
-      row['torch_ms'] = 1e3 * median_seconds(
+      row['torch_ms'] = 1e3 * cost.median_seconds(
           lambda: (torch.relu(norm(tx)) ** 2).sum().backward(), repeats=repeats)
     rows.append(row)
   return rows
@@ -122,13 +110,13 @@ def design_rows(designs, num_classes: int, image_size: int, batch: int, repeats:
     model = models.build(arch, upsampler='nearest', num_classes=num_classes, width=width)
     x = np.zeros((batch, image_size, image_size, 3), np.float32)
     params = model.init(jax.random.key(0), x[:1])
-    shape = x.shape[1:]
+    forward = jax.jit(model.apply).lower(params, x).compile()  # timed and measured once
     rows.append({
         'arch': arch, 'width': width, 'params': cost.count_params(params),
-        'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, shape),
-        'forward_ms_per_image': cost.forward_ms_per_image(model.apply, params, shape, batch,
-                                                          repeats),
-        'forward_memory_mb': _memory_mb(jax.jit(model.apply).lower(params, x).compile())})
+        'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, x.shape[1:]),
+        'forward_ms_per_image': 1e3 * cost.median_seconds(forward, params, x,
+                                                          repeats=repeats) / batch,
+        'forward_memory_mb': _memory_mb(forward)})
   return rows
 
 
@@ -165,7 +153,7 @@ def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = Tru
     holder[0], metrics = compiled(holder[0], batch)
     return metrics['loss']
 
-  seconds = median_seconds(step, repeats=repeats)
+  seconds = cost.median_seconds(step, repeats=repeats)
   return {'params': params, 'step_ms': 1e3 * seconds,
           'images_per_second': num_seeds * b / seconds,
           'gflops_per_second': cost.compiled_flops(compiled) / seconds / 1e9,
@@ -236,9 +224,9 @@ print(json.dumps(bench.train_step(c, repeats=int(sys.argv[5]))))
 def train_step_in_subprocess(arch: str, upsampler: str, width: int, batch: int, repeats: int,
                              xla_flags: str = '', env: dict | None = None) -> dict:
   """`train_step` of the base config in a fresh process, with `xla_flags` added to
-  XLA_FLAGS (XLA reads its flags once, when the backend starts) and `env` set."""
-  replaced = {flag.split('=')[0] for flag in xla_flags.split()}
-  inherited = [f for f in os.environ.get('XLA_FLAGS', '').split() if f.split('=')[0] not in replaced]
+  XLA_FLAGS, replacing the flags of the same names (XLA reads its flags once, when the
+  backend starts), and `env` set."""
+  inherited = xla_flags_lib.without(os.environ.get('XLA_FLAGS', ''), xla_flags)
   env = {**os.environ, **(env or {}), 'XLA_FLAGS': ' '.join(inherited + xla_flags.split())}
   out = subprocess.run([sys.executable, '-c', _CHILD, arch, upsampler, str(width), str(batch),
                         str(repeats)], env=env, capture_output=True, text=True,

@@ -1,9 +1,23 @@
-"""What a run costs: parameters, FLOPs from XLA's cost analysis, memory."""
+"""What a run costs: parameters, FLOPs from XLA's cost analysis, time, memory."""
 import resource
+import statistics
 import time
 
 import jax
 import numpy as np
+
+
+def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
+  """Median wall time of fn(*args) over `repeats` calls after `warmup` calls, each ended
+  with `block_until_ready`, so that asynchronous dispatch does not hide the work."""
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
 
 
 def count_params(params) -> int:
@@ -28,13 +42,7 @@ def forward_ms_per_image(apply_fn, params, image_shape, batch: int, repeats: int
   """Milliseconds per image of the jitted forward pass at `batch` (median after warm-up)."""
   x = np.zeros((batch,) + tuple(image_shape), np.float32)
   forward = jax.jit(apply_fn).lower(params, x).compile()
-  jax.block_until_ready(forward(params, x))
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(forward(params, x))
-    times.append(time.perf_counter() - start)
-  return 1e3 * float(np.median(times)) / batch
+  return 1e3 * median_seconds(forward, params, x, repeats=repeats, warmup=1) / batch
 
 
 def peak_memory() -> dict:

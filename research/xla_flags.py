@@ -20,11 +20,16 @@ DEFAULTS = {
 }
 
 
+def without(xla_flags: str, other: str) -> list[str]:
+  """The flags of `xla_flags` whose names `other` does not set."""
+  named = {flag.split('=')[0] for flag in other.split()}
+  return [flag for flag in xla_flags.split() if flag.split('=')[0] not in named]
+
+
 def with_defaults(xla_flags: str) -> str:
   """`xla_flags` with each default appended unless it names that flag already."""
-  named = {flag.split('=')[0] for flag in xla_flags.split()}
-  extra = [f'{name}={value}' for name, value in DEFAULTS.items() if name not in named]
-  return ' '.join([xla_flags.strip(), *extra]).strip()
+  defaults = ' '.join(f'{name}={value}' for name, value in DEFAULTS.items())
+  return ' '.join([xla_flags.strip(), *without(defaults, xla_flags)]).strip()
 
 
 def apply() -> None:

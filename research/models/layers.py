@@ -26,16 +26,23 @@ def groups(features: int) -> int:
   return max(g for g in range(1, 9) if features % g == 0)
 
 
+def _group_mean(per_channel_sums, groups: int, n: int):
+  """[B, C] sums over each image's pixels -> [B, 1, 1, C]: the mean over the channel's
+  group (n values per group), broadcast back to every channel of the group."""
+  b, c = per_channel_sums.shape
+  means = per_channel_sums.reshape(b, groups, -1).sum(-1) / n  # [B, G]
+  return jnp.repeat(means, c // groups, axis=1)[:, None, None, :]
+
+
 def _group_stats(x, groups: int, eps: float):
   """Per-(image, channel) mean and 1/std of x's group: [B, 1, 1, C] each, float32. One pass
   over x (E[x²] - E[x]², as Flax's GroupNorm with its default use_fast_variance)."""
   b, h, w, c = x.shape
   v = x.astype(jnp.float32).reshape(b, h * w, c)
   n = h * w * (c // groups)
-  mean = v.sum(1).reshape(b, groups, -1).sum(-1) / n  # [B, G]
-  var = jnp.maximum((v * v).sum(1).reshape(b, groups, -1).sum(-1) / n - mean * mean, 0.)
-  per_channel = lambda t: jnp.repeat(t, c // groups, axis=1)[:, None, None, :]
-  return per_channel(mean), per_channel(jax.lax.rsqrt(var + eps))
+  mean = _group_mean(v.sum(1), groups, n)
+  var = jnp.maximum(_group_mean((v * v).sum(1), groups, n) - mean * mean, 0.)
+  return mean, jax.lax.rsqrt(var + eps)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
@@ -64,9 +71,8 @@ def _group_norm_bwd(groups, eps, dtype, residuals, dy):
   sum_dy = dy.reshape(b, h * w, c).sum(1)  # [B, C]
   sum_dy_xhat = (dy * x_hat).reshape(b, h * w, c).sum(1)
   n = h * w * (c // groups)
-  group_mean = lambda t: jnp.repeat((t * scale).reshape(b, groups, -1).sum(-1) / n,
-                                    c // groups, axis=1)[:, None, None, :]
-  dx = inv * (dy * scale - group_mean(sum_dy) - x_hat * group_mean(sum_dy_xhat))
+  dx = inv * (dy * scale - _group_mean(sum_dy * scale, groups, n)
+              - x_hat * _group_mean(sum_dy_xhat * scale, groups, n))
   return (dx.astype(x.dtype), sum_dy_xhat.sum(0).astype(scale.dtype),
           sum_dy.sum(0).astype(bias.dtype))
 
