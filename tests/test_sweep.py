@@ -89,6 +89,19 @@ def test_experiment_grids():
   with pytest.raises(ValueError, match='no get_sweep'):
     sweep.get_sweep(str(EXPERIMENTS / 'quick.py'))
 
+  # The long variant: the ablation's U-Net rows, differing only in run length and eval cadence.
+  long_spec = str(EXPERIMENTS / 'decoder_ablation_long.py')
+  long_cells = sweep.get_sweep(long_spec)
+  assert len(long_cells) == 24 and set(sweep.cell_names(long_cells)) <= set(names)
+  long = sweep.load_experiment(long_spec)
+  cell = {'model.arch': 'unet', 'model.upsampler': 'pixel_shuffle', 'seed': 2}
+  long_config = sweep.apply_overrides(long.get_config(), cell).to_dict()
+  short_config = sweep.apply_overrides(ablation.get_config(), cell).to_dict()
+  assert long_config['num_steps'] == 2400 and long.get_config('steps=2').num_steps == 2
+  for key in ('num_steps', 'eval_every', 'checkpoint_every'):
+    del long_config[key], short_config[key]
+  assert long_config == short_config
+
 
 def test_checkerboard_and_clustering_grids():
   import jax  # pylint: disable=g-import-not-at-top
