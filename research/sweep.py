@@ -427,40 +427,51 @@ def tail(path: str, lines: int = 30) -> str:
     return '(no log)\n'
 
 
+def _with_seeds(command: tuple[str, ...], seeds) -> tuple[str, ...]:
+  """`command` (seeds trained together) with its --seeds flag narrowed to `seeds`."""
+  flag = f'--seeds={",".join(map(str, seeds))}'
+  return tuple(flag if word.startswith('--seeds=') else word for word in command)
+
+
 def run_job(job: list[Cell], stop: threading.Event | None = None) -> list[Result]:
   """Trains one process's cells (one, or seeds trained together) under their locks,
-  appending its output to the first cell's log.txt (the others' logs point there)."""
-  taken = []
+  appending its output to the first cell's log.txt (the others' logs point there).
+
+  Seeds whose lock another live process holds are left to it; the rest train without them.
+  """
+  taken, busy = [], []
   for cell in job:
-    if not acquire_lock(cell.workdir):
-      for other in taken:
-        release_lock(other.workdir)
-      return [Result(c, 'running', 'skipped: another live process holds its lock') for c in job]
-    taken.append(cell)
+    (taken if acquire_lock(cell.workdir) else busy).append(cell)
+  results = [Result(c, 'running', 'skipped: another live process holds its lock') for c in busy]
+  if not taken:
+    return results
+  command = taken[0].command
+  if busy:
+    command = _with_seeds(command, [c.overrides['seed'] for c in taken])
   try:
     if stop is not None and stop.is_set():
-      return [Result(c, 'failed', 'not started: the sweep was interrupted') for c in job]
+      return results + [Result(c, 'failed', 'not started: the sweep was interrupted')
+                        for c in taken]
     start = time.time()
     header = (f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} '
-              f'{shlex.join(job[0].command)}\n')
-    for cell in job[1:]:
+              f'{shlex.join(command)}\n')
+    for cell in taken[1:]:
       with open(os.path.join(cell.workdir, LOG), 'a') as log:
-        log.write(header + f'Trained together with {job[0].name}: see {job[0].workdir}/{LOG}\n')
-    with open(os.path.join(job[0].workdir, LOG), 'a') as log:
+        log.write(header + f'Trained together with {taken[0].name}: see {taken[0].workdir}/{LOG}\n')
+    with open(os.path.join(taken[0].workdir, LOG), 'a') as log:
       log.write(header)
       log.flush()
-      proc = subprocess.Popen(job[0].command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-      for cell in job:
+      proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+      for cell in taken:
         _hand_lock_to(cell.workdir, proc.pid)
       returncode = proc.wait()
     seconds = time.time() - start
   except OSError as e:  # the job could not even start (disk full, ...): its failure alone
-    return [Result(c, 'failed', f'could not run: {e}') for c in job]
+    return results + [Result(c, 'failed', f'could not run: {e}') for c in taken]
   finally:
-    for cell in job:
+    for cell in taken:
       release_lock(cell.workdir)
-  results = []
-  for cell in job:
+  for cell in taken:
     if status(cell.workdir) == 'done':
       results.append(Result(cell, 'done', f'{seconds:.0f} s'))
     elif returncode != 0:
@@ -536,9 +547,13 @@ def slurm_script(cells: list[Cell], root: str, job_name: str, options=(),
            f'cd {shlex.quote(str(REPO))}',
            'case "$SLURM_ARRAY_TASK_ID" in']
   for task, job in enumerate(tasks):
-    log = shlex.quote(os.path.join(job[0].workdir, LOG))
+    log = os.path.join(job[0].workdir, LOG)
     mkdirs = ' '.join(shlex.quote(c.workdir) for c in job)
-    lines.append(f'  {task}) mkdir -p {mkdirs} && '
-                 f'exec {shlex.join(job[0].command)} >> {log} 2>&1 ;;')
+    # Seeds trained together: each other seed's log.txt points to the first one's.
+    pointers = ''.join(
+        f'echo {shlex.quote(f"Trained together with {job[0].name}: see {log}")} >> '
+        f'{shlex.quote(os.path.join(c.workdir, LOG))} && ' for c in job[1:])
+    lines.append(f'  {task}) mkdir -p {mkdirs} && {pointers}'
+                 f'exec {shlex.join(job[0].command)} >> {shlex.quote(log)} 2>&1 ;;')
   lines += ['  *) echo "No task $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']
   return '\n'.join(lines)

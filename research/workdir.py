@@ -80,8 +80,9 @@ class MetricWriter:
 
   On resume from step N, lines for steps after N (written before the kill, then lost
   with the un-checkpointed state) are dropped, and so is a line a kill cut short, so the
-  file reads as one clean run. (TensorBoard's event files are append-only: a resumed
-  run's curves may show the steps after N twice.)
+  file reads as one clean run. TensorBoard's event files are append-only; the resumed
+  writer starts with a purge marker at step N + 1, which tells TensorBoard to hide the
+  earlier events after N, so its curves too show each step once.
   """
 
   def __init__(self, workdir: str, resume_step: int):
@@ -102,7 +103,10 @@ class MetricWriter:
       write_text_atomic(self.path, ''.join(json.dumps(r, sort_keys=True) + '\n'
                                            for r in self.records))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    # The suffix keeps a quick resume from reusing the file name (time in seconds, host).
+    self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'),
+                            purge_step=resume_step + 1 if resume_step > 0 else None,
+                            filename_suffix=f'.{os.getpid()}.{resume_step}')
 
   def write(self, step: int, metrics: dict):
     if not self.active:

@@ -186,12 +186,47 @@ def test_seeds_together_share_one_command(tmp_path):
   assert len(sweep.jobs(sweep.plan('experiments/quick.py', cells, str(tmp_path)))) == 6
   script = sweep.slurm_script(planned, str(tmp_path), 'x')
   assert '#SBATCH --array=0-3\n' in script
+  branch = shlex.split(next(l for l in script.splitlines() if l.strip().startswith('0)')))
+  pointer = branch.index('echo')  # seed 1's log.txt points to seed 0's, as in local sweeps
+  assert branch[pointer + 1:pointer + 4] == [
+      f'Trained together with upsampler=nearest,seed=0: see {jobs[0][0].workdir}/log.txt', '>>',
+      f'{jobs[0][1].workdir}/log.txt']
+  assert branch[branch.index('exec') + 1:-4] == list(together)
   sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, planned)
   assert [c['task'] for c in sweep.read_index(str(tmp_path))['cells']] == [0, 0, 1, 2, 2, 3]
   # Names hashed for their unsafe characters still group: the hash leaves the seed out.
   dicts = sweep.product([{'model.upsampler_options': {'kernel_size': 3}}], sweep.axis('seed', [0, 1]))
   assert len(sweep.jobs(sweep.plan('experiments/quick.py', dicts, str(tmp_path),
                                    seeds_together=2))) == 1
+
+
+def test_a_seed_held_elsewhere_is_left_out_of_its_group(tmp_path, monkeypatch):
+  cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(3)], str(tmp_path),
+                     seeds_together=3)
+  (job,) = sweep.jobs(cells)
+  for cell in cells:
+    os.makedirs(cell.workdir)
+  assert sweep.acquire_lock(cells[1].workdir)  # seed 1 trains in another (live) process
+  launched = []
+
+  class FakeProcess:  # records the command instead of training
+    pid = os.getpid()
+
+    def __init__(self, command, **kwargs):
+      del kwargs
+      launched.append(command)
+
+    def wait(self):
+      return 0
+
+  monkeypatch.setattr(sweep.subprocess, 'Popen', FakeProcess)
+  results = {r.cell.name: r.outcome for r in sweep.run_job(job)}
+  assert results == {'seed=0': 'failed', 'seed=1': 'running', 'seed=2': 'failed'}  # no final.json
+  (command,) = launched
+  assert '--seeds=0,2' in command and '--seeds=0,1,2' in job[0].command
+  assert sweep.status(cells[1].workdir) == 'running'  # its lock is still the other process's
+  assert not os.path.exists(os.path.join(cells[2].workdir, sweep.LOCK))
+  sweep.release_lock(cells[1].workdir)
 
 
 def test_status_and_locks(tmp_path):
