@@ -17,6 +17,9 @@ def test_train_step_measures_the_real_step(tiny_dir):
   one, two = bench.train_step(c, repeats=1), bench.train_step(c, num_seeds=2, repeats=1)
   assert one['params'] == two['params'] > 0
   assert one['images_per_second'] > 0 and two['images_per_second'] > 0
+  stages = one['trace_seconds'] + one['lower_seconds'] + one['xla_compile_seconds']
+  assert min(one['trace_seconds'], one['lower_seconds'], one['xla_compile_seconds']) > 0
+  assert stages == pytest.approx(one['compile_seconds'])
   # XLA's FLOP count grows at least in proportion to the seeds trained together.
   assert two['gflops_per_second'] * two['step_ms'] > 1.9 * one['gflops_per_second'] * one['step_ms']
 
