@@ -430,7 +430,30 @@ def tail(path: str, lines: int = 30) -> str:
 def _with_seeds(command: tuple[str, ...], seeds) -> tuple[str, ...]:
   """`command` (seeds trained together) with its --seeds flag narrowed to `seeds`."""
   flag = f'--seeds={",".join(map(str, seeds))}'
-  return tuple(flag if word.startswith('--seeds=') else word for word in command)
+  narrowed = tuple(flag if word.startswith('--seeds=') else word for word in command)
+  assert narrowed != command or flag in command, f'no --seeds flag to narrow in {command}'
+  return narrowed
+
+
+def _pointer(first: Cell) -> str:
+  """The line in a seed's log.txt when its output goes to `first`'s (seeds trained together)."""
+  return f'Trained together with {first.name}: see {os.path.join(first.workdir, LOG)}'
+
+
+def _take_locks(job: list[Cell]) -> tuple[list[Cell], list[Cell]]:
+  """`job`'s cells split into (locked now by this process, held by another live one).
+
+  All or none first: another sweep may be taking the same group's locks one by one, and
+  the group should not end up split between two processes. Only if some are still held
+  after a second try are the free ones taken alone.
+  """
+  for attempt in range(2):
+    taken = [c for c in job if acquire_lock(c.workdir)]
+    if len(taken) == len(job) or attempt:
+      return taken, [c for c in job if c not in taken]
+    for cell in taken:
+      release_lock(cell.workdir)
+    time.sleep(1)
 
 
 def run_job(job: list[Cell], stop: threading.Event | None = None) -> list[Result]:
@@ -439,14 +462,12 @@ def run_job(job: list[Cell], stop: threading.Event | None = None) -> list[Result
 
   Seeds whose lock another live process holds are left to it; the rest train without them.
   """
-  taken, busy = [], []
-  for cell in job:
-    (taken if acquire_lock(cell.workdir) else busy).append(cell)
+  taken, busy = _take_locks(job)
   results = [Result(c, 'running', 'skipped: another live process holds its lock') for c in busy]
   if not taken:
     return results
   command = taken[0].command
-  if busy:
+  if any(word.startswith('--seeds=') for word in command):  # exactly the seeds locked here
     command = _with_seeds(command, [c.overrides['seed'] for c in taken])
   try:
     if stop is not None and stop.is_set():
@@ -457,7 +478,7 @@ def run_job(job: list[Cell], stop: threading.Event | None = None) -> list[Result
               f'{shlex.join(command)}\n')
     for cell in taken[1:]:
       with open(os.path.join(cell.workdir, LOG), 'a') as log:
-        log.write(header + f'Trained together with {taken[0].name}: see {taken[0].workdir}/{LOG}\n')
+        log.write(header + _pointer(taken[0]) + '\n')
     with open(os.path.join(taken[0].workdir, LOG), 'a') as log:
       log.write(header)
       log.flush()
@@ -550,9 +571,8 @@ def slurm_script(cells: list[Cell], root: str, job_name: str, options=(),
     log = os.path.join(job[0].workdir, LOG)
     mkdirs = ' '.join(shlex.quote(c.workdir) for c in job)
     # Seeds trained together: each other seed's log.txt points to the first one's.
-    pointers = ''.join(
-        f'echo {shlex.quote(f"Trained together with {job[0].name}: see {log}")} >> '
-        f'{shlex.quote(os.path.join(c.workdir, LOG))} && ' for c in job[1:])
+    pointers = ''.join(f'echo {shlex.quote(_pointer(job[0]))} >> '
+                       f'{shlex.quote(os.path.join(c.workdir, LOG))} && ' for c in job[1:])
     lines.append(f'  {task}) mkdir -p {mkdirs} && {pointers}'
                  f'exec {shlex.join(job[0].command)} >> {shlex.quote(log)} 2>&1 ;;')
   lines += ['  *) echo "No task $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']

@@ -5,6 +5,7 @@ refused rather than mixed into it.
 """
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -80,9 +81,10 @@ class MetricWriter:
 
   On resume from step N, lines for steps after N (written before the kill, then lost
   with the un-checkpointed state) are dropped, and so is a line a kill cut short, so the
-  file reads as one clean run. TensorBoard's event files are append-only; the resumed
-  writer starts with a purge marker at step N + 1, which tells TensorBoard to hide the
-  earlier events after N, so its curves too show each step once.
+  file reads as one clean run. TensorBoard's event files are append-only; every writer
+  starts with a purge marker at step N + 1 (N = 0 for a run restarted from scratch), which
+  tells TensorBoard to hide the earlier events after N, so its curves too show each step
+  once.
   """
 
   def __init__(self, workdir: str, resume_step: int):
@@ -103,10 +105,10 @@ class MetricWriter:
       write_text_atomic(self.path, ''.join(json.dumps(r, sort_keys=True) + '\n'
                                            for r in self.records))
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    # The suffix keeps a quick resume from reusing the file name (time in seconds, host).
-    self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'),
-                            purge_step=resume_step + 1 if resume_step > 0 else None,
-                            filename_suffix=f'.{os.getpid()}.{resume_step}')
+    # TensorBoard reads event files in name order; names hold the time in seconds, so the
+    # suffix (nanoseconds, fixed width) orders a resume within the same second too.
+    self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1,
+                            filename_suffix=f'.{time.time_ns()}.{os.getpid()}')
 
   def write(self, step: int, metrics: dict):
     if not self.active:

@@ -2,6 +2,7 @@
 to end (a finished cell skipped, a partial one run, a failing one reported)."""
 import json
 import os
+import pathlib
 import shlex
 import socket
 import stat
@@ -200,33 +201,53 @@ def test_seeds_together_share_one_command(tmp_path):
                                    seeds_together=2))) == 1
 
 
+class FakeProcess:
+  """Stands in for launch.train's process: records its command, trains nothing."""
+  pid = _dead_pid()  # not this test's: handing a lock to it must show
+  launched = []
+
+  def __init__(self, command, **kwargs):
+    del kwargs
+    self.launched.append(command)
+
+  def wait(self):
+    return 0
+
+
 def test_a_seed_held_elsewhere_is_left_out_of_its_group(tmp_path, monkeypatch):
   cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(3)], str(tmp_path),
                      seeds_together=3)
   (job,) = sweep.jobs(cells)
   for cell in cells:
     os.makedirs(cell.workdir)
-  assert sweep.acquire_lock(cells[1].workdir)  # seed 1 trains in another (live) process
-  launched = []
-
-  class FakeProcess:  # records the command instead of training
-    pid = os.getpid()
-
-    def __init__(self, command, **kwargs):
-      del kwargs
-      launched.append(command)
-
-    def wait(self):
-      return 0
-
   monkeypatch.setattr(sweep.subprocess, 'Popen', FakeProcess)
-  results = {r.cell.name: r.outcome for r in sweep.run_job(job)}
-  assert results == {'seed=0': 'failed', 'seed=1': 'running', 'seed=2': 'failed'}  # no final.json
-  (command,) = launched
+  monkeypatch.setattr(FakeProcess, 'launched', [])
+  monkeypatch.setattr(sweep.time, 'sleep', lambda seconds: None)
+
+  def run(busy):
+    """run_job while another live process (this one) holds `busy`'s lock."""
+    FakeProcess.launched.clear()
+    for seed in busy:
+      assert sweep.acquire_lock(cells[seed].workdir)
+    results = {r.cell.overrides['seed']: r.outcome for r in sweep.run_job(job)}
+    for seed in busy:  # still the other process's
+      with open(os.path.join(cells[seed].workdir, sweep.LOCK)) as f:
+        assert json.load(f)['pid'] == os.getpid()
+      sweep.release_lock(cells[seed].workdir)
+    assert not any(os.path.exists(os.path.join(c.workdir, sweep.LOCK)) for c in cells)
+    (command,) = FakeProcess.launched
+    return results, command
+
+  results, command = run(busy=[1])
+  assert results == {0: 'failed', 1: 'running', 2: 'failed'}  # failed: no final.json here
   assert '--seeds=0,2' in command and '--seeds=0,1,2' in job[0].command
-  assert sweep.status(cells[1].workdir) == 'running'  # its lock is still the other process's
-  assert not os.path.exists(os.path.join(cells[2].workdir, sweep.LOCK))
-  sweep.release_lock(cells[1].workdir)
+  log = lambda seed: (pathlib.Path(cells[seed].workdir) / sweep.LOG).read_text()
+  assert '--seeds=0,2' in log(0) and log(2).endswith(
+      f'Trained together with seed=0: see {cells[0].workdir}/log.txt\n')
+  assert not os.path.exists(os.path.join(cells[1].workdir, sweep.LOG))
+  results, command = run(busy=[0, 2])  # one seed left: it trains alone, in its own log
+  assert results == {0: 'running', 1: 'failed', 2: 'running'} and '--seeds=1' in command
+  assert '--seeds=1' in log(1) and 'Trained together' not in log(1)
 
 
 def test_status_and_locks(tmp_path):

@@ -44,3 +44,16 @@ def test_resumed_run_logs_each_step_once(tmp_path):
     assert [json.loads(line)['train/loss'] for line in f] == [1.0, 2.0, 30.0, 40.0]
   assert len(os.listdir(os.path.join(workdir, 'tensorboard'))) == 2
   assert tensorboard_steps(workdir, 'train/loss') == [1, 2, 3, 4]
+
+
+def test_run_restarted_from_scratch_hides_its_first_attempt(tmp_path):
+  workdir = str(tmp_path)
+  first = workdir_lib.MetricWriter(workdir, resume_step=0)
+  for step in (1, 2, 3):  # killed before its first checkpoint
+    first.write(step, {'train/loss': 1.0})
+  first.close()
+  again = workdir_lib.MetricWriter(workdir, resume_step=0)
+  for step in (1, 2):
+    again.write(step, {'train/loss': 2.0})
+  again.close()
+  assert tensorboard_steps(workdir, 'train/loss') == [1, 2]
