@@ -13,24 +13,42 @@ Fairness: the widths are chosen so that all three have 454k ± 4% parameters (ch
 tests/test_models.py), and everything else is experiments/decoder_ablation.py's (800
 steps, batch 16, lab_shapes/res64). The table adds forward ms per image and peak memory.
 
-Cost: XLA counts 20.7 GFLOPs per image forward for the sliding window and 3.6 for
-fullres against 0.086 for the U-Net (240× and 42×), so on 2 CPU cores the sliding-window cells take
-hours each; run this sweep where an accelerator is available, or a CPU smoke test with
-`experiments/design_costs.py:steps=2,seeds=1`.
+Training the sliding window: as patch classifiers were trained, on sampled patches
+(`pixels=64`: 64 pixels per image per step, without replacement, so 1024 patches a
+step, loss.pixels_per_image). A dense step would classify all 65,536 pixels of the batch
+(XLA counts 20.7 GFLOPs per image forward, 240× the U-Net's), hours per cell on this
+CPU. So the sliding window sees 1/64 of the labels the other two see per step; its
+evaluation is dense, like theirs. `fullres` has no such shortcut: 3.6 GFLOPs per image
+(42× the U-Net's), every step.
+
+Smoke test: `experiments/design_costs.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
+from research import config_utils
 from research import sweep
 
 DESIGNS = (('sliding_window', 32), ('fullres', 54), ('unet', 8))  # (arch, width): equal params
 
 
+def _args(arg):
+  # decoder_ablation's arguments, plus the sliding window's sampled pixels per image.
+  return config_utils.parse_arg(arg, **decoder_ablation._args(None).to_dict(), pixels=64)  # pylint: disable=protected-access
+
+
 def get_config(arg=None):
-  c = decoder_ablation.get_config(arg)
+  arg = _args(arg)
+  c = decoder_ablation.get_config(','.join(f'{k}={v}' for k, v in arg.items() if k != 'pixels'))
   c.eval_batch_size = 8  # the sliding window holds B·H·W patches at once
+  # The sliding window trains on sampled pixels' patches (models/baselines.py); the others
+  # compute every pixel anyway, so they are supervised at every pixel.
+  c.loss.pixels_per_image = arg.pixels if arg.arch == 'sliding_window' else 0
   return c
 
 
 def get_sweep(arg=None):
-  arg = decoder_ablation._args(arg)  # pylint: disable=protected-access
-  designs = [{'model.arch': a, 'model.width': w} for a, w in DESIGNS]
-  return sweep.product(designs, sweep.axis('seed', range(arg.seeds)))
+  arg = _args(arg)
+  designs = [{'model.arch': a, 'model.width': w,
+              **({'loss.pixels_per_image': arg.pixels} if a == 'sliding_window' else {})}
+             for a, w in DESIGNS]
+  cells = sweep.product(designs, sweep.axis('seed', range(arg.seeds)))
+  return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

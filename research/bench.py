@@ -136,6 +136,9 @@ def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = Tru
   batch_np = {'image': rng.random((num_seeds, b, s, s, 3), np.float32),
               'label': rng.integers(0, info.num_classes, (num_seeds, b, s, s)).astype(np.int32)}
   model = train.build_model(config, info.num_classes)
+  n = train.pixels_per_image(config, model, s)
+  if n:  # sampled pixels, as the training loop draws them
+    batch_np['pixels'] = np.stack([train.sample_pixels(i, 1, b, s * s, n) for i in range(num_seeds)])
   tx = train.make_optimizer(config)
   step_fn, _, batch_sharding, _, replicated = train.make_steps(
       model, tx, config, info.num_classes, mesh, num_seeds, donate=donate)

@@ -6,6 +6,7 @@ the final metrics (also written to `workdir/final.json`). Running it again on th
 workdir resumes from the latest checkpoint, or returns the finished run's metrics.
 """
 import functools
+import inspect
 import os
 import statistics
 import time
@@ -115,7 +116,8 @@ def make_optimizer(config) -> optax.GradientTransformation:
 
 
 def pixel_cross_entropy(logits, labels, class_weights=None):
-  """Mean cross-entropy over labelled pixels. logits [B, H, W, K], labels [B, H, W].
+  """Mean cross-entropy over labelled pixels. logits [..., K], labels [...] ([B, H, W], or
+  [B, N] for sampled pixels).
 
   Labels outside [0, K) (the ignore label, padding) weigh nothing; `class_weights` [K]
   reweights pixels by their true class (normalised by the total weight).
@@ -139,6 +141,30 @@ def loss_class_weights(config, num_classes: int):
   return class_weights
 
 
+def pixels_per_image(config, model, image_size: int) -> int:
+  """config.loss.pixels_per_image (0: every pixel, the default), checked against the model.
+
+  N > 0 supervises N pixels per image per step, drawn without replacement: the training of
+  a patch classifier (sliding_window), which then computes only those pixels' patches.
+  """
+  n = config.loss.get('pixels_per_image', 0)
+  if n < 0 or n > image_size ** 2:
+    raise ValueError(f'loss.pixels_per_image must be in [0, {image_size ** 2}] (0: every pixel '
+                     f'of the {image_size}×{image_size} images); got {n}.')
+  if n and 'pixels' not in inspect.signature(type(model).__call__).parameters:
+    raise ValueError(f'loss.pixels_per_image={n} needs an architecture that classifies chosen '
+                     f'pixels (sliding_window); {config.model.arch!r} computes every pixel at '
+                     f'once, so sampling would save nothing. Use 0.')
+  return n
+
+
+def sample_pixels(seed: int, step: int, batch_size: int, num_pixels: int, n: int) -> np.ndarray:
+  """[batch_size, n] int32 flat pixel indices for `step`, without replacement per image;
+  drawn from (seed, step, process), so a resumed run draws what the uninterrupted one did."""
+  rng = np.random.default_rng([seed, step, jax.process_index()])
+  return np.argsort(rng.random((batch_size, num_pixels)), axis=1)[:, :n].astype(np.int32)
+
+
 def over_seeds(fn, num_seeds: int):
   """`fn` over a leading seed axis: vmapped for several seeds; for one seed the axis is
   squeezed instead, so that a single run compiles exactly the program it would without it."""
@@ -156,7 +182,8 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
   """The jitted train and eval steps with explicit shardings (batch split over 'data').
 
   The train step takes a state and a batch with a leading seed axis ([S, ...] and
-  [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. The eval step takes
+  [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. A batch with
+  'pixels' ([S, B, N], see pixels_per_image) supervises only those pixels. The eval step takes
   one seed's params. `donate=False` (benchmarks only) keeps the old state's buffers.
   """
   replicated = NamedSharding(mesh, P())
@@ -166,8 +193,13 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
 
   def train_step(state, batch):
     def loss_fn(params):
-      logits = model.apply({'params': params}, batch['image'])
-      return pixel_cross_entropy(logits, batch['label'], class_weights)
+      if 'pixels' in batch:  # [B, N]: the model classifies these pixels only
+        logits = model.apply({'params': params}, batch['image'], pixels=batch['pixels'])
+        labels = jnp.take_along_axis(batch['label'].reshape(len(batch['label']), -1),
+                                     batch['pixels'], axis=1)
+      else:
+        logits, labels = model.apply({'params': params}, batch['image']), batch['label']
+      return pixel_cross_entropy(logits, labels, class_weights)
 
     loss, grads = jax.value_and_grad(loss_fn)(state['params'])
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
@@ -295,6 +327,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     model = build_model(config, info.num_classes)
     tx = make_optimizer(config)
     loss_class_weights(config, info.num_classes)
+    pixels_per_image(config, model, info.image_size)
     groups = {}
     for seed in pending:
       groups.setdefault(_latest_step(workdirs[seed]) or 0, []).append(seed)
@@ -376,6 +409,10 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
                                     sharding=seeds_batch_sharding),
       'label': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size), jnp.int32,
                                     sharding=seeds_batch_sharding)}
+  num_sampled = pixels_per_image(config, model, size)
+  if num_sampled:
+    batch_shapes['pixels'] = jax.ShapeDtypeStruct((num_seeds, config.batch_size, num_sampled),
+                                                  jnp.int32, sharding=seeds_batch_sharding)
   t0 = time.perf_counter()
   compiled_train_step = train_step.lower(abstract_state, batch_shapes).compile()
   compile_seconds = time.perf_counter() - t0
@@ -385,11 +422,14 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
                                   start_step=start, process_index=jax.process_index(),
                                   process_count=jax.process_count()) for s in seeds]
 
-    def next_batch():  # one batch per seed, each seed's own data order: [S, B, ...]
+    def next_batch(step):  # one batch per seed, each seed's own data order: [S, B, ...]
       local = [next(stream) for stream in streams]
+      if num_sampled:
+        local = [{**b, 'pixels': sample_pixels(s, step, len(b['label']), size * size, num_sampled)}
+                 for s, b in zip(seeds, local)]
       return to_global({k: np.stack([b[k] for b in local]) for k in local[0]},
                        seeds_batch_sharding)
-    batch = next_batch()
+    batch = next_batch(start + 1)
   alive = dict(enumerate(seeds))  # index in the seed axis -> seed, for seeds still training
   failures = []
   bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
@@ -435,7 +475,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
     paused += time.perf_counter() - pause_start
     bar.update(1)
     if step < config.num_steps:  # between log steps, this overlaps with the async step
-      batch = next_batch()
+      batch = next_batch(step + 1)
   bar.close()
 
   results = {}

@@ -161,6 +161,21 @@ def test_sliding_window_classifies_each_pixel_from_its_own_patch():
         jax.random.key(0), x)
 
 
+def test_sliding_window_on_sampled_pixels_is_the_dense_pass_there():
+  """pixels=[B, N] classifies exactly those pixels, as the dense pass does (training on
+  sampled patches, config.loss.pixels_per_image), border windows included."""
+  model = models.build('sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14,
+                       hidden=8)
+  x = jax.random.uniform(jax.random.key(0), (2, 16, 12, 3))
+  params = model.init(jax.random.key(1), x)
+  dense = model.apply(params, x)  # [2, 16, 12, 3]
+  pixels = jnp.array([[0, 11, 12 * 7 + 5, 16 * 12 - 1], [3, 12 * 15, 40, 0]])  # row·12 + col
+  sampled = model.apply(params, x, pixels=pixels)
+  assert sampled.shape == (2, 4, 3)
+  expected = jnp.take_along_axis(dense.reshape(2, -1, 3), pixels[..., None], axis=1)
+  np.testing.assert_allclose(sampled, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_design_cost_baselines_match_the_unet_in_parameters():
   """experiments/design_costs.py's widths give the three designs 454k ± 4% parameters."""
   from experiments import design_costs  # pylint: disable=g-import-not-at-top

@@ -220,6 +220,47 @@ def test_counts_must_be_positive(tiny_dir, tmp_path, key):
     train.train_and_evaluate(tiny_config(tiny_dir, **{key: 0}), str(tmp_path))
 
 
+def test_sliding_window_trains_on_the_sampled_pixels(tiny_dir, tmp_path):
+  """loss.pixels_per_image: the first logged loss is the cross-entropy of the initial
+  patch classifier at exactly the pixels sample_pixels drew for step 1, on the first batch."""
+  c = tiny_config(tiny_dir, num_steps=2, eval_every=0, checkpoint_every=2,
+                  **{'model.arch': 'sliding_window', 'model.width': 2})
+  c.model.options = {'patch': 14, 'hidden': 8}
+  c.loss.pixels_per_image = 16
+  final = train.train_and_evaluate(c, str(tmp_path))
+  assert np.isfinite(final['test']['miou'])
+  model = train.build_model(c, 6)
+  params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))['params']
+  batch = next(data.train_batches(c.data, global_batch_size=8, seed=0, start_step=0))
+  pixels = train.sample_pixels(0, 1, 8, 32 * 32, 16)  # [8, 16]
+  logits = model.apply({'params': params}, batch['image']).reshape(8, -1, 6)
+  expected = train.pixel_cross_entropy(np.take_along_axis(logits, pixels[..., None], axis=1),
+                                       np.take_along_axis(batch['label'].reshape(8, -1), pixels, 1))
+  first = next(l['train/loss'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l)
+  assert first == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_sampled_pixels_are_distinct_and_repeatable():
+  a = train.sample_pixels(3, 7, 4, 100, 30)
+  assert a.shape == (4, 30) and a.dtype == np.int32 and a.min() >= 0 and a.max() < 100
+  assert all(len(set(row)) == 30 for row in a)  # without replacement within an image
+  np.testing.assert_array_equal(a, train.sample_pixels(3, 7, 4, 100, 30))  # resume draws the same
+  assert not np.array_equal(a, train.sample_pixels(3, 8, 4, 100, 30))
+  assert not np.array_equal(a, train.sample_pixels(4, 7, 4, 100, 30))
+
+
+def test_pixel_sampling_is_refused_where_it_cannot_apply(tiny_dir, tmp_path):
+  c = tiny_config(tiny_dir)
+  c.loss.pixels_per_image = 4
+  with pytest.raises(ValueError, match="needs an architecture that classifies chosen pixels.*'unet'"):
+    train.train_and_evaluate(c, str(tmp_path))
+  c.model.arch, c.model.options = 'sliding_window', {}
+  c.loss.pixels_per_image = 32 * 32 + 1
+  with pytest.raises(ValueError, match=r'pixels_per_image must be in \[0, 1024\]'):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not os.path.exists(tmp_path / 'config.json')
+
+
 def test_one_step_on_mock_pets(tmp_path):
   c = tiny_config('', num_steps=1, eval_every=0, checkpoint_every=1)
   c.data = data.default_config(name='oxford_iiit_pet', variant='', image_size=32,

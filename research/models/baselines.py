@@ -2,7 +2,9 @@
 
 `SlidingWindow`: a small CNN classifies the centre pixel of the patch around every pixel
 (Ciresan et al. 2012); nothing is shared between overlapping patches, so the cost is
-one patch classification per pixel. `FullRes`: the U-Net's depth of 3×3 convolutions
+one patch classification per pixel. It can classify chosen pixels only (`pixels`): that
+is how such classifiers were trained, on sampled patches (config.loss.pixels_per_image),
+since a dense training step would pay for every pixel's patch. `FullRes`: the U-Net's depth of 3×3 convolutions
 (2 per block × (2·depth + 1) blocks) at full resolution, no downsampling, so every layer
 pays for every pixel. Neither upsamples: `upsampler` is accepted (models.build passes it
 to every architecture) and unused.
@@ -29,26 +31,36 @@ class SlidingWindow(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, pixels=None):
+    """pixels: optional [B, N] flat indices (row · W + column) of the pixels to classify;
+    the logits are then [B, N, num_classes], equal to the dense output at those pixels."""
     layers.check_input(x, 1, 'sliding_window')
     b, h, w, c = x.shape
     p = self.patch
     if p < 14 or p % 2:
       raise ValueError(f'sliding_window needs an even patch >= 14 (two 3×3 valid convs, a 2×2 '
                        f'pool and two more must leave a window); got patch={p}.')
-    # [B, H, W, C·p·p], channel-major within each patch: the window around every pixel.
-    patches = jax.lax.conv_general_dilated_patches(
-        x, (p, p), (1, 1), [(p // 2 - 1, p // 2), (p // 2 - 1, p // 2)],
-        dimension_numbers=('NHWC', 'OIHW', 'NHWC'))
-    z = patches.reshape(b * h * w, c, p, p).transpose(0, 2, 3, 1)  # [B·H·W, p, p, C]
+    pad = [(p // 2 - 1, p // 2), (p // 2 - 1, p // 2)]  # the window around a pixel
+    if pixels is None:
+      # [B, H, W, C·p·p], channel-major within each patch: the window around every pixel.
+      patches = jax.lax.conv_general_dilated_patches(
+          x, (p, p), (1, 1), pad, dimension_numbers=('NHWC', 'OIHW', 'NHWC'))
+      z = patches.reshape(b * h * w, c, p, p).transpose(0, 2, 3, 1)  # [B·H·W, p, p, C]
+      out_shape = (b, h, w, self.num_classes)
+    else:
+      padded = jnp.pad(x, [(0, 0), *pad, (0, 0)])
+      window = lambda image, i, j: jax.lax.dynamic_slice(image, (i, j, 0), (p, p, c))
+      z = jax.vmap(jax.vmap(window, (None, 0, 0)))(padded, pixels // w, pixels % w)
+      out_shape = (*pixels.shape, self.num_classes)
+      z = z.reshape(-1, p, p, c)  # [B·N, p, p, C]
     for i, features in enumerate((self.width, self.width)):
       z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
     z = nn.max_pool(z, (2, 2), (2, 2))
     for i, features in enumerate((2 * self.width, 2 * self.width), start=2):
       z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
-    z = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(z.reshape(b * h * w, -1)))
+    z = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(z.reshape(len(z), -1)))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(z)
-    return logits.reshape(b, h, w, self.num_classes).astype(jnp.float32)
+    return logits.reshape(out_shape).astype(jnp.float32)
 
 
 class FullRes(nn.Module):
