@@ -47,6 +47,9 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   arg = _args(arg)
+  if arg.arch != 'unet':  # the default: get_config's pixels_per_image would follow it
+    raise ValueError(f'design_costs sets the architecture per row; drop arch={arg.arch} from '
+                     f'the sweep argument (it is for running one cell with launch.train).')
   designs = [{'model.arch': a, 'model.width': w,
               **({'loss.pixels_per_image': arg.pixels} if a == 'sliding_window' else {})}
              for a, w in DESIGNS]

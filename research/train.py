@@ -158,11 +158,15 @@ def pixels_per_image(config, model, image_size: int) -> int:
   return n
 
 
-def sample_pixels(seed: int, step: int, batch_size: int, num_pixels: int, n: int) -> np.ndarray:
-  """[batch_size, n] int32 flat pixel indices for `step`, without replacement per image;
-  drawn from (seed, step, process), so a resumed run draws what the uninterrupted one did."""
-  rng = np.random.default_rng([seed, step, jax.process_index()])
-  return np.argsort(rng.random((batch_size, num_pixels)), axis=1)[:, :n].astype(np.int32)
+def sample_pixels(seed: int, step: int, global_batch_size: int, num_pixels: int, n: int,
+                  process_index: int = 0, process_count: int = 1) -> np.ndarray:
+  """[global_batch_size // process_count, n] int32 flat pixel indices for `step`, without
+  replacement per image: the global batch's draw is a pure function of (seed, step), and a
+  process keeps its rows as data.train_batches does, so any host count or a resume draws
+  what one uninterrupted run would."""
+  rng = np.random.default_rng([seed, step])
+  drawn = np.argsort(rng.random((global_batch_size, num_pixels)), axis=1)[:, :n]
+  return drawn[process_index::process_count].astype(np.int32)
 
 
 def over_seeds(fn, num_seeds: int):
@@ -425,7 +429,8 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
     def next_batch(step):  # one batch per seed, each seed's own data order: [S, B, ...]
       local = [next(stream) for stream in streams]
       if num_sampled:
-        local = [{**b, 'pixels': sample_pixels(s, step, len(b['label']), size * size, num_sampled)}
+        local = [{**b, 'pixels': sample_pixels(s, step, config.batch_size, size * size, num_sampled,
+                                               jax.process_index(), jax.process_count())}
                  for s, b in zip(seeds, local)]
       return to_global({k: np.stack([b[k] for b in local]) for k in local[0]},
                        seeds_batch_sharding)

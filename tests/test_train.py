@@ -222,17 +222,18 @@ def test_counts_must_be_positive(tiny_dir, tmp_path, key):
 
 def test_sliding_window_trains_on_the_sampled_pixels(tiny_dir, tmp_path):
   """loss.pixels_per_image: the first logged loss is the cross-entropy of the initial
-  patch classifier at exactly the pixels sample_pixels drew for step 1, on the first batch."""
-  c = tiny_config(tiny_dir, num_steps=2, eval_every=0, checkpoint_every=2,
+  patch classifier at exactly the pixels sample_pixels drew for step 1 of this seed, on
+  the first batch."""
+  c = tiny_config(tiny_dir, num_steps=2, eval_every=0, checkpoint_every=2, seed=1,
                   **{'model.arch': 'sliding_window', 'model.width': 2})
   c.model.options = {'patch': 14, 'hidden': 8}
   c.loss.pixels_per_image = 16
   final = train.train_and_evaluate(c, str(tmp_path))
   assert np.isfinite(final['test']['miou'])
   model = train.build_model(c, 6)
-  params = model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))['params']
-  batch = next(data.train_batches(c.data, global_batch_size=8, seed=0, start_step=0))
-  pixels = train.sample_pixels(0, 1, 8, 32 * 32, 16)  # [8, 16]
+  params = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3), np.float32))['params']
+  batch = next(data.train_batches(c.data, global_batch_size=8, seed=1, start_step=0))
+  pixels = train.sample_pixels(1, 1, 8, 32 * 32, 16)  # [8, 16]
   logits = model.apply({'params': params}, batch['image']).reshape(8, -1, 6)
   expected = train.pixel_cross_entropy(np.take_along_axis(logits, pixels[..., None], axis=1),
                                        np.take_along_axis(batch['label'].reshape(8, -1), pixels, 1))
@@ -247,6 +248,8 @@ def test_sampled_pixels_are_distinct_and_repeatable():
   np.testing.assert_array_equal(a, train.sample_pixels(3, 7, 4, 100, 30))  # resume draws the same
   assert not np.array_equal(a, train.sample_pixels(3, 8, 4, 100, 30))
   assert not np.array_equal(a, train.sample_pixels(4, 7, 4, 100, 30))
+  # Two processes keep the rows of the global batch that data.train_batches gives them.
+  np.testing.assert_array_equal(train.sample_pixels(3, 7, 4, 100, 30, 1, 2), a[1::2])
 
 
 def test_pixel_sampling_is_refused_where_it_cannot_apply(tiny_dir, tmp_path):
