@@ -10,8 +10,12 @@ still rising at the last eval) and their seed spread swamped the decoders: neare
 points, and seed 1 was at 33.4-34.8 for every decoder. This variant changes only the run's
 length and how often it evaluates and checkpoints: 2400 steps (cosine decay over all of
 them; the 50 warm-up steps are now 2% of the run instead of 6%), same width 8, batch 16,
-optimiser and seeds. 8 upsamplers × 3 seeds = 24 cells, two at a time: about 2 h on 2
-CPU cores (9-11 min per cell while another runs beside it).
+optimiser and seeds. 8 upsamplers × 3 seeds = 24 cells, two at a time: 2 h 8 min on 2
+CPU cores (4.3 h of cell time, 8-13 min per cell while another ran beside it; cells run
+at 11e65b4).
+Expected (results/decoder_ablation_long.md, test mIoU %, mean ± std over 3 seeds):
+resize_conv 61.8 ± 3.4, the best decoder on each seed; the other seven 53.2-56.8, within
+each other's seed spread (bilinear 54.2 ± 9.4, max_unpool 56.5 ± 0.9).
 Smoke test (2 steps, 1 seed): `experiments/decoder_ablation_long.py:steps=2,seeds=1`.
 Results: see results/decoder_ablation_long.md.
 """
