@@ -21,6 +21,10 @@ CPU. So the sliding window sees 1/64 of the labels the other two see per step; i
 evaluation is dense, like theirs. `fullres` has no such shortcut: 3.6 GFLOPs per image
 (42× the U-Net's), every step.
 
+Time on 2 CPU cores shared with another sweep (cells run at 6801462): sliding window 14-20
+min per cell (mostly its dense evaluations), fullres 47-70 min, U-Net 2-3 min.
+Expected (results/design_costs.md, test mIoU / boundary F1 %): sliding window 29.2 ± 5.5 /
+40.3 ± 8.8, fullres 55.1 ± 2.3 / 68.9 ± 1.7 (2 seeds), U-Net 35.3 ± 7.5 / 40.5 ± 14.4.
 Smoke test: `experiments/design_costs.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
