@@ -24,14 +24,20 @@ UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv', 'biline
               'resize_conv', 'pixel_shuffle', 'bilinear_additive')
 
 
-def _args(arg):
-  # `seeds` is read by get_sweep only; get_config accepts it so both take the same string.
-  return config_utils.parse_arg(arg, arch='unet', upsampler='nearest', seed=0, steps=800,
-                                width=8, seeds=3)
+def parse_args(arg, **defaults):
+  """The argument string over this ablation's defaults, and `defaults` (a variant's own
+  keys, or other default values). `seeds` is read by get_sweep only; get_config accepts
+  it so both take the same string."""
+  return config_utils.parse_arg(arg, **{**dict(arch='unet', upsampler='nearest', seed=0,
+                                                steps=800, width=8, seeds=3), **defaults})
 
 
 def get_config(arg=None):
-  arg = _args(arg)
+  return config_from(parse_args(arg))
+
+
+def config_from(arg):
+  """The ablation's config for parsed arguments (see parse_args); variants build on it."""
   c = base.get_config()
   c.seed = arg.seed
   c.model.arch = arg.arch
@@ -45,7 +51,7 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  arg = _args(arg)
+  arg = parse_args(arg)
   cells = sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS),
                         sweep.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

@@ -20,17 +20,10 @@ Smoke test (2 steps, 1 seed): `experiments/decoder_ablation_long.py:steps=2,seed
 Results: see results/decoder_ablation_long.md.
 """
 from experiments import decoder_ablation
-from research import config_utils
-
-
-def _args(arg):
-  return config_utils.parse_arg(arg, arch='unet', upsampler='nearest', seed=0, steps=2400,
-                                width=8, seeds=3)
 
 
 def get_config(arg=None):
-  arg = _args(arg)
-  c = decoder_ablation.get_config(','.join(f'{k}={v}' for k, v in arg.items()))
+  c = decoder_ablation.config_from(decoder_ablation.parse_args(arg, steps=2400))
   c.eval_every = 600
   c.checkpoint_every = 600
   return c

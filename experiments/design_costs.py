@@ -28,7 +28,6 @@ Expected (results/design_costs.md, test mIoU / boundary F1 %): sliding window 29
 Smoke test: `experiments/design_costs.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
-from research import config_utils
 from research import sweep
 
 DESIGNS = (('sliding_window', 32), ('fullres', 54), ('unet', 8))  # (arch, width): equal params
@@ -36,12 +35,12 @@ DESIGNS = (('sliding_window', 32), ('fullres', 54), ('unet', 8))  # (arch, width
 
 def _args(arg):
   # decoder_ablation's arguments, plus the sliding window's sampled pixels per image.
-  return config_utils.parse_arg(arg, **decoder_ablation._args(None).to_dict(), pixels=64)  # pylint: disable=protected-access
+  return decoder_ablation.parse_args(arg, pixels=64)
 
 
 def get_config(arg=None):
   arg = _args(arg)
-  c = decoder_ablation.get_config(','.join(f'{k}={v}' for k, v in arg.items() if k != 'pixels'))
+  c = decoder_ablation.config_from(arg)
   c.eval_batch_size = 8  # the sliding window holds B·H·W patches at once
   # The sliding window trains on sampled pixels' patches (models/baselines.py); the others
   # compute every pixel anyway, so they are supervised at every pixel.

@@ -21,7 +21,7 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  arg = decoder_ablation._args(arg)  # pylint: disable=protected-access
+  arg = decoder_ablation.parse_args(arg)
   cells = sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS),
                         sweep.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

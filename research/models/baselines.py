@@ -4,9 +4,9 @@
 (Ciresan et al. 2012); nothing is shared between overlapping patches, so the cost is
 one patch classification per pixel. It can classify chosen pixels only (`pixels`): that
 is how such classifiers were trained, on sampled patches (config.loss.pixels_per_image),
-since a dense training step would pay for every pixel's patch. `FullRes`: the U-Net's depth of 3×3 convolutions
-(2 per block × (2·depth + 1) blocks) at full resolution, no downsampling, so every layer
-pays for every pixel. Neither upsamples: `upsampler` is accepted (models.build passes it
+since a dense training step would pay for every pixel's patch. `FullRes`: the U-Net's
+depth of 3×3 convolutions (2 per block × (2·depth + 1) blocks) at full resolution, no
+downsampling, so every layer pays for every pixel. Neither upsamples: `upsampler` is accepted (models.build passes it
 to every architecture) and unused.
 """
 from typing import Any, Optional
