@@ -36,7 +36,8 @@ _LEVER_MODEL = flags.DEFINE_string('lever_model', '16:nearest',
 _XLA_LEVERS = flags.DEFINE_list(
     'xla_levers', ['--xla_cpu_experimental_ynn_fusion_type=+individual_convolution',
                    '--xla_cpu_experimental_ynn_fusion_type=',
-                   '--xla_cpu_use_onednn=true', '--xla_cpu_enable_fast_math=true',
+                   '--xla_cpu_use_onednn=true', '--xla_cpu_experimental_onednn_custom_call=true',
+                   '--xla_cpu_enable_fast_math=true',
                    '--xla_cpu_enable_concurrency_optimized_scheduler=true',
                    '--xla_cpu_multi_thread_eigen=false'],
     'levers suite: XLA flags, each tried alone in a fresh process (one that names a flag of '

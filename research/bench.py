@@ -13,6 +13,7 @@ import time
 
 import flax
 import jax
+from jax.extend import core as jax_core
 import numpy as np
 import optax
 
@@ -96,6 +97,79 @@ def group_norm_rows(batch: int, shapes, repeats: int):
       norm = torch.nn.GroupNorm(groups, channels, eps=1e-6)
       row['torch_ms'] = 1e3 * cost.median_seconds(
           lambda: (torch.relu(norm(tx)) ** 2).sum().backward(), repeats=repeats)
+    rows.append(row)
+  return rows
+
+
+def model_convolutions(model, x) -> list[dict]:
+  """Every convolution of model's forward pass on x: [B, H, W, C], from its jaxpr: input and
+  kernel shapes, its parameters, and how many times the pass runs it."""
+  params = model.init(jax.random.key(0), x)
+  jaxpr = jax.make_jaxpr(model.apply)(params, x)
+  found = {}
+
+  def visit(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == 'conv_general_dilated':
+        lhs, rhs = (v.aval.shape for v in eqn.invars)
+        key = (lhs, rhs, repr(sorted(eqn.params.items())))
+        found.setdefault(key, {'x': lhs, 'kernel': rhs, 'primitive': eqn.primitive,
+                              'params': eqn.params, 'count': 0})
+        found[key]['count'] += 1
+      for sub in jax_core.jaxprs_in_params(eqn.params):
+        visit(sub)
+  visit(jaxpr.jaxpr)
+  return list(found.values())
+
+
+def convolution_rows(model, x, repeats: int) -> list[dict]:
+  """Forward, input-gradient and kernel-gradient ms of each convolution in model's forward
+  pass (model_convolutions), by XLA and, where torch is installed, by PyTorch (channels_last,
+  the faster layout in the train-step comparison). Only stride-1 'SAME' convolutions over
+  NHWC/HWIO have a PyTorch twin; the others get no PyTorch time."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    torch = None
+  rows = []
+  for conv in model_convolutions(model, x):
+    x_shape, k_shape, p = conv['x'], conv['kernel'], conv['params']
+    kx, kk, kd = jax.random.split(jax.random.key(0), 3)
+    cx = jax.random.normal(kx, x_shape)
+    ck = jax.random.normal(kk, k_shape) * 0.1
+    fwd = lambda a, k, conv=conv: conv['primitive'].bind(a, k, **conv['params'])
+    dy = jax.random.normal(kd, jax.eval_shape(fwd, cx, ck).shape)
+    programs = {'forward': (fwd, (cx, ck)),
+                'input_grad': (lambda a, k, g: jax.vjp(lambda a: fwd(a, k), a)[1](g)[0], (cx, ck, dy)),
+                'kernel_grad': (lambda a, k, g: jax.vjp(lambda k: fwd(a, k), k)[1](g)[0], (cx, ck, dy))}
+    # The image's own gradient is never needed: a train step skips it (XLA and PyTorch).
+    row = {'x': '×'.join(map(str, x_shape)), 'kernel': '×'.join(map(str, k_shape)),
+           'count': conv['count'], 'input_grad_needed': x_shape != x.shape}
+    for name, (fn, args) in programs.items():
+      compiled = jax.jit(fn).lower(*args).compile()
+      row[f'jax_{name}_ms'] = 1e3 * cost.median_seconds(compiled, *args, repeats=repeats)
+    kh, kw = k_shape[:2]
+    plain = (p['window_strides'] == (1, 1) and p['lhs_dilation'] == (1, 1)
+             and p['rhs_dilation'] == (1, 1) and p['feature_group_count'] == 1
+             and p['batch_group_count'] == 1 and kh % 2 and kw % 2
+             and tuple(p['padding']) == ((kh // 2, kh // 2), (kw // 2, kw // 2))
+             and p['dimension_numbers'] == jax.lax.conv_dimension_numbers(
+                 x_shape, k_shape, ('NHWC', 'HWIO', 'NHWC')))
+    if torch is not None and plain:
+      last = torch.channels_last
+      tx = torch.from_numpy(np.array(cx)).permute(0, 3, 1, 2).contiguous(memory_format=last)
+      tk = torch.from_numpy(np.array(ck)).permute(3, 2, 0, 1).contiguous(memory_format=last)
+      tg = torch.from_numpy(np.array(dy)).permute(0, 3, 1, 2).contiguous(memory_format=last)
+      pad = (kh // 2, kw // 2)
+      with torch.no_grad():
+        row['torch_forward_ms'] = 1e3 * cost.median_seconds(
+            lambda: torch.nn.functional.conv2d(tx, tk, padding=pad), repeats=repeats)
+        row['torch_input_grad_ms'] = 1e3 * cost.median_seconds(
+            lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=pad), repeats=repeats)
+        row['torch_kernel_grad_ms'] = 1e3 * cost.median_seconds(
+            lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg, padding=pad), repeats=repeats)
+    elif torch is not None:
+      row.update({f'torch_{name}_ms': float('nan') for name in programs})
     rows.append(row)
   return rows
 
@@ -252,8 +326,7 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
   one after the other on the same data shapes; refuses models of different sizes."""
   from research import torch_reference  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
-  c = config.copy_and_resolve_references()
-  c.model.arch, c.model.upsampler, c.model.width = 'unet', upsampler, width
+  c = _unet(config, upsampler, width)
   jax_row = train_step(c, repeats=repeats)
   info = data.dataset_info(c.data)
   s, b = info.image_size, c.batch_size
@@ -379,6 +452,50 @@ def pytorch_section(config, models, repeats: int) -> list[str]:
     return ['## PyTorch side by side', '', 'Skipped: torch is not installed '
             '(`pip install torch==2.13.0`; it is not a dependency).', '']
   rows = [torch_side_by_side(config, upsampler, width, repeats) for width, upsampler in models]
+  return [*_train_step_table(config, rows), *_convolution_section(config, rows[0], repeats)]
+
+
+def _convolution_section(config, step_row, repeats: int) -> list[str]:
+  """Markdown: convolution_rows of the first side-by-side U-Net, and how much of each
+  framework's step its convolutions take."""
+  width, upsampler = step_row['width'], step_row['upsampler']
+  info = data.dataset_info(config.data)
+  model = train.build_model(_unet(config, upsampler, width), info.num_classes)
+  x = np.zeros((config.batch_size, info.image_size, info.image_size, 3), np.float32)
+  rows = convolution_rows(model, x, repeats)
+  totals = {}
+  for who in ('jax', 'torch'):
+    totals[who] = sum(r['count'] * (r[f'{who}_forward_ms'] + r[f'{who}_kernel_grad_ms']
+                                    + r['input_grad_needed'] * r[f'{who}_input_grad_ms'])
+                      for r in rows)  # nan where a convolution has no PyTorch twin
+  rest = {'jax': step_row['jax_ms'] - totals['jax'],
+          'torch': step_row['torch_channels_last_ms'] - totals['torch']}
+  columns = [('x', 'x', '{}'), ('kernel', 'kernel', '{}'), ('count', 'count', '{}')]
+  for name, label in [('forward', 'forward'), ('input_grad', 'dx'), ('kernel_grad', 'dW')]:
+    columns += [(f'jax_{name}_ms', f'JAX {label} ms', '{:.2f}'),
+                (f'torch_{name}_ms', f'PyTorch {label} ms', '{:.2f}')]
+  ratio = lambda key: (sum(r['count'] * r[f'jax_{key}_ms'] for r in rows)
+                       / sum(r['count'] * r[f'torch_{key}_ms'] for r in rows))
+  return [f'Where the time goes: each convolution of the width-{width} {upsampler} U-Net\'s '
+          'forward pass (from its jaxpr; count: how often the pass runs it), timed alone in '
+          'XLA and in PyTorch channels_last: forward, input gradient (dx) and kernel gradient '
+          '(dW). All convolutions of a step together: '
+          f'**JAX {totals["jax"]:.1f} ms, PyTorch {totals["torch"]:.1f} ms** '
+          f'({totals["jax"] / totals["torch"]:.2f}×; forward {ratio("forward"):.2f}×, dx '
+          f'{ratio("input_grad"):.2f}×, dW {ratio("kernel_grad"):.2f}×). The rest of the step (GroupNorm, '
+          f'ReLU, upsampling, loss, optimizer): JAX {rest["jax"]:.1f} ms, PyTorch '
+          f'{rest["torch"]:.1f} ms.', '',
+          markdown_table(rows, columns), '']
+
+
+def _unet(config, upsampler: str, width: int):
+  c = config.copy_and_resolve_references()
+  c.model.arch, c.model.upsampler, c.model.width = 'unet', upsampler, width
+  return c
+
+
+def _train_step_table(config, rows) -> list[str]:
+  import torch  # pylint: disable=g-import-not-at-top
   return [f'## PyTorch {torch.__version__} eager side by side: U-Net, batch {config.batch_size}, '
           f'{config.data.image_size}×{config.data.image_size}', '',
           'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '

@@ -82,3 +82,23 @@ def test_pytorch_conv_transpose_is_the_same_linear_map(k):
   expected = np.asarray(transpose_conv.conv_transpose_2x(y, kernel))
   got = layer(torch.from_numpy(y.transpose(0, 3, 1, 2))).detach().numpy().transpose(0, 2, 3, 1)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_convolution_rows_cover_every_kernel_of_the_model():
+  model = models.build('unet', upsampler='nearest', num_classes=3, width=4, depth=2)
+  x = np.zeros((2, 16, 16, 3), np.float32)
+  rows = bench.convolution_rows(model, x, repeats=1)
+  params = model.init(jax.random.key(0), x)
+  kernels = sorted(tuple(v.shape) for path, v in jax.tree_util.tree_leaves_with_path(params)
+                   if 'kernel' in jax.tree_util.keystr(path))
+  found = sorted(tuple(map(int, r['kernel'].split('×'))) for r in rows for _ in range(r['count']))
+  assert found == kernels
+  # Only the first convolution reads the image, whose gradient a train step never needs.
+  assert [r['input_grad_needed'] for r in rows].count(False) == 1
+  for row in rows:
+    assert row['jax_forward_ms'] > 0 and row['jax_input_grad_ms'] > 0 and row['jax_kernel_grad_ms'] > 0
+    try:
+      import torch  # pylint: disable=g-import-not-at-top,unused-import
+      assert row['torch_kernel_grad_ms'] > 0
+    except ImportError:
+      assert 'torch_kernel_grad_ms' not in row
