@@ -1,8 +1,11 @@
 """Benchmarks: upsamplers alone, whole train steps, and the input pipeline.
 
-Every timing is cost.median_seconds: the median of `repeats` calls after warm-up, each
-ended with `block_until_ready`, so that asynchronous dispatch does not hide the work.
+Every timing is a median of `repeats` calls after warm-up, each ended with
+`block_until_ready`, so that asynchronous dispatch does not hide the work. What a table
+compares side by side is timed in turn (cost.interleaved_median_seconds), so that the
+shared machine's slow spells do not fall on one row.
 """
+import functools
 import json
 import os
 import platform
@@ -45,7 +48,7 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
   _, switches = pooling.max_pool_with_switches(
       jax.nn.relu(jax.random.normal(key, (batch, 2 * size, 2 * size, channels))))
   cotangent = jax.random.normal(key, (batch, 2 * size, 2 * size, channels))
-  rows = []
+  rows, calls = [], {}
   for name in names:
     module = upsamplers.build(name)
     params = module.init(key, x, switches=switches)
@@ -62,13 +65,13 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
 
     fwd = jax.jit(forward).lower(params, x).compile()
     fwd_bwd = jax.jit(forward_backward).lower(params, x).compile()
-    rows.append({
-        'upsampler': name,
-        'forward_ms': 1e3 * cost.median_seconds(fwd, params, x, repeats=repeats),
-        'forward_backward_ms': 1e3 * cost.median_seconds(fwd_bwd, params, x, repeats=repeats),
-        'forward_backward_memory_mb': _memory_mb(fwd_bwd),
-        'params': cost.count_params(params),
-    })
+    calls[name, 'forward_ms'] = functools.partial(fwd, params, x)
+    calls[name, 'forward_backward_ms'] = functools.partial(fwd_bwd, params, x)
+    rows.append({'upsampler': name, 'forward_backward_memory_mb': _memory_mb(fwd_bwd),
+                 'params': cost.count_params(params)})
+  seconds = cost.interleaved_median_seconds(calls, repeats)
+  for row in rows:
+    row.update({key: 1e3 * t for (name, key), t in seconds.items() if name == row['upsampler']})
   return rows
 
 
@@ -83,20 +86,21 @@ def group_norm_rows(batch: int, shapes, repeats: int):
   rows = []
   for size, channels in shapes:
     x = jax.random.normal(jax.random.key(0), (batch, size, size, channels))
-    row = {'shape': f'{batch}×{size}×{size}×{channels}'}
     groups = layers.groups(channels)
+    calls = {}
     for key, module in [('flax_ms', flax.linen.GroupNorm(num_groups=groups)),
                         ('fused_ms', layers.GroupNorm(groups))]:
       params = module.init(jax.random.key(1), x)
       loss = lambda p, x, m=module: (jax.nn.relu(m.apply(p, x)) ** 2).sum()
       grad = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile()
-      row[key] = 1e3 * cost.median_seconds(grad, params, x, repeats=repeats)
-    row['speedup'] = row['flax_ms'] / row['fused_ms']
+      calls[key] = functools.partial(grad, params, x)
     if torch is not None:
       tx = torch.randn(batch, channels, size, size, requires_grad=True)
       norm = torch.nn.GroupNorm(groups, channels, eps=1e-6)
-      row['torch_ms'] = 1e3 * cost.median_seconds(
-          lambda: (torch.relu(norm(tx)) ** 2).sum().backward(), repeats=repeats)
+      calls['torch_ms'] = lambda tx=tx, norm=norm: (torch.relu(norm(tx)) ** 2).sum().backward()
+    row = {'shape': f'{batch}×{size}×{size}×{channels}',
+           **{k: 1e3 * t for k, t in cost.interleaved_median_seconds(calls, repeats).items()}}
+    row['speedup'] = row['flax_ms'] / row['fused_ms']
     rows.append(row)
   return rows
 
@@ -145,9 +149,8 @@ def convolution_rows(model, x, repeats: int) -> list[dict]:
     # The image's own gradient is never needed: a train step skips it (XLA and PyTorch).
     row = {'x': '×'.join(map(str, x_shape)), 'kernel': '×'.join(map(str, k_shape)),
            'count': conv['count'], 'input_grad_needed': x_shape != x.shape}
-    for name, (fn, args) in programs.items():
-      compiled = jax.jit(fn).lower(*args).compile()
-      row[f'jax_{name}_ms'] = 1e3 * cost.median_seconds(compiled, *args, repeats=repeats)
+    calls = {f'jax_{name}_ms': functools.partial(jax.jit(fn).lower(*args).compile(), *args)
+             for name, (fn, args) in programs.items()}
     kh, kw = k_shape[:2]
     plain = (p['window_strides'] == (1, 1) and p['lhs_dilation'] == (1, 1)
              and p['rhs_dilation'] == (1, 1) and p['feature_group_count'] == 1
@@ -161,15 +164,15 @@ def convolution_rows(model, x, repeats: int) -> list[dict]:
       tk = torch.from_numpy(np.array(ck)).permute(3, 2, 0, 1).contiguous(memory_format=last)
       tg = torch.from_numpy(np.array(dy)).permute(0, 3, 1, 2).contiguous(memory_format=last)
       pad = (kh // 2, kw // 2)
-      with torch.no_grad():
-        row['torch_forward_ms'] = 1e3 * cost.median_seconds(
-            lambda: torch.nn.functional.conv2d(tx, tk, padding=pad), repeats=repeats)
-        row['torch_input_grad_ms'] = 1e3 * cost.median_seconds(
-            lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=pad), repeats=repeats)
-        row['torch_kernel_grad_ms'] = 1e3 * cost.median_seconds(
-            lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg, padding=pad), repeats=repeats)
+      calls['torch_forward_ms'] = lambda: torch.nn.functional.conv2d(tx, tk, padding=pad)
+      calls['torch_input_grad_ms'] = lambda: torch.nn.grad.conv2d_input(
+          tx.shape, tk, tg, padding=pad)
+      calls['torch_kernel_grad_ms'] = lambda: torch.nn.grad.conv2d_weight(
+          tx, tk.shape, tg, padding=pad)
     elif torch is not None:
       row.update({f'torch_{name}_ms': float('nan') for name in programs})
+    # (No autograd graph is recorded: none of these tensors requires grad.)
+    row.update({key: 1e3 * t for key, t in cost.interleaved_median_seconds(calls, repeats).items()})
     rows.append(row)
   return rows
 
@@ -179,18 +182,20 @@ def design_rows(designs, num_classes: int, image_size: int, batch: int, repeats:
   image (XLA's count), forward ms per image at `batch`, and the forward's memory (XLA's
   memory analysis: arguments, outputs and temporaries)."""
   from research import models  # pylint: disable=g-import-not-at-top
-  rows = []
+  rows, calls = [], {}
+  x = np.zeros((batch, image_size, image_size, 3), np.float32)
   for arch, width in designs:
     model = models.build(arch, upsampler='nearest', num_classes=num_classes, width=width)
-    x = np.zeros((batch, image_size, image_size, 3), np.float32)
     params = model.init(jax.random.key(0), x[:1])
     forward = jax.jit(model.apply).lower(params, x).compile()  # timed and measured once
+    calls[arch, width] = functools.partial(forward, params, x)
     rows.append({
         'arch': arch, 'width': width, 'params': cost.count_params(params),
         'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, x.shape[1:]),
-        'forward_ms_per_image': 1e3 * cost.median_seconds(forward, params, x,
-                                                          repeats=repeats) / batch,
         'forward_memory_mb': _memory_mb(forward)})
+  seconds = cost.interleaved_median_seconds(calls, repeats)
+  for row in rows:
+    row['forward_ms_per_image'] = 1e3 * seconds[row['arch'], row['width']] / batch
   return rows
 
 
@@ -200,9 +205,10 @@ def switch_memory(batch: int, size: int, channels: int) -> dict:
   return {'switches_mb': windows / 2**20, 'prepool_activations_mb': 16 * windows / 2**20}
 
 
-def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = True) -> dict:
-  """The real sharded train step of research.train for `config` (random data): ms per
-  step, images/s (all seeds), GFLOP/s from XLA's cost analysis, compile seconds."""
+def compile_train_step(config, num_seeds: int = 1, donate: bool = True):
+  """The real sharded train step of research.train for `config` (random data), compiled:
+  (row, step). row: parameters, images and FLOPs per step, compile seconds by stage; step:
+  a zero-argument call running one step (see `timed`)."""
   info = data.dataset_info(config.data)
   mesh = train.make_mesh(config)
   s, b = info.image_size, config.batch_size
@@ -235,23 +241,36 @@ def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = Tru
     holder[0], metrics = compiled(holder[0], batch)
     return metrics['loss']
 
-  seconds = cost.median_seconds(step, repeats=repeats)
-  return {'params': params, 'step_ms': 1e3 * seconds,
-          'images_per_second': num_seeds * b / seconds,
-          'gflops_per_second': cost.compiled_flops(compiled) / seconds / 1e9,
+  return {'params': params, 'images': num_seeds * b, 'flops': cost.compiled_flops(compiled),
           'compile_seconds': t3 - t0, 'trace_seconds': t1 - t0, 'lower_seconds': t2 - t1,
-          'xla_compile_seconds': t3 - t2}
+          'xla_compile_seconds': t3 - t2}, step
+
+
+def timed(row: dict, seconds: float) -> dict:
+  """A compile_train_step row with its measured seconds per step: ms/step, images/s
+  (all seeds), GFLOP/s."""
+  return {**row, 'step_ms': 1e3 * seconds, 'images_per_second': row['images'] / seconds,
+          'gflops_per_second': row['flops'] / seconds / 1e9}
+
+
+def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = True) -> dict:
+  """compile_train_step's row, timed alone."""
+  row, step = compile_train_step(config, num_seeds, donate)
+  return timed(row, cost.median_seconds(step, repeats=repeats))
 
 
 def train_step_rows(config, archs, names, repeats: int):
-  """`train_step` for each architecture × upsampler."""
-  rows = []
+  """The train step of each architecture × upsampler, compiled first, then timed in turn."""
+  compiled = {}
   for arch in archs:
     for name in names:
       c = config.copy_and_resolve_references()
       c.model.arch, c.model.upsampler = arch, name
-      rows.append({'arch': arch, 'upsampler': name, **train_step(c, repeats=repeats)})
-  return rows
+      compiled[arch, name] = compile_train_step(c)
+  seconds = cost.interleaved_median_seconds({k: step for k, (_, step) in compiled.items()},
+                                            repeats)
+  return [{'arch': arch, 'upsampler': name, **timed(row, seconds[arch, name])}
+          for (arch, name), (row, _) in compiled.items()]
 
 
 # Nominal peak FP32 FLOP/s per core and cycle (FMA = 2 FLOPs) for processors whose vector
@@ -322,19 +341,19 @@ def train_step_in_subprocess(arch: str, upsampler: str, width: int, batch: int, 
 
 
 def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict:
-  """The same U-Net trained by research.train (JAX) and by PyTorch eager, in this process,
-  one after the other on the same data shapes; refuses models of different sizes."""
+  """The same U-Net trained by research.train (JAX) and by PyTorch eager (NCHW and
+  channels_last), in this process, timed in turn on the same data shapes; refuses models
+  of different sizes."""
   from research import torch_reference  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   c = _unet(config, upsampler, width)
-  jax_row = train_step(c, repeats=repeats)
+  jax_row, jax_step = compile_train_step(c)
   info = data.dataset_info(c.data)
   s, b = info.image_size, c.batch_size
   rng = np.random.default_rng(0)
   images = rng.random((b, s, s, 3), np.float32)
   labels = rng.integers(0, info.num_classes, (b, s, s))
-  row = {'upsampler': upsampler, 'width': width, 'params': jax_row['params'],
-         'jax_ms': jax_row['step_ms'], 'torch_threads': torch.get_num_threads()}
+  calls = {'jax_ms': jax_step}
   for layout, channels_last in [('nchw', False), ('channels_last', True)]:
     torch.manual_seed(0)
     model = torch_reference.UNet(info.num_classes, upsampler, width,
@@ -343,10 +362,12 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
     if torch_reference.count_params(model) != jax_row['params']:
       raise ValueError(f'PyTorch U-Net has {torch_reference.count_params(model):,} parameters, '
                        f'the Flax one {jax_row["params"]:,}: they are not the same network.')
-    seconds = torch_reference.train_step_seconds(
+    calls[f'torch_{layout}_ms'] = torch_reference.make_train_step(
         model, images, labels, c.optim.learning_rate, c.optim.weight_decay, c.optim.grad_clip,
-        repeats, channels_last=channels_last)
-    row[f'torch_{layout}_ms'] = 1e3 * seconds
+        channels_last=channels_last)
+  row = {'upsampler': upsampler, 'width': width, 'params': jax_row['params'],
+         'torch_threads': torch.get_num_threads(),
+         **{k: 1e3 * t for k, t in cost.interleaved_median_seconds(calls, repeats, warmup=3).items()}}
   row['speedup'] = min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms']
   return row
 
@@ -354,9 +375,9 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
 def levers_section(config, xla_flags, repeats: int) -> list[str]:
   """Markdown: each lever alone against the baseline step of `config`'s U-Net, in one run.
 
-  In-process levers compare with an in-process baseline; XLA flags (read once per process)
-  with a fresh process without them. The baseline is measured twice, first and last, so
-  that the table shows how much the same step drifts within the run.
+  In-process levers are timed in turn with an in-process baseline; XLA flags (read once
+  per process) compare with a fresh process without them. The baseline is measured again
+  last, alone, so that the table shows how much the same step drifts within the run.
   """
   b = config.batch_size
   width, upsampler = config.model.width, config.model.upsampler
@@ -370,14 +391,17 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
 
   bf16 = variant()
   bf16.model.dtype = 'bfloat16'
-  base = train_step(config, repeats=repeats)
-  rows = [('baseline: fp32, state donated, batch ' + str(b), base, 1, base),
-          ('no buffer donation', train_step(config, repeats=repeats, donate=False), 1, base),
-          ('bf16 compute (params and optimizer fp32)', train_step(bf16, repeats=repeats), 1, base),
-          (f'batch {2 * b} (larger effective batch)',
-           train_step(variant(batch_size=2 * b), repeats=repeats), 1, base),
-          ('3 seeds together (vmap), per seed', train_step(config, num_seeds=3, repeats=repeats),
-           3, base)]
+  in_process = {  # name: (compiled step, seeds), timed in turn
+      'baseline: fp32, state donated, batch ' + str(b): (compile_train_step(config), 1),
+      'no buffer donation': (compile_train_step(config, donate=False), 1),
+      'bf16 compute (params and optimizer fp32)': (compile_train_step(bf16), 1),
+      f'batch {2 * b} (larger effective batch)': (compile_train_step(variant(batch_size=2 * b)), 1),
+      '3 seeds together (vmap), per seed': (compile_train_step(config, num_seeds=3), 3)}
+  seconds = cost.interleaved_median_seconds(
+      {name: step for name, ((_, step), _) in in_process.items()}, repeats)
+  measured = {name: timed(row, seconds[name]) for name, ((row, _), _) in in_process.items()}
+  base = next(iter(measured.values()))
+  rows = [(name, measured[name], seeds, base) for name, (_, seeds) in in_process.items()]
   fresh = train_step_in_subprocess('unet', upsampler, width, b, repeats)
   defaults = ' '.join(f'{k}={v}' for k, v in xla_flags_lib.DEFAULTS.items())
   rows.append((f'fresh process, XLA flags of research/xla_flags.py ({defaults})', fresh, 1, fresh))
@@ -437,9 +461,10 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
               'every process.']
   return [f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
           f'{config.data.image_size}×{config.data.image_size}', '',
-          'Each lever alone, measured one after the other in this run; images/s per seed. '
-          'In-process levers against the first baseline row, XLA flags against the fresh '
-          'process without them; the last row repeats the baseline to show the drift. '
+          'Each lever alone, in this run; images/s per seed. In-process levers timed in turn '
+          'with the first baseline row and against it; XLA flags in fresh processes, one after '
+          'the other, against the fresh process without them; the last row repeats the '
+          'baseline alone to show the drift. '
           f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'), '',
           *lines, '']
 
@@ -500,7 +525,7 @@ def _train_step_table(config, rows) -> list[str]:
           f'{config.data.image_size}×{config.data.image_size}', '',
           'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
           'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
-          'clipping, AdamW), timed in this process one after the other. Speedup: JAX images/s '
+          'clipping, AdamW), timed in turn in this process. Speedup: JAX images/s '
           f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.', '',
           markdown_table(rows, [
               ('width', 'width', '{}'), ('upsampler', 'upsampler', '{}'),

@@ -10,14 +10,24 @@ import numpy as np
 def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
   """Median wall time of fn(*args) over `repeats` calls after `warmup` calls, each ended
   with `block_until_ready`, so that asynchronous dispatch does not hide the work."""
+  return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup)['']
+
+
+def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2) -> dict:
+  """{name: median wall time} of zero-argument calls timed in turn, one call of each per
+  round, each ended with `block_until_ready`. On a shared machine a slow spell then falls
+  on every entry alike instead of on whichever ran during it, so ratios between the
+  entries hold even when absolute times drift."""
   for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
+    for fn in calls.values():
+      jax.block_until_ready(fn())
+  times = {name: [] for name in calls}
   for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+    for name, fn in calls.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def count_params(params) -> int:

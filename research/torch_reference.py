@@ -8,7 +8,6 @@ reduction before each ×2 upsampler, concatenation with the skip, and a 1×1 hea
 parameter count must equal the Flax model's (the benchmark checks it). The train step is
 the same too: pixel cross-entropy, gradient clipping by global norm, AdamW.
 """
-import time
 
 import numpy as np
 import torch
@@ -79,11 +78,13 @@ def count_params(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
 
 
-def train_step_seconds(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-                       learning_rate: float, weight_decay: float, grad_clip: float,
-                       repeats: int, warmup: int = 3, channels_last: bool = False) -> float:
-  """Median seconds of an eager train step. images [B, H, W, 3] (NHWC, as the Flax side
-  gets them; transposed once here), labels [B, H, W]."""
+def make_train_step(model: nn.Module, images: np.ndarray, labels: np.ndarray,
+                    learning_rate: float, weight_decay: float, grad_clip: float,
+                    channels_last: bool = False):
+  """A zero-argument call running one eager train step (AdamW, clipping) of `model` on
+  the same batch; it returns the loss as a Python float, so the step is done when it
+  returns. images [B, H, W, 3] (NHWC, as the Flax side gets them; transposed once here),
+  labels [B, H, W]."""
   x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
   y = torch.from_numpy(labels.astype(np.int64))
   if channels_last:
@@ -98,12 +99,6 @@ def train_step_seconds(model: nn.Module, images: np.ndarray, labels: np.ndarray,
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
-    return loss.item()  # eager: the step is done when the loss is on the host
+    return loss.item()
 
-  times = []
-  for i in range(warmup + repeats):
-    start = time.perf_counter()
-    step()
-    if i >= warmup:
-      times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return step

@@ -24,6 +24,26 @@ def test_train_step_measures_the_real_step(tiny_dir):
   assert two['gflops_per_second'] * two['step_ms'] > 1.9 * one['gflops_per_second'] * one['step_ms']
 
 
+def test_interleaved_timing_runs_one_call_of_each_per_round():
+  order = []
+  calls = {name: (lambda name=name: order.append(name)) for name in 'abc'}
+  seconds = cost.interleaved_median_seconds(calls, repeats=3, warmup=1)
+  assert order == list('abc') * 4
+  assert sorted(seconds) == list('abc') and min(seconds.values()) >= 0
+
+
+def test_pytorch_side_by_side_times_both_frameworks_on_the_same_network(tiny_dir):
+  pytest.importorskip('torch')
+  c = base.get_config()
+  c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
+  c.model.options, c.batch_size = {'depth': 2}, 4
+  row = bench.torch_side_by_side(c, 'transpose_conv', width=4, repeats=1)
+  assert row['params'] == bench.train_step(bench._unet(c, 'transpose_conv', 4), repeats=1)['params']
+  assert min(row['jax_ms'], row['torch_nchw_ms'], row['torch_channels_last_ms']) > 0
+  assert row['speedup'] == pytest.approx(
+      min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms'])
+
+
 def test_design_costs_are_measured_per_design():
   rows = bench.design_rows([('unet', 4), ('fullres', 4)], num_classes=3, image_size=16,
                            batch=2, repeats=1)
