@@ -10,23 +10,29 @@ import numpy as np
 def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
   """Median wall time of fn(*args) over `repeats` calls after `warmup` calls, each ended
   with `block_until_ready`, so that asynchronous dispatch does not hide the work."""
-  return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup)['']
+  return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup, rounds=1)['']
 
 
-def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2) -> dict:
-  """{name: median wall time} of zero-argument calls timed in turn, one call of each per
-  round, each ended with `block_until_ready`. On a shared machine a slow spell then falls
-  on every entry alike instead of on whichever ran during it, so ratios between the
-  entries hold even when absolute times drift."""
+def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2,
+                               rounds: int = 5) -> dict:
+  """{name: median wall time} of zero-argument calls, each ended with `block_until_ready`,
+  timed in turn: `rounds` rounds, each giving every call one untimed call and then its
+  share of the `repeats` timed ones. On a shared machine a slow spell then falls on every
+  entry alike instead of on whichever ran during it, so ratios between entries hold while
+  absolute times drift; the untimed call keeps what ran just before (another program's
+  buffers in the allocator, PyTorch's still-spinning OpenMP threads) out of the times."""
   for _ in range(warmup):
     for fn in calls.values():
       jax.block_until_ready(fn())
+  rounds = max(1, min(rounds, repeats))
   times = {name: [] for name in calls}
-  for _ in range(repeats):
+  for _ in range(rounds):
     for name, fn in calls.items():
-      start = time.perf_counter()
       jax.block_until_ready(fn())
-      times[name].append(time.perf_counter() - start)
+      for _ in range(-(-repeats // rounds)):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times[name].append(time.perf_counter() - start)
   return {name: statistics.median(t) for name, t in times.items()}
 
 

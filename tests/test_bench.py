@@ -27,8 +27,9 @@ def test_train_step_measures_the_real_step(tiny_dir):
 def test_interleaved_timing_runs_one_call_of_each_per_round():
   order = []
   calls = {name: (lambda name=name: order.append(name)) for name in 'abc'}
-  seconds = cost.interleaved_median_seconds(calls, repeats=3, warmup=1)
-  assert order == list('abc') * 4
+  seconds = cost.interleaved_median_seconds(calls, repeats=4, warmup=1, rounds=2)
+  # Warm-up, then two rounds: each call once untimed and twice timed, in turn.
+  assert ''.join(order) == 'abc' + 'aaabbbccc' * 2
   assert sorted(seconds) == list('abc') and min(seconds.values()) >= 0
 
 
