@@ -57,7 +57,7 @@ def main(argv):
               f'Command: `python -m launch.bench {" ".join(sys.argv[1:])}` at commit {env["commit"]}  ',
               f'Processor: {env["processor"]}; {env["versions"]}; XLA_FLAGS '
               f'`{env["xla_flags"]}`. Medians of {_REPEATS.value} timed calls after warm-up; what a '
-              'table compares is timed in turn, a call of each per round.', '']
+              'table compares is timed in turn, in rounds.', '']
   train_images_per_second = None
   if 'upsamplers' in _SUITES.value:
     b, s, c = _BATCH.value, _SIZE.value, _CHANNELS.value
