@@ -10,26 +10,28 @@ import numpy as np
 def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
   """Median wall time of fn(*args) over `repeats` calls after `warmup` calls, each ended
   with `block_until_ready`, so that asynchronous dispatch does not hide the work."""
-  return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup, rounds=1)['']
+  return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup)['']
 
 
 def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2,
                                rounds: int = 5) -> dict:
-  """{name: median wall time} of zero-argument calls, each ended with `block_until_ready`,
-  timed in turn: `rounds` rounds, each giving every call one untimed call and then its
-  share of the `repeats` timed ones. On a shared machine a slow spell then falls on every
-  entry alike instead of on whichever ran during it, so ratios between entries hold while
-  absolute times drift; the untimed call keeps what ran just before (another program's
-  buffers in the allocator, PyTorch's still-spinning OpenMP threads) out of the times."""
+  """{name: median wall time over `repeats` calls} of zero-argument calls, each ended with
+  `block_until_ready`, timed in turn: after `warmup` calls of each, `rounds` rounds, each
+  giving every entry one untimed call and then its share of the timed ones. On a shared
+  machine a slow spell then falls on every entry alike instead of on whichever ran during
+  it, so ratios between entries hold while absolute times drift; the untimed call keeps
+  what ran just before (another program's buffers in the allocator, PyTorch's
+  still-spinning OpenMP threads) out of the times. A single entry is timed in one go."""
   for _ in range(warmup):
     for fn in calls.values():
       jax.block_until_ready(fn())
-  rounds = max(1, min(rounds, repeats))
+  rounds = max(1, min(rounds, repeats)) if len(calls) > 1 else 1
   times = {name: [] for name in calls}
-  for _ in range(rounds):
+  for r in range(rounds):
     for name, fn in calls.items():
-      jax.block_until_ready(fn())
-      for _ in range(-(-repeats // rounds)):
+      if rounds > 1:
+        jax.block_until_ready(fn())
+      for _ in range(repeats // rounds + (r < repeats % rounds)):
         start = time.perf_counter()
         jax.block_until_ready(fn())
         times[name].append(time.perf_counter() - start)
