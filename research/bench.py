@@ -29,6 +29,11 @@ from research import xla_flags as xla_flags_lib
 from research.models import layers
 
 
+def _milliseconds(calls: dict, repeats: int, warmup: int = 2) -> dict:
+  """cost.interleaved_median_seconds, in milliseconds."""
+  return {k: 1e3 * t for k, t in cost.interleaved_median_seconds(calls, repeats, warmup).items()}
+
+
 def _memory_mb(compiled) -> float:
   """Arguments + outputs + temporaries of a compiled program (XLA's memory analysis)."""
   m = compiled.memory_analysis()
@@ -69,9 +74,10 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
     calls[name, 'forward_backward_ms'] = functools.partial(fwd_bwd, params, x)
     rows.append({'upsampler': name, 'forward_backward_memory_mb': _memory_mb(fwd_bwd),
                  'params': cost.count_params(params)})
-  seconds = cost.interleaved_median_seconds(calls, repeats)
+  ms = _milliseconds(calls, repeats)
   for row in rows:
-    row.update({key: 1e3 * t for (name, key), t in seconds.items() if name == row['upsampler']})
+    for key in ('forward_ms', 'forward_backward_ms'):
+      row[key] = ms[row['upsampler'], key]
   return rows
 
 
@@ -98,8 +104,7 @@ def group_norm_rows(batch: int, shapes, repeats: int):
       tx = torch.randn(batch, channels, size, size, requires_grad=True)
       norm = torch.nn.GroupNorm(groups, channels, eps=1e-6)
       calls['torch_ms'] = lambda tx=tx, norm=norm: (torch.relu(norm(tx)) ** 2).sum().backward()
-    row = {'shape': f'{batch}×{size}×{size}×{channels}',
-           **{k: 1e3 * t for k, t in cost.interleaved_median_seconds(calls, repeats).items()}}
+    row = {'shape': f'{batch}×{size}×{size}×{channels}', **_milliseconds(calls, repeats)}
     row['speedup'] = row['flax_ms'] / row['fused_ms']
     rows.append(row)
   return rows
@@ -172,7 +177,7 @@ def convolution_rows(model, x, repeats: int) -> list[dict]:
     elif torch is not None:
       row.update({f'torch_{name}_ms': float('nan') for name in programs})
     # (No autograd graph is recorded: none of these tensors requires grad.)
-    row.update({key: 1e3 * t for key, t in cost.interleaved_median_seconds(calls, repeats).items()})
+    row.update(_milliseconds(calls, repeats))
     rows.append(row)
   return rows
 
@@ -193,9 +198,9 @@ def design_rows(designs, num_classes: int, image_size: int, batch: int, repeats:
         'arch': arch, 'width': width, 'params': cost.count_params(params),
         'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, x.shape[1:]),
         'forward_memory_mb': _memory_mb(forward)})
-  seconds = cost.interleaved_median_seconds(calls, repeats)
+  ms = _milliseconds(calls, repeats)
   for row in rows:
-    row['forward_ms_per_image'] = 1e3 * seconds[row['arch'], row['width']] / batch
+    row['forward_ms_per_image'] = ms[row['arch'], row['width']] / batch
   return rows
 
 
@@ -367,7 +372,7 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
         channels_last=channels_last)
   row = {'upsampler': upsampler, 'width': width, 'params': jax_row['params'],
          'torch_threads': torch.get_num_threads(),
-         **{k: 1e3 * t for k, t in cost.interleaved_median_seconds(calls, repeats, warmup=3).items()}}
+         **_milliseconds(calls, repeats, warmup=3)}
   row['speedup'] = min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms']
   return row
 

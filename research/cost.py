@@ -21,15 +21,15 @@ def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2,
   machine a slow spell then falls on every entry alike instead of on whichever ran during
   it, so ratios between entries hold while absolute times drift; the untimed call keeps
   what ran just before (another program's buffers in the allocator, PyTorch's
-  still-spinning OpenMP threads) out of the times. A single entry is timed in one go."""
+  still-spinning OpenMP threads) out of the times. A lone entry needs no untimed call."""
   for _ in range(warmup):
     for fn in calls.values():
       jax.block_until_ready(fn())
-  rounds = max(1, min(rounds, repeats)) if len(calls) > 1 else 1
+  rounds = max(1, min(rounds, repeats))
   times = {name: [] for name in calls}
   for r in range(rounds):
     for name, fn in calls.items():
-      if rounds > 1:
+      if len(calls) > 1:
         jax.block_until_ready(fn())
       for _ in range(repeats // rounds + (r < repeats % rounds)):
         start = time.perf_counter()
