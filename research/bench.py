@@ -56,10 +56,10 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
   rows, calls = [], {}
   for name in names:
     module = upsamplers.build(name)
-    params = module.init(key, x, switches=switches)
+    params = module.init(key, x, upsamplers.Guide(switches=switches))
 
     def forward(params, x):
-      return module.apply(params, x, switches=switches)
+      return module.apply(params, x, upsamplers.Guide(switches=switches))
 
     def forward_backward(params, x):
       """The output and the gradients for a fixed cotangent. Returning the output keeps

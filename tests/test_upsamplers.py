@@ -13,8 +13,9 @@ from research.upsamplers import transpose_conv as tc
 
 def apply(name, x, switches=None, **options):
   module = upsamplers.build(name, **options)
-  variables = module.init(jax.random.key(0), x, switches=switches)
-  return np.asarray(module.apply(variables, x, switches=switches)), variables
+  guide = upsamplers.Guide(switches=switches)
+  variables = module.init(jax.random.key(0), x, guide)
+  return np.asarray(module.apply(variables, x, guide)), variables
 
 
 def test_registry_lists_all_and_rejects_unknown_names():
@@ -89,7 +90,7 @@ def test_max_unpool_gradient_flows_only_to_the_argmax():
 
   def f(x):
     pooled, switches = pooling.max_pool_with_switches(x)
-    return jnp.sum(weights * unpool.apply({}, pooled, switches=switches))
+    return jnp.sum(weights * unpool.apply({}, pooled, upsamplers.Guide(switches=switches)))
 
   grad = np.asarray(jax.grad(f)(x))
   ref_switches, _ = first_argmax_reference(np.asarray(x))
@@ -234,7 +235,7 @@ def test_max_unpool_gradient_with_channel_shared_switches():
   switches = jnp.asarray(rng.integers(0, 4, size=(2, 3, 3, 1)), jnp.uint8)
   cotangent = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
   unpool = upsamplers.build('max_unpool')
-  grad = jax.grad(lambda x: jnp.vdot(unpool.apply({}, x, switches=switches), cotangent))(x)
+  grad = jax.grad(lambda x: jnp.vdot(unpool.apply({}, x, upsamplers.Guide(switches=switches)), cotangent))(x)
   s = np.asarray(switches)[..., 0]
   expected = np.zeros(x.shape, np.float32)
   for n, i, j in np.ndindex(2, 3, 3):

@@ -45,5 +45,27 @@ def build(arch: str, *, upsampler: str, num_classes: int, width: int = 16,
   if unknown:
     raise ValueError(f'Architecture {arch!r} has no option(s) {unknown}; its options are: '
                      f'{", ".join(valid)}.')
-  return cls(num_classes=num_classes, upsampler=upsampler,
-             upsampler_options=dict(upsampler_options or {}), width=width, **options)
+  model = cls(num_classes=num_classes, upsampler=upsampler,
+              upsampler_options=dict(upsampler_options or {}), width=width, **options)
+  check_guide(arch, model)
+  return model
+
+
+def check_guide(arch: str, model) -> None:
+  """Refuses an upsampler that needs a guide field the architecture cannot give, naming
+  the field and the architectures that give it."""
+  given = model.guide_fields()
+  if given is None:  # no upsampling (the design_costs baselines)
+    return
+  needs = upsamplers.get(model.upsampler).needs
+  missing = [name for name in needs if name not in given]
+  if missing:
+    name = missing[0]
+    providers = [a for a in names() if name in (_defaults(a).guide_fields() or ())]
+    raise ValueError(f'Upsampler {model.upsampler!r} needs {upsamplers.base.GUIDE_FIELDS[name]}, '
+                     f'which {arch!r} does not give; architectures that give it: '
+                     f'{", ".join(providers)}.')
+
+
+def _defaults(arch: str):
+  return _REGISTRY[arch](num_classes=1)

@@ -9,26 +9,22 @@ depth of 3×3 convolutions (2 per block × (2·depth + 1) blocks) at full resolu
 downsampling, so every layer pays for every pixel. Neither upsamples: `upsampler` is accepted (models.build passes it
 to every architecture) and unused.
 """
-from typing import Any, Optional
-
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.models import base
 from research.models import layers
 
 
-class SlidingWindow(nn.Module):
+class SlidingWindow(base.SegmentationModel):
   """x: [B, H, W, 3] -> [B, H, W, num_classes]: for each pixel, the `patch`×`patch` window
   centred on it (zero padded at the border) goes through two 'VALID' conv pairs with a
   2×2 max-pool between them, then a hidden dense layer and the classifier."""
-  num_classes: int
   upsampler: str = 'nearest'  # unused
-  upsampler_options: Optional[dict] = None  # unused
   width: int = 32
   patch: int = 16
   hidden: int = 1536
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, pixels=None):
@@ -63,16 +59,13 @@ class SlidingWindow(nn.Module):
     return logits.reshape(out_shape).astype(jnp.float32)
 
 
-class FullRes(nn.Module):
+class FullRes(base.SegmentationModel):
   """x: [B, H, W, 3] -> [B, H, W, num_classes]: 2·(2·depth + 1) 3×3 conv/GroupNorm/ReLU
   layers of `width` channels at full resolution (the U-Net's count for this depth), then
   a 1×1 head."""
-  num_classes: int
   upsampler: str = 'nearest'  # unused
-  upsampler_options: Optional[dict] = None  # unused
   width: int = 54
   depth: int = 4
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):

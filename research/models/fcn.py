@@ -18,24 +18,23 @@ Differences from the paper, on purpose:
   VGG trained from scratch rather than an ImageNet-pretrained one.
 - score_pool4 and score_pool3 start at zero, as in the paper, so 16s/8s start out as 32s.
 """
-from typing import Any, Optional, Tuple
+from typing import Tuple
 
 from flax import linen as nn
 import jax.numpy as jnp
 
 from research import pooling
+from research import upsamplers
+from research.models import base
 from research.models import layers
 
-class FCN(nn.Module):
-  num_classes: int
-  upsampler: str = 'transpose_conv'
-  upsampler_options: Optional[dict] = None
-  width: int = 16
+
+class FCN(base.SegmentationModel):
   skips: int = 2  # 0: FCN-32s, 1: FCN-16s, 2: FCN-8s
   stage_convs: Tuple[int, ...] = (2, 2, 3, 3, 3)  # VGG-16's convolutions per stage
-  dtype: Any = jnp.float32
 
   total_stride = 32
+  GUIDE_FIELDS = frozenset({'switches', 'skip'})  # channel-shared switches; stage features
 
   @nn.compact
   def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
@@ -44,9 +43,10 @@ class FCN(nn.Module):
     if len(self.stage_convs) != 5:
       raise ValueError(f'{name} has five pooling stages; stage_convs must have 5 entries, '
                        f'got {tuple(self.stage_convs)}.')
-    pools, switches = [], []
+    stages, pools, switches = [], [], []
     for i, n in enumerate(self.stage_convs):
       x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, name=f'stage{i + 1}')(x)
+      stages.append(x)  # stage1 .. stage5, before pooling
       switches.append(pooling.channel_shared_switches(x))
       x, _ = pooling.max_pool_with_switches(x)
       pools.append(x)  # pool1 .. pool5
@@ -56,15 +56,16 @@ class FCN(nn.Module):
     score = nn.Conv(k, (1, 1), dtype=self.dtype, name='score_fr')(x)  # 1/32
     level = 5  # current scores are at 1/2^level
     for skip in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
-      score = self._up(score, switches[level - 1], f'up{level}')
+      score = self._up(score, stages[level - 1], switches[level - 1], f'up{level}')
       level -= 1
       score = score + nn.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
                               name=f'score_pool{level}')(pools[level - 1])
     while level > 0:
-      score = self._up(score, switches[level - 1], f'up{level}')
+      score = self._up(score, stages[level - 1], switches[level - 1], f'up{level}')
       level -= 1
     return score.astype(jnp.float32)
 
-  def _up(self, x, switches, name):
+  def _up(self, x, skip, switches, name):
+    guide = upsamplers.Guide(switches=switches, skip=skip)
     return layers.Upsample(self.upsampler, self.upsampler_options, features=self.num_classes,
-                           name=name)(x, switches)
+                           name=name)(x, guide)

@@ -117,14 +117,14 @@ class ConvBlock(nn.Module):
 
 class Upsample(nn.Module):
   """One ×2 step with the chosen upsampler; `features` (None: the upsampler's default)
-  is passed to it, options forwarded as they are."""
+  is passed to it, options forwarded as they are, and the encoder's `guide` handed on."""
   upsampler: str
   options: Optional[dict] = None
   features: Optional[int] = None
 
   @nn.compact
-  def __call__(self, x, switches=None):
+  def __call__(self, x, guide: upsamplers.Guide):
     options = dict(self.options or {})
     if self.features is not None:
       options['features'] = self.features
-    return upsamplers.build(self.upsampler, name='up', **options)(x, switches=switches)
+    return upsamplers.build(self.upsampler, name='up', **options)(x, guide)

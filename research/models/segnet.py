@@ -6,24 +6,22 @@ then convolves. No skip connections carry features: only the switches cross over
 which is SegNet's point (memory) and why the upsampler matters so much here. Stage
 layout follows VGG-16 (2, 2, 3, 3, 3 convolutions) truncated to `depth` stages.
 """
-from typing import Any, Optional
-
 from flax import linen as nn
 import jax.numpy as jnp
 
 from research import pooling
+from research import upsamplers
+from research.models import base
 from research.models import layers
 
 _STAGES = (2, 2, 3, 3, 3)
 
 
-class SegNet(nn.Module):
-  num_classes: int
+class SegNet(base.SegmentationModel):
   upsampler: str = 'max_unpool'
-  upsampler_options: Optional[dict] = None
-  width: int = 16
   depth: int = 4
-  dtype: Any = jnp.float32
+
+  GUIDE_FIELDS = frozenset({'switches'})  # SegNet's point: only the switches cross over
 
   @property
   def total_stride(self):
@@ -41,7 +39,8 @@ class SegNet(nn.Module):
       x, s = pooling.max_pool_with_switches(x)
       switches.append(s)
     for i in reversed(range(self.depth)):
-      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, switches[i])
+      guide = upsamplers.Guide(switches=switches[i])
+      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, guide)
       # The decoder's last conv of each stage narrows to the next (shallower) stage's width.
       x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, name=f'dec{i}')(x)
       x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, name=f'dec{i}_out')(x)

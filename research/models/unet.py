@@ -6,22 +6,19 @@ upsampler sees the same input), the chosen ×2 upsampler (max-unpooling with the
 switches of the matching pool, whose channels now match), concatenation with the
 skip, then two 3×3 convolutions. 'SAME' padding, so output size equals input size.
 """
-from typing import Any, Optional
-
 from flax import linen as nn
 import jax.numpy as jnp
 
 from research import pooling
+from research import upsamplers
+from research.models import base
 from research.models import layers
 
 
-class UNet(nn.Module):
-  num_classes: int
-  upsampler: str = 'transpose_conv'
-  upsampler_options: Optional[dict] = None
-  width: int = 16
+class UNet(base.SegmentationModel):
   depth: int = 4
-  dtype: Any = jnp.float32
+
+  GUIDE_FIELDS = frozenset({'switches', 'skip'})
 
   @property
   def total_stride(self):
@@ -40,8 +37,8 @@ class UNet(nn.Module):
     for level in reversed(range(self.depth)):
       c = self.width * 2 ** level
       x = nn.Conv(c, (1, 1), dtype=self.dtype, name=f'reduce{level}')(x)
-      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(
-          x, switches[level])
+      guide = upsamplers.Guide(switches=switches[level], skip=skips[level])
+      x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(x, guide)
       x = jnp.concatenate([x, skips[level]], axis=-1)
       x = layers.ConvBlock(c, 2, self.dtype, name=f'dec{level}')(x)
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)

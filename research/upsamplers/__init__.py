@@ -1,12 +1,13 @@
 """Every ×2 upsampler behind one registry.
 
-Each entry is a Flax Linen module called as `module(x, switches=None)` on
-`x: [B, H, W, C]`, returning `[B, 2H, 2W, C']` (C' = C unless `features` says
-otherwise). To add one: write `research/upsamplers/<name>.py` with the module and
-add one line to `_REGISTRY` below.
+Each entry is a subclass of `base.Upsampler` (the contract: `module(x, guide)` on
+`x: [B, H, W, C]` returning `[B, 2H, 2W, F]`, and the `base.Guide` fields it needs from
+the encoder). To add one: write `research/upsamplers/<name>.py` with the module and add
+one line to `_REGISTRY` below; the registry, model, bench and table tests then cover it.
 """
 from flax import linen as nn
 
+from research.upsamplers import base
 from research.upsamplers import bilinear
 from research.upsamplers import bilinear_additive
 from research.upsamplers import fixed
@@ -25,6 +26,10 @@ _REGISTRY = {
     'pixel_shuffle': pixel_shuffle.PixelShuffle,
     'bilinear_additive': bilinear_additive.BilinearAdditive,
 }
+
+
+Guide = base.Guide
+Upsampler = base.Upsampler
 
 
 def names():

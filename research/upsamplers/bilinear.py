@@ -1,10 +1,8 @@
 """Fixed bilinear ×2 upsampling (half-pixel centres, as `align_corners=False`)."""
-from typing import Optional
-
 from flax import linen as nn
 import jax
 
-from research.upsamplers import fixed
+from research.upsamplers import base
 
 
 def bilinear_2x(x):
@@ -13,10 +11,11 @@ def bilinear_2x(x):
   return jax.image.resize(x, (b, 2 * h, 2 * w, c), method='bilinear')
 
 
-class Bilinear(nn.Module):
-  features: Optional[int] = None
+class Bilinear(base.Upsampler):
+  kind = 'bilinear'
+  keeps_channels = True
 
   @nn.compact
-  def __call__(self, x, switches=None):  # x: [B, H, W, C]
-    fixed.check_input(x, self.features, 'bilinear')
+  def __call__(self, x, guide=None):  # x: [B, H, W, C]
+    self.check(x, guide)
     return bilinear_2x(x)

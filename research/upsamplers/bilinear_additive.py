@@ -3,22 +3,21 @@
 Parameter-free and channel-reducing: every `C / features` consecutive channels are
 summed, so a decoder gets fewer channels without a learned projection.
 """
-from typing import Optional
-
 from flax import linen as nn
 
+from research.upsamplers import base
 from research.upsamplers import bilinear
 
 
-class BilinearAdditive(nn.Module):
+class BilinearAdditive(base.Upsampler):
   """`features` output channels (default C / group_size); C must divide evenly."""
-  features: Optional[int] = None
   group_size: int = 4
 
+  kind = 'bilinear_additive'
+
   @nn.compact
-  def __call__(self, x, switches=None):  # x: [B, H, W, C]
-    if x.ndim != 4:
-      raise ValueError(f'bilinear_additive expects x of shape [B, H, W, C]; got {x.shape}.')
+  def __call__(self, x, guide=None):  # x: [B, H, W, C]
+    self.check(x, guide)
     b, h, w, c = x.shape
     f = self.features or c // self.group_size
     if f < 1 or c % f:

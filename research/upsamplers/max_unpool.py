@@ -1,10 +1,9 @@
 """Max-unpooling (SegNet): values go back where the matching max-pool found them."""
-from typing import Optional
-
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
+from research.upsamplers import base
 from research.upsamplers import fixed
 
 
@@ -41,20 +40,20 @@ def _max_unpool_bwd(switches, g):
 max_unpool.defvjp(_max_unpool_fwd, _max_unpool_bwd)
 
 
-class MaxUnpool(nn.Module):
+class MaxUnpool(base.Upsampler):
   """Places `x[b, i, j, c]` at window position `switches[b, i, j, c]`; zeros elsewhere.
 
   `switches` come from `research.pooling.max_pool_with_switches` (per channel, shape
   `[B, H, W, C]`) or `channel_shared_switches` (shape `[B, H, W, 1]`, broadcast).
   """
-  features: Optional[int] = None
+
+  kind = 'max_unpool'
+  needs = ('switches',)
+  keeps_channels = True
 
   @nn.compact
-  def __call__(self, x, switches=None):  # x: [B, H, W, C]
-    fixed.check_input(x, self.features, 'max_unpool')
-    if switches is None:
-      raise ValueError('max_unpool needs the switches of the matching max-pool: '
-                       'call it as module(x, switches=switches).')
+  def __call__(self, x, guide=None):  # x: [B, H, W, C]
+    switches = self.check(x, guide).switches
     b, h, w, c = x.shape
     if switches.shape[:3] != (b, h, w) or switches.shape[3] not in (1, c):
       raise ValueError(f'max_unpool switches of shape {switches.shape} do not match x of '

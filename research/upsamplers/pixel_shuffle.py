@@ -3,10 +3,10 @@
 `icnr=True` initialises the four sub-pixel kernels identically (Aitken et al. 2017), so
 at initialisation the output is a nearest-neighbour upsampling, free of checkerboard.
 """
-from typing import Optional
-
 from flax import linen as nn
 import jax.numpy as jnp
+
+from research.upsamplers import base
 
 
 def depth_to_space(x):
@@ -17,13 +17,15 @@ def depth_to_space(x):
   return x.reshape(b, 2 * h, 2 * w, f)
 
 
-class PixelShuffle(nn.Module):
-  features: Optional[int] = None
+class PixelShuffle(base.Upsampler):
   kernel_size: int = 3
   icnr: bool = False
 
+  kind = 'pixel_shuffle'
+
   @nn.compact
-  def __call__(self, x, switches=None):  # x: [B, H, W, C]
+  def __call__(self, x, guide=None):  # x: [B, H, W, C]
+    self.check(x, guide)
     f = self.features or x.shape[-1]
     base_init = nn.initializers.lecun_normal()
     if self.icnr:

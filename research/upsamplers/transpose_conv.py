@@ -6,12 +6,12 @@ kernel, `out[2i + j - p] += w[j] y[i]`, summing where neighbouring footprints ov
 and crops to exactly `2H` outputs for every `k >= 2` (k=3 takes 2×2 to 4×4). Uneven
 overlap (k not a multiple of 2) is what makes the checkerboard artifact of Odena et al.
 """
-from typing import Optional
-
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from research.upsamplers import base
 
 _DIMS = {1: ('NWC', 'WIO', 'NWC'), 2: ('NHWC', 'HWIO', 'NHWC')}
 
@@ -157,22 +157,22 @@ def bilinear_kernel(kernel_size: int, channels: int):
   return jnp.asarray(filt[:, :, None, None] * np.eye(channels, dtype=np.float32))
 
 
-class TransposeConv(nn.Module):
+class TransposeConv(base.Upsampler):
   """Learnable ×2 transposed convolution; `features` output channels (default: input's).
 
   `overlap`: how contributions that land on the same output combine, 'sum' (the transposed
   convolution proper) or 'max'; `kernel_size=2` is the third design, no overlap at all.
   """
-  features: Optional[int] = None
   kernel_size: int = 4
   bilinear_init: bool = False
   use_bias: bool = True
   overlap: str = 'sum'  # sum | max
 
+  kind = 'transpose_conv'
+
   @nn.compact
-  def __call__(self, x, switches=None):  # x: [B, H, W, C]
-    if x.ndim != 4:
-      raise ValueError(f'transpose_conv expects x of shape [B, H, W, C]; got shape {x.shape}.')
+  def __call__(self, x, guide=None):  # x: [B, H, W, C]
+    self.check(x, guide)
     c = x.shape[-1]
     f = self.features or c
     k = self.kernel_size
