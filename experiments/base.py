@@ -13,6 +13,7 @@ def get_config(arg=None):
   del arg
   c = ml_collections.ConfigDict()
   c.seed = 0
+  c.method = 'train'  # research.runners: train | kmeans
 
   c.data = data.default_config()  # lab_shapes/res64; fields documented there
 

@@ -20,7 +20,7 @@ F1, all within the seed spread (std 1-4.5), and a checkerboard score of 0.00 for
 Smoke test (2 steps, 1 seed): `experiments/checkerboard.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
-from research import sweep
+from research.sweep import grids
 
 DECODERS = (  # (upsampler, its options)
     ('transpose_conv', {'kernel_size': 2}),
@@ -43,5 +43,5 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   arg = decoder_ablation.parse_args(arg)
   decoders = [{'model.upsampler': u, 'model.upsampler_options': o} for u, o in DECODERS]
-  cells = sweep.product(decoders, sweep.axis('seed', range(arg.seeds)))
+  cells = grids.product(decoders, grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

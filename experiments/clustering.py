@@ -17,7 +17,7 @@ import ml_collections
 from experiments import base
 from research import clustering
 from research import config_utils
-from research import sweep
+from research.sweep import grids
 
 KS = (2, 4, 8, 16, 64, 256)
 
@@ -25,7 +25,7 @@ KS = (2, 4, 8, 16, 64, 256)
 def get_config(arg=None):
   arg = config_utils.parse_arg(arg, space='colour', k=8, seed=0, compactness=10.0, iters=20)
   c = base.get_config()
-  c.method = 'kmeans'  # research.train.train_and_evaluate runs research.clustering.run
+  c.method = 'kmeans'  # research.runners runs research.kmeans_run
   c.seed = arg.seed
   c.clustering = ml_collections.ConfigDict(dict(
       space=arg.space,  # intensity | colour | colour_position (SLIC-like)
@@ -36,5 +36,5 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   del arg
-  return sweep.product(sweep.axis('clustering.space', clustering.SPACES),
-                       sweep.axis('clustering.k', KS), sweep.axis('seed', range(3)))
+  return grids.product(grids.axis('clustering.space', clustering.SPACES),
+                       grids.axis('clustering.k', KS), grids.axis('seed', range(3)))

@@ -17,7 +17,7 @@ Results: see results/decoder_ablation.md.
 """
 from experiments import base
 from research import config_utils
-from research import sweep
+from research.sweep import grids
 
 ARCHS = ('fcn8s', 'unet', 'segnet')
 UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv', 'bilinear',
@@ -52,6 +52,6 @@ def config_from(arg):
 
 def get_sweep(arg=None):
   arg = parse_args(arg)
-  cells = sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS),
-                        sweep.axis('seed', range(arg.seeds)))
+  cells = grids.product(grids.axis('model.arch', ARCHS), grids.axis('model.upsampler', UPSAMPLERS),
+                        grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

@@ -8,7 +8,7 @@ from one seed and a short schedule show the mechanics, not a finding; the commit
 ablations are experiments/decoder_ablation.py and experiments/fcn_skips.py.
 """
 from experiments import quick
-from research import sweep
+from research.sweep import grids
 
 ARCHS = ('unet', 'fcn8s')
 UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv')
@@ -18,4 +18,4 @@ get_config = quick.get_config  # each cell is the quick config of its arch and u
 
 def get_sweep(arg=None):
   del arg
-  return sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS))
+  return grids.product(grids.axis('model.arch', ARCHS), grids.axis('model.upsampler', UPSAMPLERS))

@@ -28,7 +28,7 @@ Expected (results/design_costs.md, test mIoU / boundary F1 %): sliding window 29
 Smoke test: `experiments/design_costs.py:steps=2,seeds=1`.
 """
 from experiments import decoder_ablation
-from research import sweep
+from research.sweep import grids
 
 DESIGNS = (('sliding_window', 32), ('fullres', 54), ('unet', 8))  # (arch, width): equal params
 
@@ -56,5 +56,5 @@ def get_sweep(arg=None):
   designs = [{'model.arch': a, 'model.width': w,
               **({'loss.pixels_per_image': arg.pixels} if a == 'sliding_window' else {})}
              for a, w in DESIGNS]
-  cells = sweep.product(designs, sweep.axis('seed', range(arg.seeds)))
+  cells = grids.product(designs, grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

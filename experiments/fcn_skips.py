@@ -10,7 +10,7 @@ Smoke test (2 steps, 1 seed): `experiments/fcn_skips.py:steps=2,seeds=1`.
 Results: see results/fcn_skips.md.
 """
 from experiments import decoder_ablation
-from research import sweep
+from research.sweep import grids
 
 ARCHS = ('fcn32s', 'fcn16s', 'fcn8s')
 UPSAMPLERS = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv')
@@ -22,6 +22,6 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   arg = decoder_ablation.parse_args(arg)
-  cells = sweep.product(sweep.axis('model.arch', ARCHS), sweep.axis('model.upsampler', UPSAMPLERS),
-                        sweep.axis('seed', range(arg.seeds)))
+  cells = grids.product(grids.axis('model.arch', ARCHS), grids.axis('model.upsampler', UPSAMPLERS),
+                        grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

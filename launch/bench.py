@@ -11,10 +11,13 @@ from absl import flags
 
 from experiments import base
 from experiments import design_costs
-from research import bench
 from research import data
 from research import upsamplers
 from research import workdir as workdir_lib
+from research.bench import measure
+from research.bench import report
+from research.data import bench as data_bench
+from research import xla_flags
 
 _SUITES = flags.DEFINE_multi_enum(
     'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
@@ -52,83 +55,40 @@ def main(argv):
   unknown = sorted(set(_UPSAMPLERS.value) - set(upsamplers.names()))
   if unknown:
     raise app.UsageError(f'Unknown upsampler(s) {unknown}; known: {", ".join(upsamplers.names())}.')
-  env = bench.environment()
-  sections = [f'# Benchmark: {env["device"]}', '',
-              f'Command: `python -m launch.bench {" ".join(sys.argv[1:])}` at commit {env["commit"]}  ',
-              f'Processor: {env["processor"]}; {env["versions"]}; XLA_FLAGS '
-              f'`{env["xla_flags"]}`. Medians of {_REPEATS.value} timed calls after warm-up; what a '
-              'table compares is timed in turn, in rounds.', '']
+  env = report.environment()
+  sections = report.header(env, ' '.join(sys.argv[1:]), _REPEATS.value)
   train_images_per_second = None
   if 'upsamplers' in _SUITES.value:
     b, s, c = _BATCH.value, _SIZE.value, _CHANNELS.value
-    rows = bench.upsampler_rows(_UPSAMPLERS.value, b, s, c, _REPEATS.value)
-    by_name = {r['upsampler']: r for r in rows}
-    sections += [f'## Upsamplers: x [{b}, {s}, {s}, {c}] -> [{b}, {2 * s}, {2 * s}, ·]', '',
-                 bench.markdown_table(rows, [
-                     ('upsampler', 'upsampler', '{}'), ('forward_ms', 'forward ms', '{:.2f}'),
-                     ('forward_backward_ms', 'fwd+bwd ms', '{:.2f}'),
-                     ('forward_backward_memory_mb', 'fwd+bwd memory MB', '{:.1f}'),
-                     ('params', 'params', '{:,}')]), '']
-    if {'max_unpool', 'nearest'} <= set(by_name):
-      ratio = by_name['max_unpool']['forward_backward_ms'] / by_name['nearest']['forward_backward_ms']
-      mem = bench.switch_memory(b, s, c)
-      sections += [f'max_unpool / nearest forward+backward: **{ratio:.2f}×** (target ≤ 1.5×). '
-                   f'Switches kept per pool: {mem["switches_mb"]:.1f} MB (uint8, one per window) '
-                   f'against {mem["prepool_activations_mb"]:.1f} MB of float32 pre-pool '
-                   'activations (16× less).', '']
+    rows = measure.upsampler_rows(_UPSAMPLERS.value, b, s, c, _REPEATS.value)
+    sections += report.upsamplers_section(rows, b, s, c)
   if 'train' in _SUITES.value:
     config = base.get_config()
     config.batch_size, config.model.width = _TRAIN_BATCH.value, _WIDTH.value
-    rows = bench.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
-    peak, peak_note = bench.peak_gflops()
-    for row in rows:
-      row['peak_percent'] = 100 * row['gflops_per_second'] / peak if peak else float('nan')
+    rows = measure.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
+    sections += report.train_section(config, rows)
     unet = [r for r in rows if r['arch'] == 'unet' and r['upsampler'] == 'nearest']
     train_images_per_second = unet[0]['images_per_second'] if unet else None
-    sections += [f'## Train steps: batch {config.batch_size}, {config.data.image_size}×'
-                 f'{config.data.image_size}, width {config.model.width}', '',
-                 f'% of peak: XLA\'s FLOP count over measured time, against {peak_note}'
-                 + (f' = {peak:.0f} GFLOP/s.' if peak else ' (unknown: n/a).'), '',
-                 bench.markdown_table(rows, [
-                     ('arch', 'arch', '{}'), ('upsampler', 'upsampler', '{}'),
-                     ('params', 'params', '{:,}'), ('step_ms', 'ms/step', '{:.1f}'),
-                     ('images_per_second', 'images/s', '{:.0f}'),
-                     ('gflops_per_second', 'GFLOP/s', '{:.1f}'),
-                     ('peak_percent', '% of peak', '{:.1f}'),
-                     ('compile_seconds', 'compile s', '{:.1f}')]), '']
   if 'levers' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
     config.model.width, config.model.upsampler = _model(_LEVER_MODEL.value)
-    sections += bench.levers_section(config, _XLA_LEVERS.value, _REPEATS.value)
+    sections += report.levers_section(config, _XLA_LEVERS.value, _REPEATS.value)
   if 'pytorch' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
-    sections += bench.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
-                                      _REPEATS.value)
+    sections += report.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
+                                       _REPEATS.value)
   if 'designs' in _SUITES.value:
     config = design_costs.get_config()
     info = data.dataset_info(config.data)
-    rows = bench.design_rows(design_costs.DESIGNS, info.num_classes, info.image_size,
-                             config.eval_batch_size, _REPEATS.value)
-    sections += [f'## Three ways to label every pixel: inference cost at batch '
-                 f'{config.eval_batch_size}, {info.image_size}×{info.image_size}', '',
-                 'experiments/design_costs.py\'s designs (parameters matched within 4%); '
-                 'forward pass only.', '',
-                 bench.markdown_table(rows, [
-                     ('arch', 'arch', '{}'), ('width', 'width', '{}'),
-                     ('params', 'params', '{:,}'), ('gflops_per_image', 'GFLOPs/image', '{:.3f}'),
-                     ('forward_ms_per_image', 'forward ms/image', '{:.2f}'),
-                     ('forward_memory_mb', 'forward memory MB', '{:.1f}')]), '']
+    rows = measure.design_rows(design_costs.DESIGNS, info.num_classes, info.image_size,
+                               config.eval_batch_size, _REPEATS.value)
+    sections += report.designs_section(rows, config.eval_batch_size, info.image_size)
   if 'pipeline' in _SUITES.value:
     config = base.get_config()
-    rate = bench_pipeline(config)
-    line = (f'## Input pipeline\n\n{config.data.name}/{config.data.variant}, batch '
-            f'{_TRAIN_BATCH.value}: **{rate:.0f} images/s**')
-    if train_images_per_second:
-      line += (f'; the default U-Net (nearest) trains at {train_images_per_second:.0f} images/s, '
-               f'so the pipeline is {rate / train_images_per_second:.1f}× faster (target ≥ 5×).')
-    sections += [line, '']
+    rate = data_bench.pipeline_images_per_second(config.data, _TRAIN_BATCH.value, 200)
+    sections += report.pipeline_section(config, _TRAIN_BATCH.value, rate, train_images_per_second)
   text = '\n'.join(sections)
   print(text)
   if _OUT.value:
@@ -147,10 +107,6 @@ def _model(spec: str):
   return int(width), upsampler
 
 
-def bench_pipeline(config):
-  from research.data import bench as data_bench  # pylint: disable=g-import-not-at-top
-  return data_bench.pipeline_images_per_second(config.data, _TRAIN_BATCH.value, 200)
-
-
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

@@ -5,8 +5,9 @@ r"""The segmentation-as-clustering picture: input, quantised image, superpixels,
 from absl import app
 from absl import flags
 
-from research import clustering
 from research import data
+from research import xla_flags
+from research.tables import qualitative
 
 _OUT = flags.DEFINE_string('out', 'results/clustering.png', 'PNG to write.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Test images, one per row.', lower_bound=1)
@@ -15,9 +16,10 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Test images, one per row.',
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  clustering.plot_examples(data.default_config(), _OUT.value, _NUM_IMAGES.value)
+  qualitative.plot_clustering_examples(data.default_config(), _OUT.value, _NUM_IMAGES.value)
   print(f'Wrote {_OUT.value}')
 
 
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

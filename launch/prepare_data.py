@@ -10,6 +10,7 @@ from absl import app
 from absl import flags
 
 from research import data
+from research import xla_flags
 
 _NAME = flags.DEFINE_enum('name', 'lab_shapes', data.names(), 'Dataset to prepare.')
 _VARIANT = flags.DEFINE_string('variant', 'res64', "Builder config ('' for none).")
@@ -39,4 +40,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

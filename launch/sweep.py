@@ -23,6 +23,7 @@ from ml_collections import config_flags
 from research import data
 from research import sweep
 from research import workdir as workdir_lib
+from research import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True)
@@ -98,4 +99,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

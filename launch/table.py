@@ -16,6 +16,7 @@ from absl import flags
 
 from research import sweep
 from research import tables
+from research import xla_flags
 
 _ROOT = flags.DEFINE_string('root', None, 'Sweep root (holds cells.json).')
 _NAME = flags.DEFINE_string('name', None, 'Output file stem; default: the experiment file name.')
@@ -42,4 +43,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

@@ -16,7 +16,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from research import train
+from research import runners
+from research import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:args].',
                                           lock_config=True)
@@ -35,7 +36,7 @@ def main(argv):
     if '{seed}' in _WORKDIR.value:
       raise app.UsageError(f'--workdir={_WORKDIR.value} holds {{seed}}: pass the seeds to train '
                            'together with --seeds=0,1,2, or name one workdir.')
-    final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    final = runners.run(_CONFIG.value, _WORKDIR.value)
     print(json.dumps({k: final[k] for k in ('step', 'test', 'cost')}, indent=2, default=str))
     return
   try:
@@ -46,11 +47,12 @@ def main(argv):
     raise app.UsageError('With --seeds, --workdir must hold {seed} (e.g. --workdir '
                          f"'runs/seed={{seed}}') and the seeds must differ; got --workdir="
                          f'{_WORKDIR.value} --seeds={",".join(_SEEDS.value)}.')
-  finals = train.train_and_evaluate_seeds(
+  finals = runners.run_seeds(
       _CONFIG.value, {s: _WORKDIR.value.replace('{seed}', str(s)) for s in seeds})
   print(json.dumps({s: {k: f[k] for k in ('step', 'test')} for s, f in finals.items()},
                    indent=2, default=str))
 
 
 if __name__ == '__main__':
+  xla_flags.apply()
   app.run(main)

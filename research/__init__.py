@@ -1,4 +1,2 @@
-"""upsampling lab: the library. Importing it sets the XLA defaults of research.xla_flags."""
-from research import xla_flags as _xla_flags
-
-_xla_flags.apply()
+"""upsampling lab: the library. Entry points (launch/, tests/conftest.py) apply the XLA
+defaults of research.xla_flags before JAX starts; importing the library changes nothing."""

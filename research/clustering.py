@@ -10,8 +10,6 @@ scoring (`match_clusters_to_classes`, `boundary_recall`, `undersegmentation_erro
 image on the host, as `research.metrics.boundary_f1` does.
 """
 import functools
-import os
-import time
 
 import jax
 from jax import lax
@@ -93,7 +91,7 @@ def _kmeans_plusplus_one(x, k, key):
   return lax.fori_loop(1, k, add_centre, (centres, dist2))[0]
 
 
-def _check_kmeans_args(features, k, num_iters=0):
+def check_kmeans_args(features, k, num_iters=0):
   if features.ndim != 3:
     raise ValueError(f'features must be [B, N, D], got {features.shape}')
   if not 1 <= k <= features.shape[1]:
@@ -108,7 +106,7 @@ def kmeans_plusplus(features, k: int, key):
   Every image uses the same key, so an image's centres do not depend on the batch it comes in.
   """
   features = jnp.asarray(features, jnp.float32)  # [B, N, D]
-  _check_kmeans_args(features, k)
+  check_kmeans_args(features, k)
   return jax.vmap(_kmeans_plusplus_one, in_axes=(0, None, None))(features, k, key)
 
 
@@ -125,7 +123,7 @@ def kmeans(features, k: int, key, num_iters: int = 20, tol: float = 0.0):
   returned centre (ties to the lowest index).
   """
   features = jnp.asarray(features, jnp.float32)  # [B, N, D]
-  _check_kmeans_args(features, k, num_iters)
+  check_kmeans_args(features, k, num_iters)
 
   def one_image(x):  # [N, D]
     def not_done(state):
@@ -282,100 +280,3 @@ def undersegmentation_error(cluster_ids, labels, ignore_label: int = 255) -> np.
   leak = np.minimum(overlap, outside).sum(axis=(1, 2))  # [B]
   num_pixels = scored.sum(axis=(1, 2))  # [B]
   return np.divide(leak, num_pixels, out=np.full(len(labels), np.nan), where=num_pixels > 0)
-
-
-def _score_split(config, split: str, info) -> dict:
-  """k-means on every image of a split, scored like the networks (research.train.evaluate)
-  plus the superpixel scores; images/s of the clustering alone, compilation excluded."""
-  from research import data  # pylint: disable=g-import-not-at-top
-  c = config.clustering
-  run = jax.jit(functools.partial(segment, k=c.k, space=c.space, compactness=c.compactness,
-                                  num_iters=c.num_iters))
-  confusion = np.zeros((info.num_classes,) * 2, np.int64)
-  bf, recall, under, seconds, images = [], [], [], 0.0, 0
-  batches = data.eval_batches(config.data, split, global_batch_size=config.eval_batch_size)
-  key = jax.random.key(config.seed)  # per image, so results do not depend on the batching
-  for i, batch in enumerate(batches):
-    if i == 0:
-      jax.block_until_ready(run(batch['image'], key=key))  # compile outside the timing
-    start = time.perf_counter()
-    ids = np.asarray(run(batch['image'], key=key)['cluster_ids'])  # [B, H, W]
-    seconds += time.perf_counter() - start
-    valid = batch['valid']
-    ids, labels = ids[valid], batch['label'][valid]
-    images += len(labels)
-    preds = match_clusters_to_classes(ids, labels, info.num_classes, info.ignore_label)
-    confusion += np.asarray(metrics.confusion_matrix(labels, preds, info.num_classes), np.int64)
-    bf.append(metrics.boundary_f1(labels, preds, info.num_classes, None, info.ignore_label))
-    recall.append(boundary_recall(ids, labels, info.ignore_label))
-    under.append(undersegmentation_error(ids, labels, info.ignore_label))
-  return {
-      **metrics.region_scores(confusion, info.class_names),
-      'boundary_f1': float(np.nanmean(np.concatenate(bf))),
-      'boundary_recall': float(np.nanmean(np.concatenate(recall))),
-      'undersegmentation_error': float(np.nanmean(np.concatenate(under))),
-      'images_per_second': images / seconds,
-  }
-
-
-def run(config, workdir: str) -> dict:
-  """The clustering baseline as a run of a sweep (config.method = 'kmeans'): k-means with
-  config.clustering (space, k, compactness, num_iters) on the eval and test splits, clusters
-  named by Hungarian matching; writes config.json and final.json as a trained run does, so
-  launch.sweep and launch.table treat it as one."""
-  from research import data  # pylint: disable=g-import-not-at-top
-  from research import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  workdir = os.path.abspath(workdir)
-  workdir_lib.check_config(config, workdir)
-  finished = workdir_lib.read_final(workdir)
-  if finished is not None:
-    return finished
-  info = data.dataset_info(config.data)
-  pixels = info.image_size ** 2  # fail before claiming the workdir: space, k, iterations
-  features(np.zeros((1, 1, 1, 3), np.float32), config.clustering.space, num_segments=1)
-  _check_kmeans_args(np.zeros((1, pixels, 1)), config.clustering.k, config.clustering.num_iters)
-  workdir_lib.write_config(config, workdir)
-  final = {'step': 0}
-  for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = _score_split(config, split, info)
-  final['cost'] = {'params': 0, 'images_per_second': final['test'].pop('images_per_second'),
-                   'platform': jax.devices()[0].platform}
-  final['val'].pop('images_per_second')
-  workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
-  return final
-
-
-def plot_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
-                  quantise=('colour', 8), superpixels=('colour_position', 64, 30.0)):
-  """The classic pictures, one test image per row: input, the image quantised to its k-means
-  colours, SLIC-like superpixel boundaries over the input, and the ground truth."""
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  from research import data  # pylint: disable=g-import-not-at-top
-  from research import tables  # pylint: disable=g-import-not-at-top
-  batch = next(iter(data.eval_batches(data_config, data_config.test_split,
-                                      global_batch_size=num_images)))
-  images, labels = batch['image'][batch['valid']], batch['label'][batch['valid']]
-  key = jax.random.key(seed)
-  quantised = np.asarray(segment(images, quantise[1], quantise[0], key)['quantised'])
-  space, k, m = superpixels
-  ids = np.asarray(segment(images, k, space, key, compactness=m)['cluster_ids'])
-  edges = metrics.boundary_map(ids, np.ones(ids.shape, bool))
-  overlay = images.copy()
-  overlay[edges] = (1.0, 0.0, 0.0)
-  num_classes = data.dataset_info(data_config).num_classes
-  titles = ['input', f'quantised\n{quantise[0]}, k={quantise[1]}',
-            f'superpixel boundaries\n{space}, k={k}, m={m:g}', 'ground truth']
-  fig = Figure(figsize=(8, 2 * len(images)))
-  axes = fig.subplots(len(images), 4, squeeze=False)
-  for row, (image, q, o, label) in enumerate(zip(images, quantised, overlay, labels)):
-    for col, (picture, title) in enumerate(zip([image, q, o, None], titles)):
-      ax = axes[row, col]
-      if picture is None:
-        tables.label_image(ax, label, num_classes)
-      else:
-        ax.imshow(np.clip(picture, 0, 1), interpolation='nearest')
-      ax.set_xticks([])
-      ax.set_yticks([])
-      if row == 0:
-        ax.set_title(title, fontsize=8)
-  tables.save_figure(fig, path)

@@ -1,5 +1,8 @@
-"""A trained model back from its workdir, to look at its predictions (qualitative figures)."""
-import functools
+"""A trained model back from its workdir, to look at its predictions (qualitative figures).
+
+Only the parameters are restored: inference needs no optimiser state, so a run's checkpoint
+loads whatever optimiser trained it.
+"""
 import json
 import os
 
@@ -9,34 +12,36 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from research import data
-from research import train
+from research import steps
 
 
 def load(workdir: str, step: int | None = None):
   """(model, params, config) of the run in `workdir`, at its latest checkpoint or `step`.
 
-  The state is restored onto one device whatever mesh trained it.
+  The parameters are restored onto one device whatever mesh trained them.
   """
   workdir = os.path.abspath(workdir)  # orbax restores from absolute paths only
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
   info = data.dataset_info(config.data)
-  model = train.build_model(config, info.num_classes)
-  tx = train.make_optimizer(config)
+  model = steps.build_model(config, info.num_classes)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.eval_shape(functools.partial(train.create_state, model, tx, info.image_size),
-                          jax.random.key(0))
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+  image = jnp.zeros((1, info.image_size, info.image_size, 3), jnp.float32)
+  shapes = jax.eval_shape(lambda key: model.init(key, image)['params'], jax.random.key(0))
+  abstract = {'params': jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)}
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
-    steps = manager.all_steps()
-    if not steps:
+    saved = manager.all_steps()
+    if not saved:
       raise FileNotFoundError(f'{workdir} has no checkpoint to restore.')
     if step is None:
-      step = max(steps)
-    elif step not in steps:
-      raise ValueError(f'{workdir} has no checkpoint at step {step}; it has steps {sorted(steps)}.')
-    state = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return model, state['params'], config
+      step = max(saved)
+    elif step not in saved:
+      raise ValueError(f'{workdir} has no checkpoint at step {step}; it has steps {sorted(saved)}.')
+    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True))
+  return model, restored['params'], config
 
 
 def predict(model, params, images):

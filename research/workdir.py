@@ -15,6 +15,11 @@ RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', '
                 'data.prefetch', 'data.data_dir', 'eval_batch_size', 'seeds_together')
 
 
+# Keys added to the configs after runs were written: a stored config without one ran with
+# this value, so a resume or a finished cell still matches.
+ADDED_KEYS = {'method': 'train'}
+
+
 def _flatten(d, prefix=''):
   out = {}
   for k, v in d.items():
@@ -38,7 +43,7 @@ def check_config(config, workdir: str):
     return
   with open(path) as f:
     previous = json.load(f)
-  old, new = _flatten(previous), _flatten(config_to_dict(config))
+  old, new = {**ADDED_KEYS, **_flatten(previous)}, _flatten(config_to_dict(config))
   diff = sorted(k for k in set(old) | set(new)
                 if k not in RUNTIME_KEYS and old.get(k, '<absent>') != new.get(k, '<absent>'))
   if diff:
@@ -104,7 +109,7 @@ class MetricWriter:
             self.records.append(record)
       write_text_atomic(self.path, ''.join(json.dumps(r, sort_keys=True) + '\n'
                                            for r in self.records))
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import SummaryWriter  # only process 0 writes events: others never load it
     # TensorBoard reads event files in name order; names hold the time in seconds, so the
     # suffix (nanoseconds, fixed width) orders a resume within the same second too.
     self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1,

@@ -1,7 +1,7 @@
 """XLA flags that this codebase sets by default, before JAX starts a backend.
 
-XLA reads XLA_FLAGS once, when the first backend starts, so `import research` adds these
-to the environment (importing research after JAX has started leaves them without effect).
+XLA reads XLA_FLAGS once, when the first backend starts, so the entry points (launch/*,
+tests/conftest.py) call `apply()` before anything starts JAX (after that it has no effect).
 A flag the user's XLA_FLAGS already names is left as the user set it. XLA aborts the
 process on a flag it does not know, so the defaults apply only with the jaxlib they were
 measured with; UPSAMPLING_LAB_XLA_DEFAULTS=0 turns them off. Each default is measured by

@@ -1,5 +1,6 @@
 """Test-wide settings, applied before jax is imported anywhere.
 
+- The XLA defaults of research.xla_flags, as the entry points apply them.
 - 4 forced host devices, so that the sharded code path is exercised on CPU.
 - XLA's CPU backend at optimisation level 0: compiles ~6x faster, and tests check
   correctness, not speed (speed is `python -m launch.bench`).
@@ -12,13 +13,17 @@ for _flag in ('--xla_force_host_platform_device_count=4', '--xla_backend_optimiz
     _flags += ' ' + _flag
 os.environ['XLA_FLAGS'] = _flags.strip()
 
-import pytest  # pylint: disable=g-import-not-at-top,g-bad-import-order
+import pytest  # noqa: E402  (after the flags: nothing may start JAX before them)
+
+from research import data  # noqa: E402
+from research import xla_flags  # noqa: E402
+
+xla_flags.apply()  # as the entry points do
 
 
 @pytest.fixture(scope='session')
 def tiny_dir(tmp_path_factory):
   """A TFDS data dir holding lab_shapes/res64_tiny (64/16/16 examples), built once."""
-  from research import data  # pylint: disable=g-import-not-at-top
   path = tmp_path_factory.mktemp('tfds')
   data.prepare(data.default_config(variant='res64_tiny', data_dir=str(path)))
   return path

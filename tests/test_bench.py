@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from experiments import base
-from research import bench
+from research.bench import measure
+from research.bench import peaks
 from research import models
 from research import cost
 from research.upsamplers import transpose_conv
@@ -14,7 +15,7 @@ def test_train_step_measures_the_real_step(tiny_dir):
   c = base.get_config()
   c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
   c.model.width, c.model.options, c.batch_size = 4, {'depth': 2}, 8
-  one, two = bench.train_step(c, repeats=1), bench.train_step(c, num_seeds=2, repeats=1)
+  one, two = measure.train_step(c, repeats=1), measure.train_step(c, num_seeds=2, repeats=1)
   assert one['params'] == two['params'] > 0
   assert one['images_per_second'] > 0 and two['images_per_second'] > 0
   stages = one['trace_seconds'] + one['lower_seconds'] + one['xla_compile_seconds']
@@ -37,7 +38,7 @@ def test_interleaved_timing_rewarms_each_entry_every_round():
 
 
 def test_upsampler_rows_give_each_upsampler_its_own_times():
-  rows = bench.upsampler_rows(['nearest', 'max_unpool', 'transpose_conv'], batch=1, size=4,
+  rows = measure.upsampler_rows(['nearest', 'max_unpool', 'transpose_conv'], batch=1, size=4,
                               channels=2, repeats=1)
   assert [r['upsampler'] for r in rows] == ['nearest', 'max_unpool', 'transpose_conv']
   for row in rows:
@@ -50,13 +51,13 @@ def test_pytorch_side_by_side_times_both_frameworks_on_the_same_network(tiny_dir
   c = base.get_config()
   c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
   c.model.options, c.batch_size = {'depth': 2}, 4
-  row = bench.torch_side_by_side(c, 'transpose_conv', width=4, repeats=1)
+  row = measure.torch_side_by_side(c, 'transpose_conv', width=4, repeats=1)
   assert row['params'] > 0 and row['speedup'] > 0
   assert min(row['jax_ms'], row['torch_nchw_ms'], row['torch_channels_last_ms']) > 0
 
 
 def test_design_costs_are_measured_per_design():
-  rows = bench.design_rows([('unet', 4), ('fullres', 4)], num_classes=3, image_size=16,
+  rows = measure.design_rows([('unet', 4), ('fullres', 4)], num_classes=3, image_size=16,
                            batch=2, repeats=1)
   assert [r['arch'] for r in rows] == ['unet', 'fullres']
   for row in rows:
@@ -69,17 +70,17 @@ def test_design_costs_are_measured_per_design():
 
 
 def test_group_norm_rows_time_both_implementations():
-  row, = bench.group_norm_rows(2, [(8, 16)], repeats=1)
+  row, = measure.group_norm_rows(2, [(8, 16)], repeats=1)
   assert row['shape'] == '2×8×8×16' and row['flax_ms'] > 0 and row['fused_ms'] > 0
   try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    import torch  # noqa: F401  (optional dependency: skips without it)
     assert row['torch_ms'] > 0
   except ImportError:
     assert 'torch_ms' not in row
 
 
 def test_peak_is_a_number_with_its_derivation_or_unknown():
-  peak, note = bench.peak_gflops()
+  peak, note = peaks.peak_gflops()
   assert note and (peak is None or peak > 0)
 
 
@@ -88,7 +89,7 @@ def test_peak_is_a_number_with_its_derivation_or_unknown():
                                                      ('transpose_conv', {'kernel_size': 3}, 2)])
 def test_pytorch_unet_is_the_same_network(upsampler, options, depth):
   torch = pytest.importorskip('torch')
-  from research import torch_reference  # pylint: disable=g-import-not-at-top
+  from research import torch_reference  # optional dependency: imports torch
   flax_model = models.build('unet', upsampler=upsampler, num_classes=6, width=8,
                             upsampler_options=options, depth=depth)
   params = flax_model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
@@ -103,7 +104,7 @@ def test_pytorch_unet_is_the_same_network(upsampler, options, depth):
 def test_pytorch_conv_transpose_is_the_same_linear_map(k):
   """ConvTranspose2d(k, stride 2, padding (k-1)//2, output_padding) = conv_transpose_2x."""
   torch = pytest.importorskip('torch')
-  from research import torch_reference  # pylint: disable=g-import-not-at-top
+  from research import torch_reference  # optional dependency: imports torch
   rng = np.random.default_rng(k)
   y = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
   kernel = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
@@ -118,7 +119,7 @@ def test_pytorch_conv_transpose_is_the_same_linear_map(k):
 def test_convolution_rows_cover_every_kernel_of_the_model():
   model = models.build('unet', upsampler='nearest', num_classes=3, width=4, depth=2)
   x = np.zeros((2, 16, 16, 3), np.float32)
-  rows = bench.convolution_rows(model, x, repeats=1)
+  rows = measure.convolution_rows(model, x, repeats=1)
   params = model.init(jax.random.key(0), x)
   kernels = sorted(tuple(v.shape) for path, v in jax.tree_util.tree_leaves_with_path(params)
                    if 'kernel' in jax.tree_util.keystr(path))
@@ -129,7 +130,7 @@ def test_convolution_rows_cover_every_kernel_of_the_model():
   for row in rows:
     assert row['jax_forward_ms'] > 0 and row['jax_input_grad_ms'] > 0 and row['jax_kernel_grad_ms'] > 0
     try:
-      import torch  # pylint: disable=g-import-not-at-top,unused-import
+      import torch  # noqa: F401  (optional dependency: skips without it)
       assert row['torch_kernel_grad_ms'] > 0
     except ImportError:
       assert 'torch_kernel_grad_ms' not in row

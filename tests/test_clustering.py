@@ -1,4 +1,5 @@
 """k-means segmentation and its scores against hand-made images and partitions."""
+from experiments import clustering as experiment
 import json
 
 import jax
@@ -7,7 +8,10 @@ import pytest
 from scipy import ndimage
 
 from research import clustering
+from research import kmeans_run
 from research import metrics
+from research import runners
+from research import tables
 
 # Jitted once per shape and static arguments; eager dispatch of the loops would dominate.
 jit_kmeans = jax.jit(clustering.kmeans, static_argnames=('k', 'num_iters'))
@@ -282,17 +286,14 @@ def test_segment_match_and_metrics_end_to_end():
 def test_clustering_runs_as_a_sweep_cell_and_fills_the_table(tiny_dir, tmp_path):
   """experiments/clustering.py through launch.train's entry point: a workdir like a trained
   run's, read back when finished, and its superpixel scores as extra table columns."""
-  from experiments import clustering as experiment  # pylint: disable=g-import-not-at-top
-  from research import tables  # pylint: disable=g-import-not-at-top
-  from research import train  # pylint: disable=g-import-not-at-top
   c = experiment.get_config('space=colour_position,k=16,iters=5')
   c.data.variant, c.data.data_dir, c.eval_batch_size = 'res64_tiny', str(tiny_dir), 8
-  final = train.train_and_evaluate(c, str(tmp_path))
+  final = runners.run(c, str(tmp_path))
   for split in ('val', 'test'):
     assert 0 < final[split]['miou'] <= 1 and 0 < final[split]['boundary_recall'] <= 1
     assert 0 <= final[split]['undersegmentation_error'] < 1
   assert final['cost']['images_per_second'] > 0
-  assert train.train_and_evaluate(c, str(tmp_path)) == json.loads(json.dumps(final))
+  assert runners.run(c, str(tmp_path)) == json.loads(json.dumps(final))
   row = tables.Row({'clustering.k': 16}, [str(tmp_path)], ['done'], [final])
   table = tables.to_markdown([row], 'test', '')
   assert 'boundary recall (%)' in table and 'under-seg. error (%)' in table
@@ -301,9 +302,8 @@ def test_clustering_runs_as_a_sweep_cell_and_fills_the_table(tiny_dir, tmp_path)
 
 
 def test_clustering_run_refuses_more_clusters_than_pixels(tiny_dir, tmp_path):
-  from experiments import clustering as experiment  # pylint: disable=g-import-not-at-top
   c = experiment.get_config('k=5000')
   c.data.variant, c.data.data_dir = 'res64_tiny', str(tiny_dir)
   with pytest.raises(ValueError, match='k must be in \\[1, N=4096\\], got 5000'):
-    clustering.run(c, str(tmp_path))
+    kmeans_run.run(c, str(tmp_path))
   assert not (tmp_path / 'config.json').exists()

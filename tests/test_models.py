@@ -1,4 +1,7 @@
 """Every architecture with every upsampler: shapes, gradients, parameter counts, errors."""
+from experiments import design_costs
+from flax import linen as nn
+from research.models import layers
 import functools
 
 import jax
@@ -178,7 +181,6 @@ def test_sliding_window_on_sampled_pixels_is_the_dense_pass_there():
 
 def test_design_cost_baselines_match_the_unet_in_parameters():
   """experiments/design_costs.py's widths give the three designs 454k ± 4% parameters."""
-  from experiments import design_costs  # pylint: disable=g-import-not-at-top
   counts = {}
   for arch, width in design_costs.DESIGNS:
     model = models.build(arch, upsampler='nearest', num_classes=6, width=width)
@@ -202,8 +204,6 @@ def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, in_dtype
   """layers.GroupNorm (gradient by hand) computes nn.GroupNorm's function and gradients,
   with the same parameter names, for an input that is not centred and a non-trivial
   scale and bias; ReLU after it, as in the blocks."""
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from research.models import layers  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=shape) * 2 + 0.5, in_dtype)
   weights = jnp.asarray(rng.normal(size=shape), jnp.float32)
@@ -226,8 +226,6 @@ def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, in_dtype
 
 def test_group_norm_gradient_under_vmap_over_seeds():
   """The train step vmaps over a seed axis of params and batch: same as Flax there too."""
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from research.models import layers  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, 3, 4, 4, 16)), jnp.float32)  # [S, B, H, W, C]
   params = {'params': {'scale': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
@@ -244,6 +242,5 @@ def test_group_norm_gradient_under_vmap_over_seeds():
 
 @pytest.mark.parametrize('shape', [(1, 2, 2, 12), (2, 2, 16)])
 def test_group_norm_refuses_what_it_cannot_normalise(shape):
-  from research.models import layers  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=r'\[B, H, W, C\] with C divisible by 8 groups'):
     layers.GroupNorm(8).init(jax.random.key(0), jnp.ones(shape))

@@ -1,5 +1,7 @@
 """Sweeps: grids, workdir names, status and locks, the Slurm script, and one tiny sweep end
 to end (a finished cell skipped, a partial one run, a failing one reported)."""
+from research import models
+import jax
 import json
 import os
 import pathlib
@@ -105,8 +107,6 @@ def test_experiment_grids():
 
 
 def test_checkerboard_and_clustering_grids():
-  import jax  # pylint: disable=g-import-not-at-top
-  from research import models  # pylint: disable=g-import-not-at-top
   spec = str(EXPERIMENTS / 'checkerboard.py')
   cells = sweep.get_sweep(spec)
   assert len(cells) == 24 and len(set(sweep.cell_names(cells))) == 24
@@ -220,9 +220,9 @@ def test_a_seed_held_elsewhere_is_left_out_of_its_group(tmp_path, monkeypatch):
   (job,) = sweep.jobs(cells)
   for cell in cells:
     os.makedirs(cell.workdir)
-  monkeypatch.setattr(sweep.subprocess, 'Popen', FakeProcess)
+  monkeypatch.setattr(sweep.local.subprocess, 'Popen', FakeProcess)
   monkeypatch.setattr(FakeProcess, 'launched', [])
-  monkeypatch.setattr(sweep.time, 'sleep', lambda seconds: None)
+  monkeypatch.setattr(sweep.local.time, 'sleep', lambda seconds: None)
 
   def run(busy):
     """run_job while another live process (this one) holds `busy`'s lock."""

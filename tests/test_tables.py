@@ -1,5 +1,12 @@
 """Tables of a sweep against hand-made workdirs (config.json + final.json written here),
 and the figures that restore checkpoints."""
+from experiments import quick
+from research import inference
+from research import steps
+from research import workdir as workdir_lib
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
 import csv
 import io
 import json
@@ -158,13 +165,6 @@ def test_high_pass_isolates_the_checkerboard():
 def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir):
   """Two hand-made checkpointed runs (no training): load() gives back their parameters,
   and the qualitative and checkerboard figures are drawn from them."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  from experiments import quick  # pylint: disable=g-import-not-at-top
-  from research import inference  # pylint: disable=g-import-not-at-top
-  from research import train  # pylint: disable=g-import-not-at-top
-  from research import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   root = str(tmp_path / 'root')
   grid = [{'model.arch': 'unet', 'model.upsampler': u, 'seed': 0}
@@ -177,7 +177,7 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
     config.data.update(variant='res64_tiny', data_dir=str(tiny_dir), image_size=32)
     config.model.update(width=4, options={'depth': 2})
     workdir_lib.write_config(config, cell.workdir)
-    model, tx = train.build_model(config, 6), train.make_optimizer(config)
+    model, tx = steps.build_model(config, 6), steps.make_optimizer(config)
     params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
     state = {'step': jnp.array(3, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
     with ocp.CheckpointManager(os.path.join(cell.workdir, 'checkpoints'),

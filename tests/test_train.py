@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from experiments import quick
 from research import data
+from research import steps
 from research import sweep
 from research import train
 
@@ -230,26 +231,26 @@ def test_sliding_window_trains_on_the_sampled_pixels(tiny_dir, tmp_path):
   c.loss.pixels_per_image = 16
   final = train.train_and_evaluate(c, str(tmp_path))
   assert np.isfinite(final['test']['miou'])
-  model = train.build_model(c, 6)
+  model = steps.build_model(c, 6)
   params = model.init(jax.random.key(1), np.zeros((1, 32, 32, 3), np.float32))['params']
   batch = next(data.train_batches(c.data, global_batch_size=8, seed=1, start_step=0))
-  pixels = train.sample_pixels(1, 1, 8, 32 * 32, 16)  # [8, 16]
+  pixels = steps.sample_pixels(1, 1, 8, 32 * 32, 16)  # [8, 16]
   logits = model.apply({'params': params}, batch['image']).reshape(8, -1, 6)
-  expected = train.pixel_cross_entropy(np.take_along_axis(logits, pixels[..., None], axis=1),
+  expected = steps.pixel_cross_entropy(np.take_along_axis(logits, pixels[..., None], axis=1),
                                        np.take_along_axis(batch['label'].reshape(8, -1), pixels, 1))
   first = next(l['train/loss'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l)
   assert first == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_sampled_pixels_are_distinct_and_repeatable():
-  a = train.sample_pixels(3, 7, 4, 100, 30)
+  a = steps.sample_pixels(3, 7, 4, 100, 30)
   assert a.shape == (4, 30) and a.dtype == np.int32 and a.min() >= 0 and a.max() < 100
   assert all(len(set(row)) == 30 for row in a)  # without replacement within an image
-  np.testing.assert_array_equal(a, train.sample_pixels(3, 7, 4, 100, 30))  # resume draws the same
-  assert not np.array_equal(a, train.sample_pixels(3, 8, 4, 100, 30))
-  assert not np.array_equal(a, train.sample_pixels(4, 7, 4, 100, 30))
+  np.testing.assert_array_equal(a, steps.sample_pixels(3, 7, 4, 100, 30))  # resume draws the same
+  assert not np.array_equal(a, steps.sample_pixels(3, 8, 4, 100, 30))
+  assert not np.array_equal(a, steps.sample_pixels(4, 7, 4, 100, 30))
   # Two processes keep the rows of the global batch that data.train_batches gives them.
-  np.testing.assert_array_equal(train.sample_pixels(3, 7, 4, 100, 30, 1, 2), a[1::2])
+  np.testing.assert_array_equal(steps.sample_pixels(3, 7, 4, 100, 30, 1, 2), a[1::2])
 
 
 def test_pixel_sampling_is_refused_where_it_cannot_apply(tiny_dir, tmp_path):

@@ -1,4 +1,5 @@
 """The upsamplers against their definitions."""
+import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -280,9 +281,8 @@ def test_without_overlap_max_equals_sum():
 
 def test_readme_matrix_example_prints_what_it_says(capsys):
   """The README's transposed-convolution example runs and prints its commented output."""
-  import pathlib  # pylint: disable=g-import-not-at-top
   readme = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
   block = readme.split('## Transposed convolution, exactly')[1].split('```python')[1].split('```')[0]
-  exec(compile(block, 'README.md', 'exec'), {})  # pylint: disable=exec-used
+  exec(compile(block, 'README.md', 'exec'), {})  # the README's own example, run as written
   expected = [line[2:] for line in block.splitlines() if line.startswith('# ')]
   assert capsys.readouterr().out.splitlines() == expected

@@ -2,8 +2,11 @@
 import json
 import os
 
+import pytest
+
 from tensorboardX.proto import event_pb2
 
+from experiments import base
 from research import workdir as workdir_lib
 
 
@@ -57,3 +60,14 @@ def test_run_restarted_from_scratch_hides_its_first_attempt(tmp_path):
     again.write(step, {'train/loss': 2.0})
   again.close()
   assert tensorboard_steps(workdir, 'train/loss') == [1, 2]
+
+
+def test_a_config_written_before_a_field_was_added_still_matches(tmp_path):
+  config = base.get_config()
+  old = workdir_lib.config_to_dict(config)
+  del old['method']  # written before `method` was declared: it ran the training method
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  workdir_lib.check_config(config, str(tmp_path))  # no error: the same run
+  config.method = 'kmeans'
+  with pytest.raises(ValueError, match="method: 'train' -> 'kmeans'"):
+    workdir_lib.check_config(config, str(tmp_path))

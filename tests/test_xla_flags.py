@@ -1,5 +1,7 @@
 """The XLA flags research sets by default, and the user's flags winning over them."""
 import os
+import subprocess
+import sys
 
 from research import xla_flags
 
@@ -17,7 +19,7 @@ def test_a_flag_the_user_set_is_left_as_it_is():
   assert xla_flags.with_defaults(f"{name}=").count(name) == 1
 
 
-def test_importing_research_set_them_for_this_process():
+def test_the_test_session_applies_them_as_entry_points_do():
   for name in xla_flags.DEFAULTS:
     assert name in os.environ['XLA_FLAGS']
 
@@ -27,3 +29,11 @@ def test_they_can_be_turned_off(monkeypatch):
   monkeypatch.setenv('UPSAMPLING_LAB_XLA_DEFAULTS', '0')
   xla_flags.apply()
   assert os.environ['XLA_FLAGS'] == '--xla_force_host_platform_device_count=4'
+
+
+def test_importing_the_library_leaves_xla_flags_alone():
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  code = 'import os, research, research.train, research.models; print(os.environ.get("XLA_FLAGS"))'
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
+                       check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert out.stdout.strip() == 'None'

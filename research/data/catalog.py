@@ -162,7 +162,7 @@ def _problem(dataset: Dataset) -> str | None:
   """What is wrong with the local copy of `dataset`, or None if it is intact."""
   try:
     builder = _builder(dataset)
-  except Exception as e:  # pylint: disable=broad-except  (any unreadable metadata)
+  except Exception as e:  # any unreadable metadata
     return f'its metadata is unreadable: {e}'
   if not builder.is_prepared():
     return 'it is not (completely) built'
@@ -172,6 +172,6 @@ def _problem(dataset: Dataset) -> str | None:
       if len(source) != expected:
         return f'{split} has {len(source)} records, expected {expected}'
       _ = [source[i] for i in (0, expected - 1)]  # decodes, or raises on a corrupt file
-    except Exception as e:  # pylint: disable=broad-except  (any unreadable record)
+    except Exception as e:  # any unreadable record
       return f'reading {split} failed: {e}'
   return None

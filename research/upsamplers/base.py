@@ -67,3 +67,15 @@ class Upsampler(nn.Module):
         )
     return guide
 
+
+
+class ParameterFree(Upsampler):
+  """An upsampler that is a fixed function of x (and the guide): subclasses give `upsample`."""
+
+  keeps_channels = True
+
+  def __call__(self, x, guide=None):  # x: [B, H, W, C] -> [B, 2H, 2W, C]
+    return self.upsample(x, self.check(x, guide))
+
+  def upsample(self, x, guide: Guide):
+    raise NotImplementedError(f'{type(self).__name__} must define upsample(x, guide).')

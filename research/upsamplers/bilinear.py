@@ -1,5 +1,4 @@
 """Fixed bilinear ×2 upsampling (half-pixel centres, as `align_corners=False`)."""
-from flax import linen as nn
 import jax
 
 from research.upsamplers import base
@@ -11,11 +10,8 @@ def bilinear_2x(x):
   return jax.image.resize(x, (b, 2 * h, 2 * w, c), method='bilinear')
 
 
-class Bilinear(base.Upsampler):
+class Bilinear(base.ParameterFree):
   kind = 'bilinear'
-  keeps_channels = True
 
-  @nn.compact
-  def __call__(self, x, guide=None):  # x: [B, H, W, C]
-    self.check(x, guide)
+  def upsample(self, x, guide):
     return bilinear_2x(x)

@@ -1,5 +1,4 @@
 """Parameter-free unpooling: nearest neighbour and bed of nails."""
-from flax import linen as nn
 import jax.numpy as jnp
 
 from research.upsamplers import base
@@ -17,26 +16,20 @@ def nearest_2x(x):
   return interleave(jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)))
 
 
-class Nearest(base.Upsampler):
+class Nearest(base.ParameterFree):
   """Each input pixel fills its 2×2 output block."""
 
   kind = 'nearest'
-  keeps_channels = True
 
-  @nn.compact
-  def __call__(self, x, guide=None):  # x: [B, H, W, C]
-    self.check(x, guide)
+  def upsample(self, x, guide):
     return nearest_2x(x)
 
 
-class BedOfNails(base.Upsampler):
+class BedOfNails(base.ParameterFree):
   """Each input pixel at the top-left of its 2×2 block, zeros elsewhere."""
 
   kind = 'bed_of_nails'
-  keeps_channels = True
 
-  @nn.compact
-  def __call__(self, x, guide=None):  # x: [B, H, W, C]
-    self.check(x, guide)
+  def upsample(self, x, guide):
     x = x[:, :, None, :, None, :]
     return interleave(jnp.pad(x, ((0, 0), (0, 0), (0, 1), (0, 0), (0, 1), (0, 0))))

@@ -1,5 +1,4 @@
 """Max-unpooling (SegNet): values go back where the matching max-pool found them."""
-from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -40,7 +39,7 @@ def _max_unpool_bwd(switches, g):
 max_unpool.defvjp(_max_unpool_fwd, _max_unpool_bwd)
 
 
-class MaxUnpool(base.Upsampler):
+class MaxUnpool(base.ParameterFree):
   """Places `x[b, i, j, c]` at window position `switches[b, i, j, c]`; zeros elsewhere.
 
   `switches` come from `research.pooling.max_pool_with_switches` (per channel, shape
@@ -49,11 +48,9 @@ class MaxUnpool(base.Upsampler):
 
   kind = 'max_unpool'
   needs = ('switches',)
-  keeps_channels = True
 
-  @nn.compact
-  def __call__(self, x, guide=None):  # x: [B, H, W, C]
-    switches = self.check(x, guide).switches
+  def upsample(self, x, guide):
+    switches = guide.switches
     b, h, w, c = x.shape
     if switches.shape[:3] != (b, h, w) or switches.shape[3] not in (1, c):
       raise ValueError(f'max_unpool switches of shape {switches.shape} do not match x of '
