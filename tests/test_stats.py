@@ -1,9 +1,11 @@
+from matplotlib import colors
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from research import decoder_metrics as dm
 from research import stats
+from research import stats_figures
 
 
 def _confusions(rng, num_seeds=3, num_images=7, num_classes=3):
@@ -120,3 +122,39 @@ def test_bootstrap_rejects_bad_input():
     stats.score_difference(np.ones((2, 3)), np.ones((2, 3)), level=95)
   with pytest.raises(ValueError, match='undefined'):
     stats.score_difference(np.full((2, 3), np.nan), np.ones((2, 3)))
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def test_forest_plot_fills_the_dots_whose_interval_excludes_zero(tmp_path):
+  better = stats.PairedDifference(0.02, 0.01, 0.03, 0.005, 0.014, True, 5, 300, 2000, 0.95)
+  differences = {'bilinear': better, 'transpose_conv': dict(difference=-0.004, low=-0.012,
+                                                             high=0.003, excludes_zero=False)}
+  path = tmp_path / 'forest.png'
+  fig = stats_figures.plot_differences(differences, 'nearest', 'mIoU', str(path))
+  assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+  ax = fig.axes[0]
+  dots = [c.lines[0] for c in ax.containers]  # one errorbar per decoder, top to bottom
+  assert [d.get_xdata()[0] for d in dots] == pytest.approx([2.0, -0.4])
+  assert colors.to_rgba(dots[0].get_markerfacecolor()) == colors.to_rgba('C0')
+  assert colors.to_rgba(dots[1].get_markerfacecolor()) == colors.to_rgba('white')
+  assert [t.get_text() for t in ax.get_yticklabels()] == ['bilinear', 'transpose_conv']
+  with pytest.raises(ValueError, match='at least one'):
+    stats_figures.plot_differences({}, 'nearest', 'mIoU', str(path))
+
+
+def test_curve_plots_draw_one_line_per_decoder(tmp_path):
+  widths = dm.TRIMAP_WIDTHS
+  iou = {'nearest': [40, 50, 60, 65, 70], 'bilinear': [45, 55, 62, 66, 70]}
+  fig = stats_figures.plot_trimap(widths, iou, str(tmp_path / 'trimap.png'),
+                                  spread={k: np.ones(5) for k in iou})
+  ax = fig.axes[0]
+  assert ax.get_xscale() == 'log' and len(ax.containers) == 2
+  np.testing.assert_array_equal(ax.containers[1].lines[0].get_ydata(), iou['bilinear'])
+  fig = stats_figures.plot_shift_consistency(dm.SHIFTS, {'nearest': np.linspace(0.9, 1, 7)},
+                                             str(tmp_path / 'shift.png'))
+  np.testing.assert_array_equal(fig.axes[0].containers[0].lines[0].get_xdata(), dm.SHIFTS)
+  assert (tmp_path / 'shift.png').stat().st_size > 0
+  with pytest.raises(ValueError, match='5 numbers, one per band width'):
+    stats_figures.plot_trimap(widths, {'nearest': [1, 2]}, str(tmp_path / 'bad.png'))
