@@ -12,6 +12,9 @@ image, so the evaluator can store them per run and `research.stats` can resample
 * `checkerboard_scores` -> float32 [B] per map: metrics.checkerboard_score on probabilities,
   logits and the last decoder feature map.
 
+`batch_metrics` bundles the label-only ones for one eval batch (padding dropped) and
+`split_summary` turns their concatenation over a split into the numbers of final.json.
+
 Conventions as in research.metrics: labels int [B, H, W] with an ignore label (255 by default),
 valid bool [B] for padded examples, predictions int [B, H, W]. A pixel is scored when its image
 is valid and its label lies in [0, K); invalid images contribute zero counts (or NaN scores).
@@ -286,3 +289,54 @@ def checkerboard_scores(logits, features=None, valid=None) -> dict:
   if features is not None:
     scores['features'] = metrics.checkerboard_score(features, valid)
   return scores
+
+
+def batch_metrics(
+  labels, preds, num_classes: int, object_classes, valid=None, ignore_label: int = 255
+) -> dict:
+  """The host-side per-image values of one eval batch, padded examples dropped.
+
+  labels, preds: int [B, H, W]; object_classes: the class ids small-object recall scores
+  (things: e.g. every class but background); valid: bool [B]. Returns, with V valid images
+  in batch order: 'confusion' int64 [V, K, K], 'trimap' int64 [V, len(TRIMAP_WIDTHS), K, K],
+  'small_hits' and 'small_totals' int64 [V, K], 'boundary_f1' float64 [V] (NaN: no scored
+  class). Concatenated over a split's batches they are what a run stores per image.
+  """
+  labels, preds, valid = _check_batch(labels, preds, num_classes, valid)
+  hits, totals = small_object_counts(labels, preds, num_classes, object_classes, valid)
+  values = {
+    'confusion': per_image_confusion(labels, preds, num_classes, valid),
+    'trimap': trimap_confusion(labels, preds, num_classes, valid),
+    'small_hits': hits,
+    'small_totals': totals,
+    'boundary_f1': metrics.boundary_f1(labels, preds, num_classes, valid, ignore_label),
+  }
+  return {name: value[valid] for name, value in values.items()}
+
+
+def split_summary(per_image: dict, thin_classes=()) -> dict:
+  """A split's numbers for final.json and the tables, from its per-image values.
+
+  per_image: batch_metrics' arrays concatenated over the split, optionally with
+  'shift_consistency' float [N, len(SHIFTS)] and 'checkerboard_probs' / '_logits' /
+  '_features' float [N]. IoUs come from summed confusions; recall is sum of hits / sum of
+  totals; the scores are NaN-skipping means over images. Fractions, not %.
+  """
+  confusion = per_image['confusion'].sum(0)  # [K, K]
+  summary = {'miou': float(mean_iou(confusion)), 'iou_per_class': class_iou(confusion).tolist()}
+  if len(thin_classes):
+    summary['thin_iou'] = float(thin_iou(confusion, thin_classes))
+  if 'trimap' in per_image:
+    summary['trimap_miou'] = mean_iou(per_image['trimap'].sum(0)).tolist()  # per width
+  if 'small_hits' in per_image:
+    total = per_image['small_totals'].sum()
+    summary['small_object_recall'] = float(per_image['small_hits'].sum() / total) if total else (
+      float('nan'))
+  if 'shift_consistency' in per_image:
+    per_shift = np.nanmean(per_image['shift_consistency'], axis=0)  # [len(SHIFTS)]
+    summary['shift_consistency'] = float(per_shift.mean())
+    summary['shift_consistency_per_shift'] = per_shift.tolist()
+  for name in ('boundary_f1', 'checkerboard_probs', 'checkerboard_logits', 'checkerboard_features'):
+    if name in per_image:
+      summary[name] = float(np.nanmean(per_image[name]))
+  return summary

@@ -281,3 +281,32 @@ def test_checkerboard_scores_per_map():
   np.testing.assert_allclose(scores['features'], [1, 0], atol=1e-4)
   masked = dm.checkerboard_scores(logits, valid=np.array([False, True]))
   assert set(masked) == {'probs', 'logits'} and np.isnan(masked['logits'][0])
+
+
+# --- one batch, one split ----------------------------------------------------------------------
+
+
+def test_batch_metrics_drop_padding_and_split_summary_pools_them():
+  labels, preds = _random_batch(6, shape=(3, 16, 16))
+  labels[:, 7:10, 7:10] = preds[:, 7:10, 7:10] = 0
+  labels[:, 8, 8] = 3  # a 1 px object in each image, found in the first only
+  preds[0, 8, 8] = 3
+  valid = np.array([True, False, True])
+  values = dm.batch_metrics(labels, preds, 4, object_classes=(1, 2, 3), valid=valid)
+  assert {k: v.shape for k, v in values.items()} == {
+    'confusion': (2, 4, 4), 'trimap': (2, 5, 4, 4), 'small_hits': (2, 4), 'small_totals': (2, 4),
+    'boundary_f1': (2,)}
+  kept = labels[valid], preds[valid]
+  np.testing.assert_array_equal(values['confusion'], dm.per_image_confusion(*kept, 4))
+  np.testing.assert_array_equal(values['boundary_f1'], metrics.boundary_f1(*kept, 4))
+  values['shift_consistency'] = np.array([[1.0] * 7, [0.5, 1, 0.5, 1, 0.5, 1, 0.5]])
+  summary = dm.split_summary(values, thin_classes=(2, 3))
+  scores = metrics.segmentation_scores(metrics.confusion_matrix(labels, preds, 4, valid))
+  assert summary['miou'] == pytest.approx(scores['miou'])
+  np.testing.assert_allclose(summary['iou_per_class'], scores['iou_per_class'])
+  assert summary['thin_iou'] == pytest.approx(np.mean(scores['iou_per_class'][2:]))
+  assert len(summary['trimap_miou']) == 5
+  assert summary['small_object_recall'] == 1 / 2
+  assert summary['shift_consistency_per_shift'] == [0.75, 1, 0.75, 1, 0.75, 1, 0.75]
+  assert summary['shift_consistency'] == pytest.approx(6 / 7)
+  assert 'checkerboard_logits' not in summary
