@@ -46,6 +46,7 @@ def test_dataset_info(config):
   info = data.dataset_info(config)
   assert info.num_classes == 6
   assert info.class_names == lab_shapes.CLASS_NAMES
+  assert [info.class_names[c] for c in info.thin_classes] == ['line', 'ring', 'speck']
   assert (info.image_size, info.ignore_label) == (64, 255)
   assert info.num_examples == TINY
 
@@ -171,6 +172,7 @@ def test_pet_adapter_on_mock_data():
   with tfds.testing.mock_data(num_examples=10):
     info = data.dataset_info(config)
     assert info.num_classes == 3 and info.class_names == ('pet', 'background', 'border')
+    assert info.thin_classes == ()
     batch = next(data.train_batches(config, global_batch_size=4, seed=0))
     assert batch['image'].shape == (4, 32, 32, 3) and batch['image'].dtype == np.float32
     assert batch['label'].shape == (4, 32, 32) and batch['label'].dtype == np.int32

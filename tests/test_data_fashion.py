@@ -37,6 +37,7 @@ def test_scenes_from_fake_garments(fake_fashion_mnist, tmp_path):
   config = _config(tmp_path / 'tfds')
   info = data.dataset_info(config)
   assert info.num_classes == 11 and info.class_names[0] == 'background'
+  assert info.thin_classes == ()
   assert info.num_examples == {'train': 64, 'validation': 16, 'test': 16}
   labels = np.concatenate([b['label'] for b in data.eval_batches(config, 'validation',
                                                                  global_batch_size=16)])

@@ -33,6 +33,7 @@ class DatasetInfo:
   """What the model and the metrics need to know about a dataset config."""
   num_classes: int
   class_names: tuple[str, ...]
+  thin_classes: tuple[int, ...]  # class ids of thin structures, for the thin IoU; () for none
   image_size: int
   ignore_label: int
   num_examples: dict[str, int]  # for the config's train, eval and test splits
@@ -76,6 +77,7 @@ def dataset_info(config) -> DatasetInfo:
   return DatasetInfo(
       num_classes=len(dataset.class_names),
       class_names=dataset.class_names,
+      thin_classes=dataset.thin_classes,
       image_size=config.image_size,
       ignore_label=config.ignore_label,
       num_examples=catalog.num_examples(dataset, splits),

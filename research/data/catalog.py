@@ -43,6 +43,7 @@ class Dataset:
   tfds_name: str  # 'name' or 'name/builder_config'
   data_dir: str | None  # None: TFDS's default
   class_names: tuple[str, ...]
+  thin_classes: tuple[int, ...]  # class ids the thin-structure IoU averages; () for none
   label_map: dict[int, int]  # raw mask value -> class id; others -> ignore label
   local: bool  # built here, on first use
 
@@ -54,11 +55,12 @@ def resolve(config) -> Dataset:
     raise ValueError(f'Unknown dataset {name!r}; known datasets: {", ".join(names())}.')
   if name in LOCAL_BUILDERS:
     cls = LOCAL_BUILDERS[name]
-    class_names = cls.CLASS_NAMES
+    class_names, thin_classes = cls.CLASS_NAMES, cls.THIN_METRIC_CLASSES
     label_map = {i: i for i in range(len(class_names))}
     base = cls.name
   elif name == 'oxford_iiit_pet':
     class_names, label_map, base = PET_CLASS_NAMES, PET_LABEL_MAP, name
+    thin_classes = ()  # the border class is an unsure band, not a thin structure
   else:
     if not config.tfds_name:
       raise ValueError(f"Dataset {GENERIC!r} reads any TFDS dataset: set config.tfds_name "
@@ -73,11 +75,13 @@ def resolve(config) -> Dataset:
       raise ValueError(f'config.class_names has {len(class_names)} names but config.label_map '
                        f'uses class ids 0..{num_classes - 1}.')
     base = config.tfds_name
+    thin_classes = ()  # an arbitrary TFDS dataset declares none
   _check_variant(base, config.variant)
   return Dataset(
       tfds_name=f'{base}/{config.variant}' if config.variant else base,
       data_dir=config.data_dir or None,
       class_names=tuple(class_names),
+      thin_classes=tuple(thin_classes),
       label_map=label_map,
       local=name in LOCAL_BUILDERS,
   )

@@ -201,6 +201,7 @@ def _touches(mask, other):
 class LabShapes(procedural.SceneBuilder):
   """Procedural shapes on textured backgrounds; see the module docstring for the classes."""
   CLASS_NAMES = CLASS_NAMES
+  THIN_METRIC_CLASSES = (LINE, RING, SPECK)  # all 1–4 px across at every resolution
 
   def example(self, split: str, index: int) -> dict:
     config = self.builder_config

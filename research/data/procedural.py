@@ -112,6 +112,7 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   BUILDER_CONFIGS = list(SCENE_CONFIGS)
   DEFAULT_CONFIG_NAME = 'res64'
   CLASS_NAMES: tuple[str, ...] = ()
+  THIN_METRIC_CLASSES: tuple[int, ...] = ()  # class ids the thin-structure IoU averages
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.resolution
