@@ -27,6 +27,9 @@ _QUALITATIVE = flags.DEFINE_bool('qualitative', True,
                                  'Also the figures that load checkpoints and run the models.')
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Images in the qualitative figures.')
 _FORCE = flags.DEFINE_bool('force', False, 'Replace tables that were made from another sweep.')
+_REFERENCE = flags.DEFINE_string(
+    'reference', None, 'A decoder (e.g. nearest): add each row\'s paired difference to the row '
+    'with that decoder, with 95% hierarchical-bootstrap intervals, and its forest plots.')
 flags.mark_flags_as_required(['root'])
 
 
@@ -38,7 +41,8 @@ def main(argv):
   command = shlex.join(['python', '-m', 'launch.table', *sys.argv[1:]])
   for path in tables.write(_ROOT.value, _OUT.value, name, _SPLIT.value, command,
                            plots=_PLOTS.value, qualitative=_QUALITATIVE.value,
-                           num_images=_NUM_IMAGES.value, force=_FORCE.value):
+                           num_images=_NUM_IMAGES.value, force=_FORCE.value,
+                           reference=_REFERENCE.value):
     print(f'Wrote {path}')
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from research import metrics
+from research import decoder_metrics
 from research import models
 
 
@@ -134,7 +134,10 @@ class Steps(NamedTuple):
   """What make_steps returns: the jitted steps and the shardings their inputs need."""
 
   train: Callable  # (state [S, ...], batch [S, B, ...]) -> (state, {loss, grad_norm, param_norm})
-  predict: Callable  # (params, images [B, H, W, 3]) -> (preds [B, H, W], checkerboard [B])
+  # (params, images [B, H, W, 3]) -> (preds [B, H, W], {probs, logits, features: [B]}): the
+  # labels and each image's checkerboard score on the probabilities, the logits and the
+  # last decoder feature map (decoder_metrics.checkerboard_scores).
+  predict: Callable
   seeds_batch_sharding: NamedSharding  # [S, B, ...]: batch split over 'data'
   batch_sharding: NamedSharding  # [B, ...]
   replicated: NamedSharding
@@ -147,7 +150,7 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
   The train step takes a state and a batch with a leading seed axis ([S, ...] and
   [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. A batch with
   'pixels' ([S, B, N], see pixels_per_image) supervises only those pixels. The predict step
-  takes one seed's params and gives the argmax labels and each image's checkerboard score
+  takes one seed's params and gives the argmax labels and each image's checkerboard scores
   (research.evaluate turns them into the split's metrics). `donate=False` (benchmarks only)
   keeps the old state's buffers.
   """
@@ -175,8 +178,9 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
                        'param_norm': optax.global_norm(new_state['params'])}
 
   def predict_step(params, images):
-    logits = model.apply({'params': params}, images)
-    return jnp.argmax(logits, axis=-1), metrics.checkerboard_score(jax.nn.softmax(logits))
+    logits, state = model.apply({'params': params}, images, mutable=['intermediates'])
+    features = state.get('intermediates', {}).get(models.base.DECODER_FEATURES, (None,))[0]
+    return jnp.argmax(logits, axis=-1), decoder_metrics.checkerboard_scores(logits, features)
 
   train_step = jax.jit(over_seeds(train_step, num_seeds),
                        in_shardings=(replicated, seeds_batch_sharding),

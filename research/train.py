@@ -22,7 +22,7 @@ import tqdm
 
 from research import cost
 from research import data
-from research import evaluate
+from research import predict
 from research import steps as steps_lib
 from research import workdir as workdir_lib
 
@@ -64,22 +64,8 @@ def enable_compilation_cache(workdir: str):
                       os.path.join(os.path.dirname(workdir), '.jax_cache'))
 
 
-def predict_fn(steps: steps_lib.Steps, params) -> evaluate.PredictFn:
-  """The evaluator's view of a trained model: this process's rows of each eval batch."""
-  def predict(batch):
-    images = steps_lib.to_global({'image': batch['image']}, steps.batch_sharding)['image']
-    preds, checker = steps.predict(params, images)
-    return {'preds': steps_lib.local_rows(preds), 'checkerboard': steps_lib.local_rows(checker)}
-  return predict
-
-
-def _evaluate(steps, params, config, split: str, info) -> dict:
-  return evaluate.evaluate(predict_fn(steps, params), config.data, split, info,
-                           batch_size=config.eval_batch_size)
-
-
 def _prefixed(prefix, d):
-  return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, dict)}
+  return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, (dict, list))}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -294,7 +280,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
     pause_start = time.perf_counter()
     if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
       for i, seed in alive.items():
-        writers[seed].write(step, _prefixed('val', _evaluate(
+        writers[seed].write(step, _prefixed('val', predict.evaluate(
             steps, steps_lib.seed_slice(state['params'], i), config, config.data.eval_split,
             info)))
     if is_ckpt:
@@ -313,8 +299,9 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
                                num_seeds)
   for i, seed in alive.items():
     managers[seed].wait_until_finished()
-    results[seed] = _finish(steps, steps_lib.seed_slice(state['params'], i), config, info,
-                            shared_cost, writers[seed], workdirs[seed])
+    init_params = model.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))['params']
+    results[seed] = _finish(steps, steps_lib.seed_slice(state['params'], i), init_params,
+                            config, info, shared_cost, writers[seed], workdirs[seed])
   for seed in seeds:
     writers[seed].close()
     managers[seed].close()
@@ -341,11 +328,15 @@ def _shared_cost(model, params, config, size, mesh, compiled_train_step, compile
   }
 
 
-def _finish(steps, params, config, info, shared_cost, writer, workdir) -> dict:
-  """Evaluates one seed on the eval and test splits and writes its final.json."""
+def _finish(steps, params, init_params, config, info, shared_cost, writer, workdir) -> dict:
+  """Evaluates one seed on the eval and test splits, and its initial parameters on the test
+  split (the checkerboard before training), and writes its final.json."""
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = _evaluate(steps, params, config, split, info)
+    final[name] = predict.evaluate_per_image(steps, params, config, split, info, workdir)
+  init = predict.evaluate_per_image(steps, init_params, config, config.data.test_split, info, workdir,
+                             prefix='init_', shifts=False)
+  final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}
   # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
   timings = writer.values('train/step_seconds')
   step_seconds = statistics.median(timings) if timings else float('nan')

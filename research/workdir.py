@@ -9,6 +9,7 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 
 # Fields that change how a run executes but not what it computes: they may differ on resume.
 RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'data.worker_count',
@@ -74,6 +75,13 @@ def write_text_atomic(path: str, text: str):
   tmp = f'{path}.{os.getpid()}.tmp'
   with open(tmp, 'w') as f:
     f.write(text)
+  os.replace(tmp, path)
+
+
+def write_npz_atomic(path: str, arrays: dict):
+  """Arrays to an .npz file, replaced by a rename: a reader never sees half a file."""
+  tmp = f'{path}.{os.getpid()}.tmp.npz'
+  np.savez_compressed(tmp, **arrays)
   os.replace(tmp, path)
 
 

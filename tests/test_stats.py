@@ -5,7 +5,7 @@ from scipy import stats as scipy_stats
 
 from research import decoder_metrics as dm
 from research import stats
-from research import stats_figures
+from research.tables import stats_figures
 
 
 def _confusions(rng, num_seeds=3, num_images=7, num_classes=3):

@@ -203,3 +203,48 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
                                                     'fig_checkerboard_unet.png']
   for path in written:
     assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def _per_image(rng, num_images, accuracy, num_classes=6):
+  """Per-image confusions where `accuracy` of each class's pixels are right (the rest taken
+  for the next class), and boundary F1 scores around it."""
+  confusion = np.zeros((num_images, num_classes, num_classes), np.int64)
+  right = rng.binomial(50, accuracy, size=(num_images, num_classes))
+  for c in range(num_classes):
+    confusion[:, c, c], confusion[:, c, (c + 1) % num_classes] = right[:, c], 50 - right[:, c]
+  return {'confusion': confusion, 'boundary_f1': rng.uniform(accuracy - .1, accuracy, num_images)}
+
+
+def test_paired_differences_to_a_reference_decoder(tmp_path):
+  rng = np.random.default_rng(0)
+  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(3)]
+  path = str(tmp_path / 'root')
+  cells = sweep.plan('experiments/decoder_ablation.py', grid, path)
+  sweep.write_index(path, 'experiments/decoder_ablation.py', {}, cells)
+  miou = {}
+  for cell in cells:
+    os.makedirs(cell.workdir)
+    better = cell.overrides['model.upsampler'] == 'resize_conv'
+    arrays = _per_image(rng, 20, 0.8 if better else 0.7)
+    np.savez(os.path.join(cell.workdir, 'per_image_test.npz'), **arrays)
+    c = arrays['confusion'].sum(0)
+    miou[cell.overrides['model.upsampler'], cell.overrides['seed']] = np.mean(
+        np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c)))
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump({'seed': cell.overrides['seed'], 'data': {
+          'name': 'lab_shapes', 'variant': 'res64', 'eval_split': 'validation',
+          'test_split': 'test', 'data_dir': ''}}, f)
+    with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+      json.dump(_final(miou[cell.overrides['model.upsampler'], cell.overrides['seed']], .9, .5,
+                       .01, 1000, .5, .1), f)
+  out = str(tmp_path / 'out')
+  written = tables.write(path, out, 'exp', 'test', COMMAND, qualitative=False,
+                         reference='nearest')
+  text = open(os.path.join(out, 'exp.md')).read()
+  expected = np.mean([miou['resize_conv', s] - miou['nearest', s] for s in range(3)])
+  line = next(line for line in text.splitlines() if line.startswith('| model.upsampler=resize'))
+  assert f'**{100 * expected:+.1f} [' in line and '| 3×20 |' in line  # excludes zero: bold
+  assert 'Smallest difference this design could detect' in text
+  assert 'model.upsampler=nearest' not in text.split('## Paired differences')[1]
+  assert os.path.join(out, 'exp_diff_mIoU.png') in written
+  assert os.path.exists(os.path.join(out, 'exp_diff_boundary_F1.png'))

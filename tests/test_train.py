@@ -274,3 +274,22 @@ def test_one_step_on_mock_pets(tmp_path):
     final = train.train_and_evaluate(c, str(tmp_path))
   assert set(final['test']['iou_per_class']) == {'pet', 'background', 'border'}
   assert np.isfinite(final['test']['miou'])
+
+
+def test_final_evaluation_keeps_every_image_for_paired_statistics(reference):
+  workdir, final = reference
+  test = final['test']
+  for key in ('thin_iou', 'small_object_recall', 'shift_consistency', 'shift_consistency_s1',
+              'trimap_miou_w2', 'trimap_miou_w4', 'checkerboard_logits', 'checkerboard_features'):
+    assert key in test, key
+  assert 0 <= test['trimap_miou_w1'] <= 1 and 0 <= test['shift_consistency'] <= 1
+  assert set(final['init']) == {'checkerboard', 'checkerboard_logits', 'checkerboard_features'}
+  with np.load(os.path.join(workdir, 'per_image_test.npz')) as per_image:
+    n = len(per_image['confusion'])
+    assert n == 16  # res64_tiny's test split, every image once, padding dropped
+    assert per_image['shift_consistency'].shape == (n, 7) and per_image['trimap'].shape[:2] == (n, 5)
+    # The split's mIoU is the one of the summed per-image confusions.
+    confusion = per_image['confusion'].sum(0)
+    iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
+    assert test['miou'] == pytest.approx(np.nanmean(iou))
+  assert os.path.exists(os.path.join(workdir, 'per_image_init_test.npz'))

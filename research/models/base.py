@@ -6,6 +6,11 @@ from flax import linen as nn
 import jax.numpy as jnp
 
 
+# The name under which an architecture sows (collection 'intermediates') its last decoder
+# feature map, before the classifier: where the evaluator scores checkerboard artifacts.
+DECODER_FEATURES = 'decoder_features'
+
+
 class SegmentationModel(nn.Module):
   """Images [B, H, W, 3] -> logits [B, H, W, num_classes], float32.
 

@@ -41,4 +41,5 @@ class UNet(base.SegmentationModel):
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(x, guide)
       x = jnp.concatenate([x, skips[level]], axis=-1)
       x = layers.ConvBlock(c, 2, self.dtype, name=f'dec{level}')(x)
+    self.sow('intermediates', base.DECODER_FEATURES, x)  # the evaluator's checkerboard
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)

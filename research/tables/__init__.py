@@ -7,11 +7,17 @@ the table lists it by name and status. Figures: mIoU against GFLOPs, boundary F1
 upsampler, and from the checkpoints, predictions of every upsampler on the same images
 and the checkerboard of transpose_conv against resize_conv made visible.
 """
+import json
 import os
 
+import ml_collections
+
 from research import workdir as workdir_lib
+from research.data import catalog
 from research.tables import figures
+from research.tables import paired
 from research.tables import qualitative as qualitative_lib
+from research.tables import stats_figures
 from research.tables import text
 from research.tables.figures import high_pass
 from research.tables.qualitative import qualitative_figures
@@ -29,8 +35,11 @@ from research.tables.text import to_markdown
 
 def write(root: str, out: str, name: str, split: str, command: str, plots: bool = True,
           qualitative: bool = True, num_images: int = 4, echo=print,
-          force: bool = False) -> list[str]:
+          force: bool = False, reference: str | None = None) -> list[str]:
   """OUT/NAME.md, .csv, .tex and the figures; returns the paths written.
+
+  With `reference` (a decoder, e.g. 'nearest'), NAME.md also holds each row's paired
+  difference to the row with that decoder (tables.paired), drawn as NAME_diff_*.png.
 
   Everything is rendered before the first file is replaced, and each file is replaced by
   a rename, so an error leaves the previous results as they were. Tables made from
@@ -60,7 +69,13 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
     intro += ('\nSome cells trained several seeds in one program (seeds_together = '
               f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
               'joint step, per seed.\n')
-  texts = {'md': text.to_markdown(rows, split, header + intro), 'csv': text.to_csv(rows, split),
+  found = []
+  if reference:
+    found = paired.differences(rows, split, reference, _thin_classes(rows))
+  markdown = text.to_markdown(rows, split, header + intro)
+  if reference:
+    markdown += '\n' + paired.to_markdown(found, reference, split)
+  texts = {'md': markdown, 'csv': text.to_csv(rows, split),
            'tex': text.to_latex(rows, split, header)}
   os.makedirs(out, exist_ok=True)
   written = []
@@ -73,6 +88,20 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
     figures.plot_quality_vs_cost(rows, split, f'{prefix}_miou_vs_gflops.png')
     figures.plot_boundary_f1(rows, split, f'{prefix}_boundary_f1.png')
     written += [f'{prefix}_miou_vs_gflops.png', f'{prefix}_boundary_f1.png']
+    written += stats_figures.plot_curves(rows, split, prefix)
+    if found:
+      written += paired.plot(found, reference, prefix)
     if qualitative:
       written += qualitative_lib.qualitative_figures(rows, split, prefix, num_images, echo)
   return written
+
+
+def _thin_classes(rows) -> tuple:
+  """The thin classes of the sweep's dataset (from a finished run's config)."""
+  for row in rows:
+    for workdir in row.done:
+      with open(os.path.join(workdir, 'config.json')) as f:
+        data_config = json.load(f)['data']
+      return catalog.resolve(ml_collections.ConfigDict(data_config)).thin_classes
+  return ()
+

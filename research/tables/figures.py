@@ -133,3 +133,4 @@ def plot_checkerboard(image, label, probs: dict, scores: dict, path: str):
   for ax in axes.flat:
     ax.set_axis_off()
   save_figure(fig, path)
+

@@ -33,6 +33,12 @@ class Column:
   better: str  # 'max' or 'min'
   spread: bool = True  # False: a function of the config, the same for every seed
 
+  @property
+  def name(self) -> str:
+    """Its CSV name: the final.json field, prefixed by its section where that is neither
+    the split nor the cost (e.g. init_checkerboard_logits)."""
+    return self.field if self.section in ('split', 'cost') else f'{self.section}_{self.field}'
+
 
 COLUMNS = (
     Column('mIoU (%)', r'mIoU (\%)', 'split', 'miou', 100, 1, 'max'),
@@ -53,6 +59,20 @@ OPTIONAL_COLUMNS = (
            'max'),
     Column('under-seg. error (%)', r'under-seg.\ error (\%)', 'split', 'undersegmentation_error',
            100, 1, 'min'),
+    # Where decoders differ (research.evaluate.evaluate_per_image; runs since the metrics of
+    # issue 18): thin structures, bands around boundaries, small objects, translations, and
+    # the checkerboard on the logits, after training and at initialisation.
+    Column('thin IoU (%)', r'thin IoU (\%)', 'split', 'thin_iou', 100, 1, 'max'),
+    Column('trimap 2px (%)', r'trimap 2px (\%)', 'split', 'trimap_miou_w2', 100, 1, 'max'),
+    Column('trimap 4px (%)', r'trimap 4px (\%)', 'split', 'trimap_miou_w4', 100, 1, 'max'),
+    Column('small-object recall (%)', r'small-obj.\ recall (\%)', 'split', 'small_object_recall',
+           100, 1, 'max'),
+    Column('shift consistency (%)', r'shift cons.\ (\%)', 'split', 'shift_consistency', 100, 1,
+           'max'),
+    Column('checkerboard logits (%)', r'checkerb.\ logits (\%)', 'split', 'checkerboard_logits',
+           100, 2, 'min'),
+    Column('checkerboard logits at init (%)', r'checkerb.\ logits, init (\%)', 'init',
+           'checkerboard_logits', 100, 2, 'min'),
     Column('ms/image (fwd)', r'ms/image (fwd)', 'cost', 'forward_ms_per_image', 1, 2, 'min'),
     Column('peak memory (MB)', r'peak memory (MB)', 'cost', 'peak_memory_mb', 1, 0, 'min'),
 )
@@ -64,6 +84,7 @@ class Row:
   label: dict  # its overrides except the seed (dotted key -> value)
   workdirs: list = dataclasses.field(default_factory=list)
   statuses: list = dataclasses.field(default_factory=list)
+  seeds: list = dataclasses.field(default_factory=list)  # each workdir's seed (None: not swept)
   finals: list = dataclasses.field(default_factory=list)  # final.json of the done cells
 
   @property
@@ -86,6 +107,7 @@ def read_sweep(root: str) -> tuple[dict, list[Row]]:
     row = rows.setdefault(json.dumps(label, sort_keys=True), Row(label))
     workdir = os.path.join(root, cell['name'])
     row.workdirs.append(workdir)
+    row.seeds.append(cell['overrides'].get(SEED_KEY))
     row.statuses.append(sweep.status(workdir))
     if row.statuses[-1] == 'done':
       with open(os.path.join(workdir, 'final.json')) as f:
@@ -204,14 +226,24 @@ def to_csv(rows: list[Row], split: str) -> str:
   """Machine-readable: full dotted keys, and each metric's mean and std in final.json's
   units (fractions, seconds); empty where undefined."""
   keys = list(dict.fromkeys(k for r in rows for k in r.label))
+  class_names = list(dict.fromkeys(  # per-class IoU, where the runs report it by name
+      name for r in rows for f in r.finals
+      if isinstance(f.get(split, {}).get('iou_per_class'), dict)
+      for name in f[split]['iou_per_class']))
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
   writer.writerow(keys + ['seeds_done', 'seeds_total']
-                  + [f'{c.field}_{s}' for c in columns(rows) for s in ('mean', 'std')])
+                  + [f'{c.name}_{s}' for c in columns(rows) for s in ('mean', 'std')]
+                  + [f'iou_{name}_{s}' for name in class_names for s in ('mean', 'std')])
   for row in rows:
     stats = []
     for column in columns(rows):
       mean, std, _ = summarize(row.values(column, split) / column.scale)
+      stats += ['' if np.isnan(v) else repr(v) for v in (mean, std)]
+    for name in class_names:
+      per_seed = np.array([np.nan if f[split]['iou_per_class'].get(name) is None
+                           else f[split]['iou_per_class'][name] for f in row.finals])
+      mean, std, _ = summarize(per_seed)
       stats += ['' if np.isnan(v) else repr(v) for v in (mean, std)]
     writer.writerow([row.label.get(k, '') for k in keys] + [len(row.finals), len(row.workdirs)]
                     + stats)

@@ -2,21 +2,23 @@
 
 Plain inputs (dicts keyed by decoder name, arrays), so the sweep tables can call them with
 whatever they aggregate. Figures are matplotlib `Figure`s (no pyplot, no display backend),
-written as PNG through a temporary file and a rename, like research/tables.py; each function
+written as PNG through a temporary file and a rename (figures.save_figure); each function
 also returns its Figure.
 """
 
 import dataclasses
-import os
 
 from matplotlib.figure import Figure
 import numpy as np
 
+from research import decoder_metrics
+from research.sweep import naming
+from research.tables import figures
+from research.tables import text
+
 
 def _save(fig: Figure, path: str) -> Figure:
-  tmp = f'{path}.{os.getpid()}.tmp'
-  fig.savefig(tmp, format='png', dpi=150, bbox_inches='tight')
-  os.replace(tmp, path)
+  figures.save_figure(fig, path)
   return fig
 
 
@@ -91,3 +93,36 @@ def plot_shift_consistency(shifts, agreement: dict, path: str,
   return _curves(shifts, agreement, spread, 'shift s (px, down and right)',
                  'predicted labels that agree', 'Shift consistency per decoder', path,
                  log2_x=False)
+
+
+def _curve_means(members, split: str, fields) -> tuple[dict, dict]:
+  """Per upsampler, the mean and std over seeds of each field: ({upsampler: [F]}, same)."""
+  means, spreads = {}, {}
+  for row in members:
+    values = np.array([[f[split].get(k, np.nan) for k in fields] for f in row.finals], float)
+    means[figures.upsampler_name(row)] = values.mean(0)
+    spreads[figures.upsampler_name(row)] = values.std(0, ddof=1) if len(values) > 1 else np.zeros(
+        len(fields))
+  return means, spreads
+
+
+def plot_curves(rows: list[text.Row], split: str, prefix: str) -> list[str]:
+  """Per series, trimap mIoU against the band width and shift consistency against the shift
+  (mean ± std over seeds), where the runs recorded them: PREFIX_{trimap,shift}_<series>.png."""
+  written = []
+  done = [r for r in rows if r.finals]
+  for series in dict.fromkeys(figures.series_name(r) for r in done):
+    members = [r for r in done if figures.series_name(r) == series]
+    for kind, xs, fields, plot in [
+        ('trimap', decoder_metrics.TRIMAP_WIDTHS,
+         [f'trimap_miou_w{w}' for w in decoder_metrics.TRIMAP_WIDTHS], plot_trimap),
+        ('shift', decoder_metrics.SHIFTS,
+         [f'shift_consistency_s{s}' for s in decoder_metrics.SHIFTS],
+         plot_shift_consistency)]:
+      if not all(fields[0] in f[split] for r in members for f in r.finals):
+        continue
+      means, spreads = _curve_means(members, split, fields)
+      path = f'{prefix}_{kind}_{naming.safe(series)}.png'
+      plot(xs, means, path, spread=spreads)
+      written.append(path)
+  return written

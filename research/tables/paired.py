@@ -1,0 +1,159 @@
+"""Each decoder's difference to a reference decoder, paired by seed and by test image.
+
+A row is compared with the row whose overrides are the same but for its upsampler (and its
+upsampler options), which is the reference decoder: same architecture, data, schedule and
+seeds, so that seed s of both saw the same initialisation seed and data order. Only the seeds
+both have finished count. Intervals: research.stats' hierarchical bootstrap (seeds, then test
+images within a seed; 2000 resamples; percentile 95% interval) over the per-image values each
+run keeps in per_image_<split>.npz. A difference is marked where its interval excludes zero;
+each table says the smallest difference its design could detect (80% power).
+"""
+import json
+import os
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from research import stats
+from research.tables import stats_figures
+from research.tables import text
+
+DECODER_KEY = 'model.upsampler'
+
+
+class Metric(NamedTuple):
+  title: str
+  needs: str  # the per-image array it reads
+  # per-image arrays [S, N, ...] of one run set -> (confusions [S, N, K, K], None) for IoU
+  # metrics, or (scores [S, N], weights [S, N] | None) for per-image scores.
+  values: Callable
+  iou: bool = False
+  thin: bool = False  # IoU over the dataset's thin classes only
+
+
+def _recall(a):
+  totals = a['small_totals'].sum(-1)
+  return np.divide(a['small_hits'].sum(-1), totals, out=np.full(totals.shape, np.nan),
+                   where=totals > 0), totals
+
+
+METRICS = (
+    Metric('mIoU', 'confusion', lambda a: (a['confusion'], None), iou=True),
+    Metric('thin IoU', 'confusion', lambda a: (a['confusion'], None), iou=True, thin=True),
+    Metric('trimap 2px', 'trimap', lambda a: (a['trimap'][:, :, 1], None), iou=True),
+    Metric('trimap 4px', 'trimap', lambda a: (a['trimap'][:, :, 2], None), iou=True),
+    Metric('boundary F1', 'boundary_f1', lambda a: (a['boundary_f1'], None)),
+    Metric('small-object recall', 'small_hits', _recall),
+    Metric('shift consistency', 'shift_consistency',
+           lambda a: (a['shift_consistency'].mean(-1), None)),
+)
+
+
+def _split_file(workdir: str, split: str) -> str:
+  """per_image_<data split>.npz of a run, for the table's split ('val' or 'test')."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    data = json.load(f)['data']
+  name = data['eval_split'] if split == 'val' else data['test_split']
+  return os.path.join(workdir, f'per_image_{name}.npz')
+
+
+def reference_of(rows: list, row, reference: str):
+  """The row that differs from `row` only in its decoder, being `reference`; None if none."""
+  def decoder_free(label):
+    return {k: v for k, v in label.items()
+            if k != DECODER_KEY and not k.startswith('model.upsampler_options')}
+  for other in rows:
+    if (other.label.get(DECODER_KEY) == reference
+        and not any(k.startswith('model.upsampler_options') for k in other.label)
+        and decoder_free(other.label) == decoder_free(row.label)):
+      return other
+  return None
+
+
+def _paired_arrays(row, ref, split: str):
+  """The seeds both rows finished, and their per-image arrays stacked [S, N, ...] (None where
+  a run kept no per-image values, e.g. one trained before they were kept)."""
+  done = lambda r: {s: w for s, w, st in zip(r.seeds, r.workdirs, r.statuses) if st == 'done'}
+  mine, theirs = done(row), done(ref)
+  seeds = sorted(set(mine) & set(theirs), key=str)
+  files = [(_split_file(mine[s], split), _split_file(theirs[s], split)) for s in seeds]
+  if not seeds or not all(os.path.exists(a) and os.path.exists(b) for a, b in files):
+    return seeds, None
+  loaded = [(dict(np.load(a)), dict(np.load(b))) for a, b in files]
+  stack = lambda side: {k: np.stack([pair[side][k] for pair in loaded]) for k in loaded[0][side]}
+  return seeds, (stack(0), stack(1))
+
+
+def differences(rows: list, split: str, reference: str, thin_classes,
+                num_resamples: int = stats.NUM_RESAMPLES) -> list[tuple]:
+  """[(row, {metric title: stats.PairedDifference})] for every row with a reference row and
+  paired per-image values (the reference row itself left out)."""
+  out = []
+  for row in rows:
+    ref = reference_of(rows, row, reference)
+    if ref is None or ref is row:
+      continue
+    _, arrays = _paired_arrays(row, ref, split)
+    if arrays is None:
+      continue
+    mine, theirs = arrays
+    result = {}
+    for metric in METRICS:
+      if metric.needs not in mine or (metric.thin and not len(thin_classes)):
+        continue
+      (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
+      if metric.iou:
+        result[metric.title] = stats.confusion_difference(
+            base, cand, classes=list(thin_classes) if metric.thin else None,
+            num_resamples=num_resamples)
+      else:
+        result[metric.title] = stats.score_difference(base, cand, base_w, cand_w,
+                                                      num_resamples=num_resamples)
+    out.append((row, result))
+  return out
+
+
+def to_markdown(found: list[tuple], reference: str, split: str) -> str:
+  """The differences in points (%): `+d [low, high]`, bold where the interval excludes zero;
+  and per metric the largest smallest-detectable difference over the rows."""
+  if not found:
+    return (f'No paired differences to `{reference}`: no row has a reference row with '
+            'per-image values on both sides.\n')
+  titles = list(dict.fromkeys(t for _, result in found for t in result))
+  labels = [', '.join(f'{k}={v}' for k, v in row.label.items()) for row, _ in found]
+  lines = [f'## Paired differences to `{reference}` ({split} split, points of %)', '',
+           'Candidate minus reference, mean over the seeds both finished; 95% interval of a '
+           'hierarchical bootstrap (seeds, then test images within each seed; '
+           f'{stats.NUM_RESAMPLES} resamples, percentile). Bold: the interval excludes zero. '
+           'n: paired seeds × test images.', '',
+           '| configuration | n | ' + ' | '.join(titles) + ' |',
+           '|---|---|' + '---|' * len(titles)]
+  for label, (_, result) in zip(labels, found):
+    first = next(iter(result.values()))
+    cells = []
+    for title in titles:
+      d = result.get(title)
+      if d is None:
+        cells.append(text.MISSING)
+        continue
+      cell = f'{100 * d.difference:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]'
+      cells.append(f'**{cell}**' if d.excludes_zero else cell)
+    lines.append(f'| {label} | {first.num_seeds}×{first.num_images} | ' + ' | '.join(cells) + ' |')
+  detectable = {t: max(r[t].detectable for _, r in found if t in r) for t in titles}
+  lines += ['', 'Smallest difference this design could detect (80% power, two-sided α = 0.05; '
+            '2.8 bootstrap standard errors, the largest over the rows): '
+            + ', '.join(f'{t} {100 * d:.1f}' for t, d in detectable.items()) + ' points.', '']
+  return '\n'.join(lines)
+
+
+def plot(found: list[tuple], reference: str, prefix: str) -> list[str]:
+  """One forest plot per metric: PREFIX_diff_<metric>.png."""
+  written = []
+  titles = list(dict.fromkeys(t for _, result in found for t in result))
+  for title in titles:
+    by_row = {', '.join(str(v) for v in row.label.values()): result[title]
+              for row, result in found if title in result}
+    path = f'{prefix}_diff_{title.replace(" ", "_").replace("-", "_")}.png'
+    stats_figures.plot_differences(by_row, reference, title, path)
+    written.append(path)
+  return written
