@@ -9,6 +9,7 @@ import sys
 from absl import app
 from absl import flags
 
+from launch import cli
 from experiments import base
 from experiments import design_costs
 from research import data
@@ -17,7 +18,6 @@ from research import workdir as workdir_lib
 from research.bench import measure
 from research.bench import report
 from research.data import bench as data_bench
-from research import xla_flags
 
 _SUITES = flags.DEFINE_multi_enum(
     'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
@@ -108,5 +108,4 @@ def _model(spec: str):
 
 
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

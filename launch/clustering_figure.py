@@ -5,8 +5,8 @@ r"""The segmentation-as-clustering picture: input, quantised image, superpixels,
 from absl import app
 from absl import flags
 
+from launch import cli
 from research import data
-from research import xla_flags
 from research.tables import qualitative
 
 _OUT = flags.DEFINE_string('out', 'results/clustering.png', 'PNG to write.')
@@ -21,5 +21,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

@@ -9,8 +9,8 @@ only checks that they are, and says how to prepare them if not.
 from absl import app
 from absl import flags
 
+from launch import cli
 from research import data
-from research import xla_flags
 
 _NAME = flags.DEFINE_enum('name', 'lab_shapes', data.names(), 'Dataset to prepare.')
 _VARIANT = flags.DEFINE_string('variant', 'res64', "Builder config ('' for none).")
@@ -40,5 +40,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

@@ -20,10 +20,10 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from launch import cli
 from research import data
 from research import sweep
 from research import workdir as workdir_lib
-from research import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True)
@@ -99,5 +99,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

@@ -14,9 +14,9 @@ import sys
 from absl import app
 from absl import flags
 
+from launch import cli
 from research import sweep
 from research import tables
-from research import xla_flags
 
 _ROOT = flags.DEFINE_string('root', None, 'Sweep root (holds cells.json).')
 _NAME = flags.DEFINE_string('name', None, 'Output file stem; default: the experiment file name.')
@@ -47,5 +47,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

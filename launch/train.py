@@ -10,14 +10,16 @@ Several seeds in one compiled program (vmap over seeds), one workdir each:
       --workdir 'workdirs/quick/seed={seed}'
 """
 import json
+import os
+import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
+from launch import cli
+from research import preemption
 from research import runners
-from research import xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:args].',
                                           lock_config=True)
@@ -26,17 +28,18 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics g
 _SEEDS = flags.DEFINE_list('seeds', [], 'Train these seeds together (vmap over seeds) instead of '
                            'config.seed, each in --workdir with {seed} replaced.')
 flags.mark_flags_as_required(['config', 'workdir'])
+LOG_FILE = 'run.log'  # the run's full log (the terminal shows warnings and progress only)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.set_verbosity(logging.INFO)
   if not _SEEDS.value:
     if '{seed}' in _WORKDIR.value:
       raise app.UsageError(f'--workdir={_WORKDIR.value} holds {{seed}}: pass the seeds to train '
                            'together with --seeds=0,1,2, or name one workdir.')
-    final = runners.run(_CONFIG.value, _WORKDIR.value)
+    cli.log_to(os.path.join(_WORKDIR.value, LOG_FILE))
+    final = _preemptible(runners.run, _CONFIG.value, _WORKDIR.value)
     print(json.dumps({k: final[k] for k in ('step', 'test', 'cost')}, indent=2, default=str))
     return
   try:
@@ -47,12 +50,22 @@ def main(argv):
     raise app.UsageError('With --seeds, --workdir must hold {seed} (e.g. --workdir '
                          f"'runs/seed={{seed}}') and the seeds must differ; got --workdir="
                          f'{_WORKDIR.value} --seeds={",".join(_SEEDS.value)}.')
-  finals = runners.run_seeds(
-      _CONFIG.value, {s: _WORKDIR.value.replace('{seed}', str(s)) for s in seeds})
+  workdirs = {s: _WORKDIR.value.replace('{seed}', str(s)) for s in seeds}
+  cli.log_to(os.path.join(workdirs[seeds[0]], LOG_FILE))
+  finals = _preemptible(runners.run_seeds, _CONFIG.value, workdirs)
   print(json.dumps({s: {k: f[k] for k in ('step', 'test')} for s, f in finals.items()},
                    indent=2, default=str))
 
 
+def _preemptible(run, *args):
+  """run(*args); on a preemption notice (SIGTERM, Ctrl-C) the run has saved a checkpoint:
+  say so in one line and exit with preemption.EXIT_CODE (the Slurm script requeues on it)."""
+  try:
+    return run(*args)
+  except preemption.Preempted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(preemption.EXIT_CODE)
+
+
 if __name__ == '__main__':
-  xla_flags.apply()
-  app.run(main)
+  cli.run(main)

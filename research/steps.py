@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from research import data
 from research import decoder_metrics
 from research import models
 
@@ -216,3 +217,33 @@ def seed_keys(seeds):
 
 def seed_slice(tree, i: int):
   return jax.tree.map(lambda x: x[i], tree)
+
+
+def batch_shapes(config, num_seeds: int, size: int, num_sampled: int, sharding) -> dict:
+  """The abstract [S, B, ...] batch the train step is compiled for."""
+  shapes = {
+      'image': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size, 3), jnp.float32,
+                                    sharding=sharding),
+      'label': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size), jnp.int32,
+                                    sharding=sharding)}
+  if num_sampled:
+    shapes['pixels'] = jax.ShapeDtypeStruct((num_seeds, config.batch_size, num_sampled),
+                                            jnp.int32, sharding=sharding)
+  return shapes
+
+
+def batch_source(config, seeds, start: int, size: int, num_sampled: int, sharding):
+  """next_batch(step): one batch per seed, each in its own data order, as [S, B, ...] global
+  arrays (with the sampled pixels of that step where the loss samples pixels)."""
+  streams = [data.train_batches(config.data, global_batch_size=config.batch_size, seed=s,
+                                start_step=start, process_index=jax.process_index(),
+                                process_count=jax.process_count()) for s in seeds]
+
+  def next_batch(step):
+    local = [next(stream) for stream in streams]
+    if num_sampled:
+      local = [{**b, 'pixels': sample_pixels(
+          s, step, config.batch_size, size * size, num_sampled, jax.process_index(),
+          jax.process_count())} for s, b in zip(seeds, local)]
+    return to_global({k: np.stack([b[k] for b in local]) for k in local[0]}, sharding)
+  return next_batch

@@ -11,7 +11,6 @@ import statistics
 import time
 from typing import Mapping
 
-from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import jax.numpy as jnp
@@ -20,20 +19,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tqdm
 
+from research import checkpoints
 from research import cost
 from research import data
 from research import predict
+from research import preemption
+from research import runtime
 from research import steps as steps_lib
 from research import workdir as workdir_lib
-
-
-def maybe_initialize_distributed(config):
-  """Multi-host: join the other processes when the config or the environment asks for it."""
-  # is_initialized, not process_count(): the latter starts the backend, after which
-  # initialize() refuses to run.
-  if ((config.distributed or 'JAX_COORDINATOR_ADDRESS' in os.environ)
-      and not jax.distributed.is_initialized()):
-    jax.distributed.initialize()
 
 
 def validate(config):
@@ -54,14 +47,6 @@ def dataset_info(config):
     multihost_utils.sync_global_devices('research.train: dataset ready')
     info = info or data.dataset_info(config.data)
   return info
-
-
-def enable_compilation_cache(workdir: str):
-  """JAX's persistent compilation cache, shared by the runs under the workdir's parent
-  (a sweep root): the cells of a sweep compile many identical programs."""
-  if jax.config.jax_compilation_cache_dir is None:
-    jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(os.path.dirname(workdir), '.jax_cache'))
 
 
 def _prefixed(prefix, d):
@@ -91,7 +76,7 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
   not trained again; the others train in groups of those resuming from the same step.
   A seed that goes non-finite stops alone: the others finish, then the error is raised.
   """
-  maybe_initialize_distributed(config)
+  runtime.maybe_initialize_distributed(config)
   workdirs = checked_workdirs(workdirs)
   configs = {s: with_seed(config, s) for s in workdirs}
   results = {}
@@ -99,34 +84,46 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
     workdir_lib.check_config(configs[seed], workdir)
     finished = workdir_lib.read_final(workdir)
     if finished is not None:
-      logging.info('%s already finished; not training again.', workdir)
+      _say(f'{workdir} already finished; not training again.')
       results[seed] = finished
   pending = [s for s in workdirs if s not in results]
   errors = []
   if pending:
     validate(config)
     if config.compilation_cache:
-      enable_compilation_cache(workdirs[pending[0]])
+      runtime.enable_compilation_cache(workdirs[pending[0]])
     info = dataset_info(config)
     mesh = steps_lib.make_mesh(config)
     model = steps_lib.build_model(config, info.num_classes)
     tx = steps_lib.make_optimizer(config)
     steps_lib.loss_class_weights(config, info.num_classes)
     steps_lib.pixels_per_image(config, model, info.image_size)
-    groups = {}
-    for seed in pending:
-      groups.setdefault(_latest_step(workdirs[seed]) or 0, []).append(seed)
-    for start, seeds in sorted(groups.items()):
+    while True:  # again after a broken checkpoint was set aside: regroup from what is left
+      pending = [s for s in workdirs if s not in results]
+      groups = {}
+      for seed in pending:
+        groups.setdefault(checkpoints.latest_step(workdirs[seed]) or 0, []).append(seed)
       try:
-        results.update(_train_together(configs, {s: workdirs[s] for s in seeds}, start, info,
-                                       mesh, model, tx))
-      except FloatingPointError as e:  # the group's good seeds finished; go on with the rest
-        finals = {s: workdir_lib.read_final(workdirs[s]) for s in seeds}
-        results.update({s: f for s, f in finals.items() if f is not None})
-        errors.append(str(e))
+        for start, seeds in sorted(groups.items()):
+          results.update(_train_group(configs, {s: workdirs[s] for s in seeds}, start, info,
+                                      mesh, model, tx, errors))
+        break
+      except checkpoints.SetAside:
+        continue
   if errors:
     raise FloatingPointError('\n'.join(errors))
   return {s: results[s] for s in workdirs}
+
+
+def _train_group(configs, workdirs, start, info, mesh, model, tx, errors) -> dict:
+  """_train_together; a non-finite seed's message goes to `errors` while the group's good
+  seeds' results are kept."""
+  try:
+    return _train_together(configs, workdirs, start, info, mesh, model, tx)
+  except FloatingPointError as e:  # the group's good seeds finished; go on with the rest
+    errors.append(str(e))
+    finals = {s: workdir_lib.read_final(w) for s, w in workdirs.items()}
+    return {s: f for s, f in finals.items() if f is not None}
 
 
 def checked_workdirs(workdirs: Mapping[int, str]) -> dict[int, str]:
@@ -137,18 +134,6 @@ def checked_workdirs(workdirs: Mapping[int, str]) -> dict[int, str]:
   if len(set(workdirs.values())) < len(workdirs):
     raise ValueError(f'Each seed needs its own workdir; got {workdirs}.')
   return workdirs
-
-
-def _latest_step(workdir: str):
-  """The step of the workdir's latest checkpoint, or None; creates nothing."""
-  path = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(path):
-    return None
-  manager = ocp.CheckpointManager(path)
-  try:
-    return manager.latest_step()
-  finally:
-    manager.close()
 
 
 def _initial_state(configs, workdirs, start, steps, model, tx, size):
@@ -168,48 +153,22 @@ def _initial_state(configs, workdirs, start, steps, model, tx, size):
   # workdir: a typo must not lock it against the corrected config.
   for seed in seeds:
     workdir_lib.write_config(configs[seed], workdirs[seed])
-  managers = {s: ocp.CheckpointManager(
-      os.path.join(workdirs[s], 'checkpoints'),
-      options=ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True))
-              for s in seeds}
+  managers = {s: checkpoints.manager(workdirs[s], config.keep_checkpoints) for s in seeds}
   if start == 0:
     return init(keys), managers, abstract
-  logging.info('Resuming %s from step %d.', ', '.join(workdirs.values()), start)
+  _say(f'Resuming {", ".join(workdirs.values())} from step {start}.')
   one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype, sharding=replicated),
                      abstract)
-  restored = [managers[s].restore(start, args=ocp.args.StandardRestore(one)) for s in seeds]
+  restored = []
+  for s in seeds:
+    try:
+      restored.append(checkpoints.restore(managers[s], workdirs[s], start, one))
+    except checkpoints.SetAside:
+      for m in managers.values():
+        m.close()
+      raise
   state = jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *restored), replicated)
   return state, managers, abstract
-
-
-def _batch_shapes(config, num_seeds: int, size: int, num_sampled: int, sharding) -> dict:
-  """The abstract [S, B, ...] batch the train step is compiled for."""
-  shapes = {
-      'image': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size, 3), jnp.float32,
-                                    sharding=sharding),
-      'label': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size), jnp.int32,
-                                    sharding=sharding)}
-  if num_sampled:
-    shapes['pixels'] = jax.ShapeDtypeStruct((num_seeds, config.batch_size, num_sampled),
-                                            jnp.int32, sharding=sharding)
-  return shapes
-
-
-def _batch_source(config, seeds, start: int, size: int, num_sampled: int, sharding):
-  """next_batch(step): one batch per seed, each in its own data order, as [S, B, ...] global
-  arrays (with the sampled pixels of that step where the loss samples pixels)."""
-  streams = [data.train_batches(config.data, global_batch_size=config.batch_size, seed=s,
-                                start_step=start, process_index=jax.process_index(),
-                                process_count=jax.process_count()) for s in seeds]
-
-  def next_batch(step):
-    local = [next(stream) for stream in streams]
-    if num_sampled:
-      local = [{**b, 'pixels': steps_lib.sample_pixels(
-          s, step, config.batch_size, size * size, num_sampled, jax.process_index(),
-          jax.process_count())} for s, b in zip(seeds, local)]
-    return steps_lib.to_global({k: np.stack([b[k] for b in local]) for k in local[0]}, sharding)
-  return next_batch
 
 
 def _stop_non_finite(values, alive: dict, managers, workdirs, step: int) -> list[str]:
@@ -240,14 +199,16 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
                                                    size)
   writers = {s: workdir_lib.MetricWriter(workdirs[s], resume_step=start) for s in seeds}
   num_sampled = steps_lib.pixels_per_image(config, model, size)
+  _say(f'Compiling the train step ({num_seeds} seed{"s" * (num_seeds > 1)})…')
   t0 = time.perf_counter()
   compiled_train_step = steps.train.lower(
-      abstract_state, _batch_shapes(config, num_seeds, size, num_sampled,
+      abstract_state, steps_lib.batch_shapes(config, num_seeds, size, num_sampled,
                                     steps.seeds_batch_sharding)).compile()
   compile_seconds = time.perf_counter() - t0
+  _say(f'Compiled in {compile_seconds:.1f} s.')
 
   if start < config.num_steps:
-    next_batch = _batch_source(config, seeds, start, size, num_sampled,
+    next_batch = steps_lib.batch_source(config, seeds, start, size, num_sampled,
                                steps.seeds_batch_sharding)
     batch = next_batch(start + 1)
   alive = dict(enumerate(seeds))  # index in the seed axis -> seed, for seeds still training
@@ -255,41 +216,44 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
                   or jax.process_index() != 0, dynamic_ncols=True, unit='step')
   tick, tick_step, paused = time.perf_counter(), start, 0.0  # paused: eval and save time
-  for step in range(start + 1, config.num_steps + 1):
-    state, train_metrics = compiled_train_step(state, batch)
-    is_log = step % config.log_every == 0 or step == config.num_steps
-    is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
-    if is_log or is_ckpt:
-      values = jax.device_get(train_metrics)  # [S] each
-      failures += _stop_non_finite(values, alive, managers, workdirs, step)
-      if not alive:
-        break
-    if is_log:
-      now = time.perf_counter()
-      seconds = (now - tick - paused) / (step - tick_step)
-      for i, seed in alive.items():
-        logged = {'train/loss': float(values['loss'][i]),
-                  'train/grad_norm': float(values['grad_norm'][i]),
-                  'train/images_per_second': config.batch_size / seconds}  # per seed
-        if tick_step > start:  # the first interval after a (re)start includes warm-up
-          logged['train/step_seconds'] = seconds
-        writers[seed].write(step, logged)
-      tick, tick_step, paused = now, step, 0.0
-      bar.set_postfix(loss=f'{float(np.mean(values["loss"][list(alive)])):.4f}',
-                      img_s=f'{num_seeds * config.batch_size / seconds:.0f}')
-    pause_start = time.perf_counter()
-    if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
-      for i, seed in alive.items():
-        writers[seed].write(step, _prefixed('val', predict.evaluate(
-            steps, steps_lib.seed_slice(state['params'], i), config, config.data.eval_split,
-            info)))
-    if is_ckpt:
-      for i, seed in alive.items():
-        managers[seed].save(step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)))
-    paused += time.perf_counter() - pause_start
-    bar.update(1)
-    if step < config.num_steps:  # between log steps, this overlaps with the async step
-      batch = next_batch(step + 1)
+  with preemption.Watcher() as watcher:
+    for step in range(start + 1, config.num_steps + 1):
+      state, train_metrics = compiled_train_step(state, batch)
+      is_log = step % config.log_every == 0 or step == config.num_steps
+      is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
+      if is_log or is_ckpt:
+        values = jax.device_get(train_metrics)  # [S] each
+        failures += _stop_non_finite(values, alive, managers, workdirs, step)
+        if not alive:
+          break
+      if is_log:
+        now = time.perf_counter()
+        seconds = (now - tick - paused) / (step - tick_step)
+        for i, seed in alive.items():
+          logged = {'train/loss': float(values['loss'][i]),
+                    'train/grad_norm': float(values['grad_norm'][i]),
+                    'train/images_per_second': config.batch_size / seconds}  # per seed
+          if tick_step > start:  # the first interval after a (re)start includes warm-up
+            logged['train/step_seconds'] = seconds
+          writers[seed].write(step, logged)
+        tick, tick_step, paused = now, step, 0.0
+        bar.set_postfix(loss=f'{float(np.mean(values["loss"][list(alive)])):.4f}',
+                        img_s=f'{num_seeds * config.batch_size / seconds:.0f}')
+        bar.update(step - bar.n)  # here the step has run (its loss is read): a true rate
+      pause_start = time.perf_counter()
+      if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
+        for i, seed in alive.items():
+          writers[seed].write(step, _prefixed('val', predict.evaluate(
+              steps, steps_lib.seed_slice(state['params'], i), config, config.data.eval_split,
+              info)))
+      if is_ckpt:
+        for i, seed in alive.items():
+          managers[seed].save(step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)))
+      if watcher.reached(step):
+        _save_and_stop(state, step, alive, managers, writers, workdirs, saved=is_ckpt)
+      paused += time.perf_counter() - pause_start
+      if step < config.num_steps:  # between log steps, this overlaps with the async step
+        batch = next_batch(step + 1)
   bar.close()
 
   results = {}
@@ -308,6 +272,25 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   if failures:
     raise FloatingPointError('\n'.join(failures))
   return results
+
+
+def _say(message: str):
+  """A line on the terminal (process 0), beside the progress bar; library logs stay off it."""
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(message)
+
+
+def _save_and_stop(state, step, alive, managers, writers, workdirs, saved: bool):
+  """On a preemption notice: every seed still training saved at `step`, then Preempted."""
+  for i, seed in alive.items():
+    if not saved:
+      managers[seed].save(step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)),
+                          force=True)
+  for seed in workdirs:
+    managers[seed].wait_until_finished()
+    managers[seed].close()
+    writers[seed].close()
+  raise preemption.Preempted(step, [workdirs[s] for s in alive.values()])
 
 
 def _shared_cost(model, params, config, size, mesh, compiled_train_step, compile_seconds,

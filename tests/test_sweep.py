@@ -327,11 +327,11 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   assert sorted(branches) == list(range(24))
   for cell in index['cells']:
     words = branches[cell['task']]
-    command = words[words.index('exec') + 1:words.index('>>')]
+    command = words[words.index('run_cell') + 2:]
     assert command == shlex.split(cell['command'])
     assert f'--workdir={root}/{cell["name"]}' in command
     assert f'--config.data.data_dir={tiny_dir}' in command
-    assert words[words.index('>>') + 1] == f'{root}/{cell["name"]}/log.txt'
+    assert words[words.index('run_cell') + 1] == f'{root}/{cell["name"]}/log.txt'
     for key, value in cell['overrides'].items():
       assert f'--config.{key}={value}' in command
 
@@ -390,7 +390,7 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   assert '1 of 3 cells already done; running 2' in out.stdout
   assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
   report = out.stdout.split('1 cell(s) failed:')[1]
-  assert 'upsampler=bogus,seed=0: exit code 1' in report
+  assert 'upsampler=bogus,seed=0: exit code 2' in report  # a configuration error: one line, exit 2
   assert "Unknown upsampler 'bogus'" in report  # the tail of its log
   assert open(os.path.join(done.workdir, 'final.json')).read() == before
   assert not os.path.exists(os.path.join(done.workdir, sweep.LOG))  # not even started

@@ -1,6 +1,8 @@
 """The training loop end to end: real steps on the embedded dataset, sharding, resume."""
 import json
 import os
+import shutil
+import signal
 import time
 
 import jax
@@ -9,9 +11,11 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments import quick
+from research import checkpoints
 from research import data
 from research import steps
 from research import sweep
+from research import preemption
 from research import train
 
 pytestmark = pytest.mark.slow
@@ -293,3 +297,39 @@ def test_final_evaluation_keeps_every_image_for_paired_statistics(reference):
     iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
     assert test['miou'] == pytest.approx(np.nanmean(iou))
   assert os.path.exists(os.path.join(workdir, 'per_image_init_test.npz'))
+
+
+def test_a_preemption_notice_checkpoints_the_current_step_and_resume_continues(
+    reference, tiny_dir, tmp_path, monkeypatch):
+  """SIGTERM mid-run: the run saves at the step it reached (3, between the periodic
+  checkpoints at 2 and 4), stops with Preempted, and the same call resumes from there to the
+  uninterrupted run's result."""
+  real = data.train_batches
+
+  def notice_at_step_three(*args, **kwargs):
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if kwargs['start_step'] == 0 and i == 2:  # step 2 ran; the notice comes before step 3
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  monkeypatch.setattr(data, 'train_batches', notice_at_step_three)
+  with pytest.raises(preemption.Preempted, match='Preempted at step 3'):
+    train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert sorted(int(d) for d in os.listdir(tmp_path / 'checkpoints') if d.isdigit()) == [2, 3]
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+  final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
+  assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_the_previous_one_restored(
+    reference, tiny_dir, tmp_path):
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference[0], workdir)
+  os.remove(workdir / 'final.json')  # as if killed after saving step 4
+  for path in (workdir / 'checkpoints' / '4').rglob('*'):
+    if path.is_file():
+      path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated
+  final = train.train_and_evaluate(tiny_config(tiny_dir), str(workdir))
+  assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)  # retrained 3 and 4
+  [kept] = os.listdir(workdir / checkpoints.BROKEN)  # kept for inspection, not deleted
+  assert kept.startswith('4-')

@@ -2,7 +2,32 @@
 import os
 import shlex
 
+from research import preemption
 from research.sweep import cells as cells_lib
+
+
+WARNING_SECONDS = 120  # SIGTERM this long before the time limit: time to save a checkpoint
+
+# run_cell LOG COMMAND...: COMMAND with its output appended to LOG; SIGTERM to the batch shell
+# is handed on to it; if it exits with preemption.EXIT_CODE (checkpoint saved on the notice),
+# the task requeues itself.
+_RUN_CELL = [
+    'run_cell() {',
+    '  local log=$1 rc=0',
+    '  shift',
+    '  "$@" >> "$log" 2>&1 &',
+    '  local pid=$!',
+    '  trap \'kill -TERM "$pid" 2>/dev/null || true\' TERM',
+    '  wait "$pid" || rc=$?',
+    '  while kill -0 "$pid" 2>/dev/null; do rc=0; wait "$pid" || rc=$?; done  # wait was '
+    'interrupted by the trap',
+    f'  if [ "$rc" -eq {preemption.EXIT_CODE} ]; then',
+    '    echo "Preempted: requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}." >> "$log"',
+    '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" >> "$log" 2>&1 || true',
+    '  fi',
+    '  return "$rc"',
+    '}',
+]
 
 
 def slurm_script(cells: list[cells_lib.Cell], root: str, job_name: str, options=(),
@@ -11,19 +36,30 @@ def slurm_script(cells: list[cells_lib.Cell], root: str, job_name: str, options=
   each running its command, at most `at_once` tasks at a time if given.
 
   Slurm's own messages go to ROOT/slurm/%A_%a.out; the training output is appended to
-  the (first) cell's log.txt as with the local backend.
+  the (first) cell's log.txt as with the local backend. Preemption: the script asks for
+  SIGTERM `WARNING_SECONDS` before the time limit (--signal, to the batch shell, which hands
+  it to the run) and may be requeued (--requeue); a run that saved its checkpoint on the
+  notice exits with preemption.EXIT_CODE and its task requeues itself, to resume where it
+  stopped. With several tasks per array task (--ntasks, --nodes), the run starts through
+  srun, one process per task, each initialising jax.distributed from Slurm's environment.
   """
   root = os.path.abspath(root)
   tasks = cells_lib.jobs(cells)
+  several = any(o.split('=')[0] in ('--ntasks', '-n', '--nodes', '-N', '--ntasks-per-node')
+                for o in options)
+  launcher = 'srun ' if several else ''
   lines = ['#!/bin/bash',
            f'#SBATCH --job-name={job_name}',
            f'#SBATCH --array=0-{len(tasks) - 1}' + (f'%{at_once}' if at_once else ''),
            f'#SBATCH --output={os.path.join(root, "slurm", "%A_%a.out")}',
+           '#SBATCH --requeue',
+           f'#SBATCH --signal=B:TERM@{WARNING_SECONDS}',
            *(f'#SBATCH {o}' for o in options),
            f'# One array task per cell or group of seeds; the index is {os.path.join(root, cells_lib.INDEX)}.',
            '# Resubmitting is safe: finished cells return at once, partial ones resume.',
            'set -euo pipefail',
            f'cd {shlex.quote(str(cells_lib.REPO))}',
+           *_RUN_CELL,
            'case "$SLURM_ARRAY_TASK_ID" in']
   for task, job in enumerate(tasks):
     log = os.path.join(job[0].workdir, cells_lib.LOG)
@@ -32,6 +68,6 @@ def slurm_script(cells: list[cells_lib.Cell], root: str, job_name: str, options=
     pointers = ''.join(f'echo {shlex.quote(cells_lib.log_pointer(job[0]))} >> '
                        f'{shlex.quote(os.path.join(c.workdir, cells_lib.LOG))} && ' for c in job[1:])
     lines.append(f'  {task}) mkdir -p {mkdirs} && {pointers}'
-                 f'exec {shlex.join(job[0].command)} >> {shlex.quote(log)} 2>&1 ;;')
+                 f'run_cell {shlex.quote(log)} {launcher}{shlex.join(job[0].command)} ;;')
   lines += ['  *) echo "No task $SLURM_ARRAY_TASK_ID in this sweep." >&2; exit 2 ;;', 'esac', '']
   return '\n'.join(lines)

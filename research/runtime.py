@@ -1,0 +1,24 @@
+"""The process's set-up for a run: joining the other processes, and the compilation cache."""
+import os
+
+import jax
+
+
+def maybe_initialize_distributed(config):
+  """Multi-host: join the other processes when the config or the environment asks for it."""
+  # is_initialized, not process_count(): the latter starts the backend, after which
+  # initialize() refuses to run.
+  under_srun = int(os.environ.get('SLURM_STEP_NUM_TASKS', '1')) > 1  # Slurm's env says who
+  if ((config.distributed or under_srun or 'JAX_COORDINATOR_ADDRESS' in os.environ)
+      and not jax.distributed.is_initialized()):
+    if jax.config.jax_platforms in (None, '', 'cpu'):  # CPU collectives across processes
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize()
+
+
+def enable_compilation_cache(workdir: str):
+  """JAX's persistent compilation cache, shared by the runs under the workdir's parent
+  (a sweep root): the cells of a sweep compile many identical programs."""
+  if jax.config.jax_compilation_cache_dir is None:
+    jax.config.update('jax_compilation_cache_dir',
+                      os.path.join(os.path.dirname(workdir), '.jax_cache'))
