@@ -1,7 +1,7 @@
 r"""The checkerboard study (Odena et al. 2016) in U-Net: how ×2 upsamplers leave artifacts.
 
   python -m launch.sweep --config experiments/checkerboard.py --root workdirs/checkerboard
-  python -m launch.table --root workdirs/checkerboard --name checkerboard
+  python -m launch.table --root workdirs/checkerboard --name checkerboard --out results
 
 Decoders: transposed convolution with kernel 2 (kernel = stride: no overlap; 'sum' and
 'max' coincide, so one row), 3 (uneven overlap: Odena's culprit) and 4 (even overlap),

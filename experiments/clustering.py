@@ -1,7 +1,7 @@
 r"""Segmentation as clustering: k-means on intensity, colour, colour + position, no learning.
 
   python -m launch.sweep --config experiments/clustering.py --root workdirs/clustering
-  python -m launch.table --root workdirs/clustering --name clustering --noplots
+  python -m launch.table --root workdirs/clustering --name clustering --noplots --out results
   python -m launch.clustering_figure --out results/clustering.png
 
 The unsupervised baseline of the networks' tables, on the same lab_shapes/res64 splits:

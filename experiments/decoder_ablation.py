@@ -1,7 +1,7 @@
 r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × 8 upsamplers × 3 seeds on lab_shapes/res64.
 
   python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
-  python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation
+  python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation --out results
 
 72 cells of 800 steps at width 8, batch 16, one at a time: about 2 h 10 min on 2 CPU cores
 (shared with other work; FCN cells ~55 s each, U-Net and SegNet cells 90-150 s). Seed 0

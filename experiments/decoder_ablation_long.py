@@ -2,7 +2,7 @@ r"""Decoder ablation, U-Net rows trained 3× longer: do the decoders separate on
 
   python -m launch.sweep --config experiments/decoder_ablation_long.py \
       --root workdirs/decoder_ablation_long --parallel 2
-  python -m launch.table --root workdirs/decoder_ablation_long --name decoder_ablation_long
+  python -m launch.table --root workdirs/decoder_ablation_long --name decoder_ablation_long --out results
 
 At 800 steps (experiments/decoder_ablation.py) the U-Net rows had not converged (val mIoU
 still rising at the last eval) and their seed spread swamped the decoders: nearest gave

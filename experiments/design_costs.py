@@ -1,7 +1,7 @@
 r"""Three ways to label every pixel: sliding window, full-resolution FCN, U-Net.
 
   python -m launch.sweep --config experiments/design_costs.py --root workdirs/design_costs
-  python -m launch.table --root workdirs/design_costs --name design_costs
+  python -m launch.table --root workdirs/design_costs --name design_costs --out results
 
 What learned upsampling buys: the same quality budget (parameters) spent three ways.
 - `sliding_window`: a CNN classifies the 16×16 patch around each pixel (two 3×3 conv

@@ -2,7 +2,7 @@ r"""FCN skips: {FCN-32s, FCN-16s, FCN-8s} × {nearest, bed_of_nails, max_unpool,
 transpose_conv} × 3 seeds: how much the pool4/pool3 skips matter for each upsampler.
 
   python -m launch.sweep --config experiments/fcn_skips.py --root workdirs/fcn_skips
-  python -m launch.table --root workdirs/fcn_skips --name fcn_skips
+  python -m launch.table --root workdirs/fcn_skips --name fcn_skips --out results
 
 Every cell is configured exactly as in experiments/decoder_ablation.py, so its FCN-8s
 cells repeat those of the decoder ablation: the two tables must agree on them. 36 cells.

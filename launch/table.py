@@ -1,6 +1,7 @@
 r"""Tables (markdown, CSV, LaTeX) and figures of a sweep root written by launch.sweep.
 
-  python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation
+  python -m launch.table --root workdirs/decoder_ablation               # into the sweep root
+  python -m launch.table --root workdirs/decoder_ablation --reference nearest --out results
   python -m launch.table --root workdirs/decoder_ablation --split val --noqualitative
 
 Writes OUT/NAME.md (headed by this command and the git commit), NAME.csv, NAME.tex and
@@ -20,7 +21,8 @@ from research import tables
 
 _ROOT = flags.DEFINE_string('root', None, 'Sweep root (holds cells.json).')
 _NAME = flags.DEFINE_string('name', None, 'Output file stem; default: the experiment file name.')
-_OUT = flags.DEFINE_string('out', 'results', 'Output directory.')
+_OUT = flags.DEFINE_string('out', None, 'Output directory; default: the sweep root (committed '
+                           'results go to results/ when asked: --out results).')
 _SPLIT = flags.DEFINE_enum('split', 'test', list(tables.SPLITS), 'Split the table reports.')
 _PLOTS = flags.DEFINE_bool('plots', True, 'Write the figures.')
 _QUALITATIVE = flags.DEFINE_bool('qualitative', True,
@@ -39,7 +41,7 @@ def main(argv):
   name = _NAME.value or os.path.splitext(os.path.basename(
       sweep.split_spec(sweep.read_index(_ROOT.value)['config'])[0]))[0]
   command = shlex.join(['python', '-m', 'launch.table', *sys.argv[1:]])
-  for path in tables.write(_ROOT.value, _OUT.value, name, _SPLIT.value, command,
+  for path in tables.write(_ROOT.value, _OUT.value or _ROOT.value, name, _SPLIT.value, command,
                            plots=_PLOTS.value, qualitative=_QUALITATIVE.value,
                            num_images=_NUM_IMAGES.value, force=_FORCE.value,
                            reference=_REFERENCE.value):

@@ -11,6 +11,8 @@ import jax
 import ml_collections
 import numpy as np
 
+from research.data import catalog
+
 # Fields that change how a run executes but not what it computes: they may differ on resume.
 RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'data.worker_count',
                 'data.prefetch', 'data.data_dir', 'eval_batch_size', 'seeds_together')
@@ -33,8 +35,12 @@ def _flatten(d, prefix=''):
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
-  """JSON round-trip, so that tuples and lists compare equal across a restart."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
+  """JSON round-trip, so that tuples and lists compare equal across a restart; the data
+  variant resolved (the dataset's default for ''), as a run records what it read."""
+  as_dict = json.loads(config.to_json_best_effort(sort_keys=True))
+  if 'data' in as_dict and 'variant' in as_dict['data']:
+    as_dict['data']['variant'] = catalog.resolved_variant(config.data)
+  return as_dict
 
 
 def check_config(config, workdir: str):

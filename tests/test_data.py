@@ -15,7 +15,9 @@ import pytest
 from scipy import ndimage
 import tensorflow_datasets as tfds
 
+from experiments import base
 from research import data
+from research import workdir as workdir_lib
 from research.data import catalog
 from research.data import lab_shapes
 from research.data import pipeline
@@ -321,3 +323,14 @@ def test_concurrent_builds_of_a_missing_dataset_both_succeed(tmp_path):
   assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
   assert all('train: 64 examples' in out for out, _ in outputs)
   assert sum('Generating' in err for _, err in outputs) == 1  # built once
+
+
+def test_the_variant_defaults_per_dataset():
+  assert catalog.resolve(data.default_config()).tfds_name == 'lab_shapes/res64'
+  assert catalog.resolve(data.default_config(name='fashion_scenes')).tfds_name == (
+      'fashion_scenes/res64')
+  # Naming another dataset is enough: no lab_shapes variant to unset first.
+  assert catalog.resolve(data.default_config(name='oxford_iiit_pet')).tfds_name == (
+      'oxford_iiit_pet')
+  # A run records the variant it read, so a run written with 'res64' spelled out matches.
+  assert workdir_lib.config_to_dict(base.get_config())['data']['variant'] == 'res64'

@@ -431,3 +431,25 @@ def test_local_sweep_trains_seeds_together(tmp_path, tiny_dir):
     final = json.loads((workdir / 'final.json').read_text())
     assert final['cost']['seeds_together'] == 2
     assert json.loads((workdir / 'config.json').read_text())['seed'] == seed
+
+
+def test_progress_lines_from_the_cells_metrics(tmp_path):
+  cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(3)], str(tmp_path))
+  for cell in cells:
+    os.makedirs(cell.workdir)
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump({'num_steps': 100}, f)
+  with open(os.path.join(cells[0].workdir, 'metrics.jsonl'), 'w') as f:
+    for step in (25, 50):
+      f.write(json.dumps({'step': step, 'train/loss': 1.0 / step, 'train/step_seconds': 0.5})
+              + '\n')
+  now = 1000.0
+  running = {0: (cells[0], now - 30), 1: (cells[1], now - 5)}
+  text = sweep.progress.lines(running, [], 3, 2, now)
+  assert text[0] == '  seed=0: step 50/100, loss 0.020, 0m25s left'  # 50 steps × 0.5 s
+  assert text[1] == '  seed=1: starting (0m05s)'
+  # No cell finished yet: a cell takes what the running one projects (30 + 25 s); 3 to go, 2
+  # at a time.
+  assert text[2] == '  sweep: 3 cell(s) to finish, about 1m22s left'
+  assert sweep.progress.lines({}, [60.0, 120.0], 2, 1, now)[-1] == (
+      '  sweep: 2 cell(s) to finish, about 3m00s left')

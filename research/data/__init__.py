@@ -43,7 +43,8 @@ def default_config(**overrides) -> ml_collections.ConfigDict:
   """The data config with its defaults (lab_shapes at 64 px), updated by `overrides`."""
   config = ml_collections.ConfigDict(dict(
       name='lab_shapes',        # one of names()
-      variant='res64',          # TFDS builder config; '' for none (e.g. oxford_iiit_pet)
+      variant='',               # TFDS builder config; '': the dataset's default (lab_shapes and
+                                # fashion_scenes: res64; oxford_iiit_pet and 'tfds': none)
       tfds_name='',             # name='tfds' only: 'dataset' or 'dataset/config'
       data_dir='',              # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
       image_size=64,            # images resized bilinearly, masks by nearest, to S×S

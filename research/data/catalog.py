@@ -63,22 +63,23 @@ def resolve(config) -> Dataset:
     thin_classes = ()  # the border class is an unsure band, not a thin structure
   else:
     if not config.tfds_name:
-      raise ValueError(f"Dataset {GENERIC!r} reads any TFDS dataset: set config.tfds_name "
-                       "(e.g. 'oxford_iiit_pet') and config.label_map.")
+      raise ValueError(f"Dataset {GENERIC!r} reads any TFDS dataset: set config.data.tfds_name "
+                       "(e.g. 'oxford_iiit_pet') and config.data.label_map.")
     if not config.label_map:
-      raise ValueError(f'Dataset {GENERIC!r} ({config.tfds_name}) needs config.label_map: '
+      raise ValueError(f'Dataset {GENERIC!r} ({config.tfds_name}) needs config.data.label_map: '
                        'raw mask value (str) -> class id.')
     label_map = {int(raw): int(cls_id) for raw, cls_id in config.label_map.items()}
     num_classes = max(label_map.values()) + 1
     class_names = tuple(config.get('class_names') or (f'class_{i}' for i in range(num_classes)))
     if len(class_names) != num_classes:
-      raise ValueError(f'config.class_names has {len(class_names)} names but config.label_map '
+      raise ValueError(f'config.data.class_names has {len(class_names)} names but config.data.label_map '
                        f'uses class ids 0..{num_classes - 1}.')
     base = config.tfds_name
     thin_classes = ()  # an arbitrary TFDS dataset declares none
-  _check_variant(base, config.variant)
+  variant = resolved_variant(config)
+  _check_variant(base, variant)
   return Dataset(
-      tfds_name=f'{base}/{config.variant}' if config.variant else base,
+      tfds_name=f'{base}/{variant}' if variant else base,
       data_dir=config.data_dir or None,
       class_names=tuple(class_names),
       thin_classes=tuple(thin_classes),
@@ -87,15 +88,23 @@ def resolve(config) -> Dataset:
   )
 
 
+def resolved_variant(config) -> str:
+  """config.variant, or for '' the dataset's default: the first builder config of an
+  embedded dataset (res64), none for the others."""
+  if config.variant or config.name not in LOCAL_BUILDERS:
+    return config.variant
+  return LOCAL_BUILDERS[config.name].BUILDER_CONFIGS[0].name
+
+
 def _check_variant(base: str, variant: str) -> None:
   """Raises if `variant` is not one of the builder configs of TFDS dataset `base`."""
   if '/' in base:  # the generic entry may name the builder config in tfds_name
     if variant:
-      raise ValueError(f'tfds_name {base!r} already names a builder config; set variant=\'\'.')
+      raise ValueError(f'tfds_name {base!r} already names a builder config; set config.data.variant=\'\'.')
     return
   configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS]
   if variant and variant not in configs:
-    valid = ', '.join(configs) if configs else "none: set variant=''"
+    valid = ', '.join(configs) if configs else "none: set config.data.variant=''"
     raise ValueError(f'{base} has no builder config {variant!r}; valid variants: {valid}.')
 
 
@@ -114,7 +123,7 @@ def open_split(dataset: Dataset, split: str):
         f'{dataset.tfds_name} is not prepared in {where}. Prepare it once where there is '
         f'network access (and TensorFlow, which the tfds CLI needs): `tfds build '
         f'{dataset.tfds_name} --file_format=array_record --data_dir={where}`, or set '
-        'config.data_dir to a directory that holds a prepared array_record copy '
+        'config.data.data_dir to a directory that holds a prepared array_record copy '
         '(reading it needs neither).') from e
 
 

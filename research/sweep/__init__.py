@@ -24,6 +24,7 @@ from research.sweep import grids
 from research.sweep import local
 from research.sweep import locks
 from research.sweep import naming
+from research.sweep import progress
 from research.sweep import slurm
 from research.sweep.cells import INDEX
 from research.sweep.cells import LOG

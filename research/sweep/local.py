@@ -10,6 +10,7 @@ import threading
 import time
 
 from research.sweep import locks
+from research.sweep import progress
 from research.sweep import cells as cells_lib
 
 
@@ -18,6 +19,7 @@ class Result:
   cell: cells_lib.Cell
   outcome: str  # 'done', 'failed' or 'running' (elsewhere: skipped)
   detail: str = ''
+  seconds: float | None = None  # how long its process ran
 
 
 def tail(path: str, lines: int = 30) -> str:
@@ -55,11 +57,13 @@ def _take_locks(job: list[cells_lib.Cell]) -> tuple[list[cells_lib.Cell], list[c
     time.sleep(1)
 
 
-def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None) -> list[Result]:
+def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None,
+            running: dict | None = None) -> list[Result]:
   """Trains one process's cells (one, or seeds trained together) under their locks,
   appending its output to the first cell's log.txt (the others' logs point there).
 
   Seeds whose lock another live process holds are left to it; the rest train without them.
+  `running` ({cell index: (cell, start time)}) holds the cells while their process runs.
   """
   taken, busy = _take_locks(job)
   results = [Result(c, 'running', 'skipped: another live process holds its lock') for c in busy]
@@ -84,6 +88,8 @@ def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None) -> l
       proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=cells_lib.REPO)
       for cell in taken:
         locks.hand_lock_to(cell.workdir, proc.pid)
+        if running is not None:
+          running[cell.index] = (cell, start)
       returncode = proc.wait()
     seconds = time.time() - start
   except OSError as e:  # the job could not even start (disk full, ...): its failure alone
@@ -91,9 +97,11 @@ def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None) -> l
   finally:
     for cell in taken:
       locks.release_lock(cell.workdir)
+      if running is not None:
+        running.pop(cell.index, None)
   for cell in taken:
     if locks.status(cell.workdir) == 'done':
-      results.append(Result(cell, 'done', f'{seconds:.0f} s'))
+      results.append(Result(cell, 'done', f'{seconds:.0f} s', seconds))
     elif returncode != 0:
       results.append(Result(cell, 'failed', f'exit code {returncode} after {seconds:.0f} s'))
     else:
@@ -109,21 +117,25 @@ def run_local(cells: list[cells_lib.Cell], parallel: int = 1) -> list[Result]:
   if parallel < 1:
     raise ValueError(f'parallel must be >= 1; got {parallel}.')
   stop = threading.Event()
-  results = []
+  results, running, durations = [], {}, []
+  monitor = progress.Monitor(running, durations, len(cells), parallel)
+  monitor.start()
   with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-    futures = [pool.submit(run_job, job, stop) for job in cells_lib.jobs(cells)]
+    futures = [pool.submit(run_job, job, stop, running) for job in cells_lib.jobs(cells)]
     try:
       for future in concurrent.futures.as_completed(futures):
         for result in future.result():
           results.append(result)
-          print(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
-                f'({result.detail})', flush=True)
+          durations.append(result.seconds if result.outcome == 'done' else None)
+          monitor.say(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
+                      f'({result.detail})')
     except KeyboardInterrupt:
       stop.set()
       pool.shutdown(wait=False, cancel_futures=True)
-      print('Interrupted: starting no further cells; waiting for the running ones to stop.',
-            flush=True)
+      monitor.say('Interrupted: starting no further cells; waiting for the running ones to stop.')
       raise
+    finally:
+      monitor.stop()
   return sorted(results, key=lambda r: r.cell.index)
 
 

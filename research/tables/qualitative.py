@@ -37,10 +37,18 @@ def qualitative_figures(rows: list[text.Row], split: str, prefix: str, num_image
       continue
     probs, images = {}, None
     for upsampler, workdir in workdirs.items():
-      model, params, config = inference.load(workdir)
+      try:
+        model, params, config = inference.load(workdir)
+      except Exception as e:  # any unreadable checkpoint: this figure goes without it
+        echo(f'Warning: leaving {upsampler} out of the qualitative figure of {series}: its '
+             f'checkpoint in {workdir} could not be read ({type(e).__name__}: '
+             f'{" ".join(str(e).split())[:160]}).')
+        continue
       if images is None:
         images, labels = _eval_images(config, split, num_images)
       probs[upsampler] = np.asarray(inference.predict(model, params, images))
+    if not probs:
+      continue
     path = f'{prefix}_qualitative_{sweep.safe(series)}.png'
     figures.plot_predictions(images, labels, probs, f'{series}: {split} images, one seed each', path)
     written.append(path)
