@@ -20,6 +20,7 @@ from ml_collections import config_flags
 from launch import cli
 from research import preemption
 from research import runners
+from research import runtime
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file[:args].',
                                           lock_config=True)
@@ -28,12 +29,23 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where checkpoints and metrics g
 _SEEDS = flags.DEFINE_list('seeds', [], 'Train these seeds together (vmap over seeds) instead of '
                            'config.seed, each in --workdir with {seed} replaced.')
 flags.mark_flags_as_required(['config', 'workdir'])
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', os.environ.get('JAX_COORDINATOR_ADDRESS', ''),
+    'Multi-process runs: host:port of process 0 (default $JAX_COORDINATOR_ADDRESS).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', int(os.environ.get('JAX_NUM_PROCESSES', '1')),
+    'Multi-process runs: how many processes (default $JAX_NUM_PROCESSES, else 1).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', int(os.environ.get('JAX_PROCESS_ID', '0')),
+    'Multi-process runs: this process\'s id, 0 .. num_processes - 1 (default $JAX_PROCESS_ID).')
 LOG_FILE = 'run.log'  # the run's full log (the terminal shows warnings and progress only)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _NUM_PROCESSES.value > 1:
+    runtime.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if not _SEEDS.value:
     if '{seed}' in _WORKDIR.value:
       raise app.UsageError(f'--workdir={_WORKDIR.value} holds {{seed}}: pass the seeds to train '

@@ -4,6 +4,17 @@ import os
 import jax
 
 
+def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int):
+  """Joins a run of `num_processes` processes (JAX's multi-controller runtime); on CPU the
+  collectives between processes go through gloo."""
+  if num_processes < 2 or not 0 <= process_id < num_processes or not coordinator_address:
+    raise ValueError(f'A multi-process run needs a coordinator address (host:port), at least 2 '
+                     f'processes and a process id in [0, processes); got '
+                     f'{coordinator_address!r}, {num_processes}, {process_id}.')
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
 def maybe_initialize_distributed(config):
   """Multi-host: join the other processes when the config or the environment asks for it."""
   # is_initialized, not process_count(): the latter starts the backend, after which
