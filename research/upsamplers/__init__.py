@@ -10,10 +10,13 @@ from flax import linen as nn
 from research.upsamplers import base
 from research.upsamplers import bilinear
 from research.upsamplers import bilinear_additive
+from research.upsamplers import carafe
+from research.upsamplers import fade
 from research.upsamplers import fixed
 from research.upsamplers import max_unpool
 from research.upsamplers import pixel_shuffle
 from research.upsamplers import resize_conv
+from research.upsamplers import sapa
 from research.upsamplers import transpose_conv
 
 _REGISTRY = {
@@ -25,6 +28,10 @@ _REGISTRY = {
     'resize_conv': resize_conv.ResizeConv,
     'pixel_shuffle': pixel_shuffle.PixelShuffle,
     'bilinear_additive': bilinear_additive.BilinearAdditive,
+    'carafe': carafe.CARAFE,
+    'fade': fade.FADE,
+    'sapa_i': sapa.SAPAI,
+    'sapa_b': sapa.SAPAB,
 }
 
 
