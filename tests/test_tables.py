@@ -203,6 +203,15 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
                                                     'fig_checkerboard_unet.png']
   for path in written:
     assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
+  # An unreadable checkpoint costs its decoder the figure, with a warning, not the table.
+  for path in (tmp_path / 'root').rglob('_METADATA'):
+    if cells[1].workdir in str(path):
+      path.write_text('{"truncated')
+  messages = []
+  written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig2'), num_images=2,
+                                       echo=messages.append)
+  assert [os.path.basename(p) for p in written] == ['fig2_qualitative_unet.png']
+  assert any('leaving resize_conv out' in m for m in messages)
 
 
 def _per_image(rng, num_images, accuracy, num_classes=6):
@@ -248,12 +257,3 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
   assert 'model.upsampler=nearest' not in text.split('## Paired differences')[1]
   assert os.path.join(out, 'exp_diff_mIoU.png') in written
   assert os.path.exists(os.path.join(out, 'exp_diff_boundary_F1.png'))
-  # An unreadable checkpoint costs its decoder the figure, with a warning, not the table.
-  for path in (tmp_path / 'root').rglob('_METADATA'):
-    if cells[1].workdir in str(path):
-      path.write_text('{"truncated')
-  messages = []
-  written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig2'), num_images=2,
-                                       echo=messages.append)
-  assert [os.path.basename(p) for p in written] == ['fig2_qualitative_unet.png']
-  assert any('leaving resize_conv out' in m for m in messages)
