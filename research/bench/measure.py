@@ -44,21 +44,23 @@ def _memory_mb(compiled) -> float:
 def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
   """Forward and forward+backward of each ×2 upsampler on x: [batch, size, size, channels].
 
-  max_unpool gets the switches of a real max-pool of a [batch, 2·size, 2·size, C] input
-  (computed once, outside the timing): the op under test is the unpooling itself.
+  Every upsampler gets a full guide, made once outside the timing: the switches of a real
+  max-pool of a [batch, 2·size, 2·size, C] input, that input as the skip, and sigmoid
+  indices of the same shape; the op under test is the upsampling itself.
   """
   key = jax.random.key(0)
   x = jax.random.normal(key, (batch, size, size, channels))
-  _, switches = pooling.max_pool_with_switches(
-      jax.nn.relu(jax.random.normal(key, (batch, 2 * size, 2 * size, channels))))
+  skip = jax.nn.relu(jax.random.normal(key, (batch, 2 * size, 2 * size, channels)))
+  _, switches = pooling.max_pool_with_switches(skip)
+  guide = upsamplers.Guide(switches=switches, skip=skip, indices=jax.nn.sigmoid(skip))
   cotangent = jax.random.normal(key, (batch, 2 * size, 2 * size, channels))
   rows, calls = [], {}
   for name in names:
     module = upsamplers.build(name)
-    params = module.init(key, x, upsamplers.Guide(switches=switches))
+    params = module.init(key, x, guide)
 
     def forward(params, x):
-      return module.apply(params, x, upsamplers.Guide(switches=switches))
+      return module.apply(params, x, guide)
 
     def forward_backward(params, x):
       """The output and the gradients for a fixed cotangent. Returning the output keeps
@@ -72,7 +74,8 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
     calls[name, 'forward_ms'] = functools.partial(fwd, params, x)
     calls[name, 'forward_backward_ms'] = functools.partial(fwd_bwd, params, x)
     rows.append({'upsampler': name, 'forward_backward_memory_mb': _memory_mb(fwd_bwd),
-                 'params': cost.count_params(params)})
+                 'forward_memory_mb': _memory_mb(fwd), 'params': cost.count_params(params),
+                 'forward_gflops': cost.compiled_flops(fwd) / 1e9})
   ms = milliseconds(calls, repeats)
   for row in rows:
     for key in ('forward_ms', 'forward_backward_ms'):

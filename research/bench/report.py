@@ -212,8 +212,11 @@ def upsamplers_section(rows, b: int, s: int, c: int) -> list[str]:
            markdown_table(rows, [
                ('upsampler', 'upsampler', '{}'), ('forward_ms', 'forward ms', '{:.2f}'),
                ('forward_backward_ms', 'fwd+bwd ms', '{:.2f}'),
+               ('forward_memory_mb', 'fwd memory MB', '{:.1f}'),
                ('forward_backward_memory_mb', 'fwd+bwd memory MB', '{:.1f}'),
-               ('params', 'params', '{:,}')]), '']
+               ('params', 'params', '{:,}'), ('forward_gflops', 'fwd GFLOPs', '{:.3f}')]),
+           'Memory: XLA\'s memory analysis of the compiled program (arguments, outputs and '
+           'temporaries); GFLOPs: XLA\'s count for the forward pass of the whole batch.', '']
   if {'max_unpool', 'nearest'} <= set(by_name):
     ratio = by_name['max_unpool']['forward_backward_ms'] / by_name['nearest']['forward_backward_ms']
     mem = measure.switch_memory(b, s, c)
