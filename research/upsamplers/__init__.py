@@ -10,7 +10,9 @@ from flax import linen as nn
 from research.upsamplers import base
 from research.upsamplers import bilinear
 from research.upsamplers import bilinear_additive
+from research.upsamplers import dysample
 from research.upsamplers import fixed
+from research.upsamplers import indexnet
 from research.upsamplers import max_unpool
 from research.upsamplers import pixel_shuffle
 from research.upsamplers import resize_conv
@@ -25,6 +27,8 @@ _REGISTRY = {
     'resize_conv': resize_conv.ResizeConv,
     'pixel_shuffle': pixel_shuffle.PixelShuffle,
     'bilinear_additive': bilinear_additive.BilinearAdditive,
+    'dysample': dysample.DySample,
+    'indexnet': indexnet.IndexUnpool,  # with research.models.index_pool.IndexPool
 }
 
 
