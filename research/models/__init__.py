@@ -8,6 +8,7 @@ import functools
 from flax import linen as nn
 
 from research import upsamplers
+from research.models import base
 from research.models import baselines
 from research.models import fcn
 from research.models import segnet
@@ -38,8 +39,7 @@ def build(arch: str, *, upsampler: str, num_classes: int, width: int = 16,
   if num_classes < 1 or width < 1:
     raise ValueError(f'num_classes and width must be positive; got {num_classes}, {width}.')
   cls = _REGISTRY[arch]
-  fields = set((cls.func if isinstance(cls, functools.partial) else cls).__dataclass_fields__)
-  valid = sorted(fields - {'parent', 'name', 'num_classes', 'upsampler', 'upsampler_options',
+  valid = sorted(_fields(arch) - {'parent', 'name', 'num_classes', 'upsampler', 'upsampler_options',
                            'width', 'skips'})  # skips is what the arch name says
   unknown = sorted(set(options) - set(valid))
   if unknown:
@@ -53,7 +53,7 @@ def build(arch: str, *, upsampler: str, num_classes: int, width: int = 16,
 
 def check_guide(arch: str, model) -> None:
   """Refuses an upsampler that needs a guide field the architecture cannot give, naming
-  the field and the architectures that give it."""
+  the field and the architectures (with the `pool` setting) that give it."""
   given = model.guide_fields()
   if given is None:  # no upsampling (the design_costs baselines)
     return
@@ -61,11 +61,26 @@ def check_guide(arch: str, model) -> None:
   missing = [name for name in needs if name not in given]
   if missing:
     name = missing[0]
-    providers = [a for a in names() if name in (_defaults(a).guide_fields() or ())]
+    setting = f' with pool={model.pool_kind()}' if hasattr(model, 'pool_kind') else ''
     raise ValueError(f'Upsampler {model.upsampler!r} needs {upsamplers.base.GUIDE_FIELDS[name]}, '
-                     f'which {arch!r} does not give; architectures that give it: '
-                     f'{", ".join(providers)}.')
+                     f'which {arch!r}{setting} does not give; architectures that give it: '
+                     f'{_providers(name)}.')
 
 
-def _defaults(arch: str):
-  return _REGISTRY[arch](num_classes=1)
+def _providers(field: str) -> str:
+  """'a, b with model.options.pool=index; c': who gives `field`, grouped by the pool
+  setting it takes (none named where every setting gives it)."""
+  groups = {}
+  for arch in names():
+    pools = list(base.POOLS) if 'pool' in _fields(arch) else [None]
+    giving = [p for p in pools if field in (_REGISTRY[arch](num_classes=1, **(
+        {'pool': p} if p else {})).guide_fields() or ())]
+    if giving:
+      suffix = '' if giving == pools else f' with model.options.pool={"|".join(giving)}'
+      groups.setdefault(suffix, []).append(arch)
+  return '; '.join(', '.join(archs) + suffix for suffix, archs in groups.items())
+
+
+def _fields(arch: str) -> set:
+  cls = _REGISTRY[arch]
+  return set((cls.func if isinstance(cls, functools.partial) else cls).__dataclass_fields__)
