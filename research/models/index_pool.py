@@ -94,7 +94,7 @@ class IndexPool(nn.Module):
       groups = c if self.index_mode == 'o2o' else 1
       logits = jnp.stack([_Branch(c, c, groups, name=f'index{n}', **options)(x)
                           for n in range(1, 5)], axis=-1)  # [B, H, W, C, 4]
-    y = jax.nn.sigmoid(logits.astype(jnp.float32))
+    y = jax.nn.sigmoid(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
     z = jax.nn.softmax(y, axis=-1)
     pooled = indexnet.index_pool(x, indexnet.to_windows(z).astype(x.dtype))
     return pooled, indexnet.to_windows(y).astype(x.dtype)
@@ -113,21 +113,24 @@ def from_torch_state_dict(state_dict, drop_batch_norm_stats: bool = False) -> di
   for k in stats:
     del arrays[k]
 
-  def branch(prefix):
-    if f'{prefix}.weight' in arrays:  # holistic linear: a bare conv
-      return {'conv0': {'kernel': arrays.pop(f'{prefix}.weight').transpose(2, 3, 1, 0)}}
-    if f'{prefix}.1.weight' not in arrays:  # depthwise linear: a conv in a Sequential
-      return {'conv0': {'kernel': arrays.pop(f'{prefix}.0.weight').transpose(2, 3, 1, 0)}}
-    return {'conv0': {'kernel': arrays.pop(f'{prefix}.0.weight').transpose(2, 3, 1, 0)},
+  def kernel(key):  # [O, I/g, k, k] -> [k, k, I/g, O]
+    return arrays.pop(key).transpose(2, 3, 1, 0)
+
+  def branch(prefix, holistic):
+    if holistic and f'{prefix}.weight' in arrays:  # linear holistic: a bare Conv2d
+      return {'conv0': {'kernel': kernel(f'{prefix}.weight')}}
+    if not holistic and f'{prefix}.1.weight' not in arrays:  # linear depthwise: Sequential(conv)
+      return {'conv0': {'kernel': kernel(f'{prefix}.0.weight')}}
+    return {'conv0': {'kernel': kernel(f'{prefix}.0.weight')},
             'norm1': {'scale': arrays.pop(f'{prefix}.1.weight'),
                       'bias': arrays.pop(f'{prefix}.1.bias')},
-            'conv3': {'kernel': arrays.pop(f'{prefix}.3.weight').transpose(2, 3, 1, 0)}}
+            'conv3': {'kernel': kernel(f'{prefix}.3.weight')}}
 
   try:
     if any(k.startswith('indexnet.') for k in arrays):
-      params = {'indexnet': branch('indexnet')}
+      params = {'indexnet': branch('indexnet', holistic=True)}
     else:
-      params = {f'index{n}': branch(f'indexnet{n}') for n in range(1, 5)}
+      params = {f'index{n}': branch(f'indexnet{n}', holistic=False) for n in range(1, 5)}
   except KeyError as e:
     raise ValueError(f'Not an IndexNet index block state_dict: missing {e}; got '
                      f'{sorted(state_dict)}.') from None
