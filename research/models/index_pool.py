@@ -42,28 +42,54 @@ def _conv_init():
   return nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
+class _DepthwiseConv(nn.Module):
+  """nn.Conv with one k×k filter per channel (feature_group_count = C), same parameter and
+  initialisation, computed as a sum of k² strided slices times per-channel weights:
+  XLA:CPU's grouped convolution took ~45× longer than the holistic block's (bench shape)."""
+  kernel_size: int
+  stride: int
+  padding: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):  # x: [B, H, W, C] -> [B, Ho, Wo, C]
+    k, s, p = self.kernel_size, self.stride, self.padding
+    c = x.shape[-1]
+    kernel = self.param('kernel', _conv_init(), (k, k, 1, c), jnp.float32).astype(self.dtype)
+    x = jnp.pad(x.astype(self.dtype), ((0, 0), (p, p), (p, p), (0, 0)))
+    ho, wo = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
+    out = 0
+    for dy in range(k):
+      for dx in range(k):
+        out = out + x[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s] * kernel[dy, dx, 0]
+    return out
+
+
 class _Branch(nn.Module):
   """One strided conv (kernel 2, or 4 with context), or conv -> GroupNorm -> ReLU6 -> 1×1."""
   hidden: int
   out: int
-  groups: int  # feature groups of both convs: 1, or C for a depthwise (o2o) branch
+  depthwise: bool  # one filter per channel in both convs (o2o), else full convs
   nonlinear: bool
   context: bool
   dtype: Any = jnp.float32
+
+  def conv(self, features, k, stride, pad, name):
+    if self.depthwise:
+      return _DepthwiseConv(k, stride, pad, self.dtype, name=name)
+    return nn.Conv(features, (k, k), strides=stride, padding=((pad, pad), (pad, pad)),
+                   use_bias=False, kernel_init=_conv_init(), dtype=self.dtype, name=name)
 
   @nn.compact
   def __call__(self, x):  # x: [B, 2H, 2W, C] -> [B, H, W, out]
     k, p = (4, 1) if self.context else (2, 0)
     first = self.hidden if self.nonlinear else self.out
-    x = nn.Conv(first, (k, k), strides=2, padding=((p, p), (p, p)), use_bias=False,
-                feature_group_count=self.groups, kernel_init=_conv_init(), dtype=self.dtype,
-                name='conv0')(x)
+    x = self.conv(first, k, 2, p, 'conv0')(x)
     if not self.nonlinear:
       return x
     x = layers.GroupNorm(layers.groups(first), dtype=self.dtype, name='norm1')(x)
     x = jnp.clip(x, 0, 6)  # ReLU6
-    return nn.Conv(self.out, (1, 1), use_bias=False, feature_group_count=self.groups,
-                   kernel_init=_conv_init(), dtype=self.dtype, name='conv3')(x)
+    return self.conv(self.out, 1, 1, 0, 'conv3')(x)
 
 
 class IndexPool(nn.Module):
@@ -89,10 +115,10 @@ class IndexPool(nn.Module):
                        f'one of {", ".join(MODES)}; got {self.indexnet!r}, {self.index_mode!r}.')
     options = dict(nonlinear=self.use_nonlinear, context=self.use_context, dtype=self.dtype)
     if self.indexnet == 'holistic':
-      logits = _Branch(2 * c, 4, 1, name='indexnet', **options)(x)[..., None, :]  # [B,H,W,1,4]
+      logits = _Branch(2 * c, 4, False, name='indexnet', **options)(x)[..., None, :]  # [B,H,W,1,4]
     else:
-      groups = c if self.index_mode == 'o2o' else 1
-      logits = jnp.stack([_Branch(c, c, groups, name=f'index{n}', **options)(x)
+      depthwise = self.index_mode == 'o2o'
+      logits = jnp.stack([_Branch(c, c, depthwise, name=f'index{n}', **options)(x)
                           for n in range(1, 5)], axis=-1)  # [B, H, W, C, 4]
     y = jax.nn.sigmoid(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
     z = jax.nn.softmax(y, axis=-1)

@@ -44,15 +44,18 @@ def sample_bilinear(x, pos_y, pos_x):
   clamped pair of neighbours is one pixel twice: no weight on the position moves it).
   """
   b, h, w, g, cg = x.shape
-  flat = x.reshape(b, h * w, g, cg)
+  table = x.reshape(b * h * w * g, cg)  # one row per (image, pixel, group)
   y0, x0 = jnp.floor(pos_y), jnp.floor(pos_x)
   fy, fx = (pos_y - y0)[..., None], (pos_x - x0)[..., None]  # weights of the far neighbour
   y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
-  rows = [jnp.clip(y0, 0, h - 1) * w, jnp.clip(y0 + 1, 0, h - 1) * w]
-  cols = [jnp.clip(x0, 0, w - 1), jnp.clip(x0 + 1, 0, w - 1)]
+  # Row of (image n, pixel (r, q), group k): ((n·H + r)·W + q)·G + k; base_row: [B, 1, G].
+  base_row = (jnp.arange(b, dtype=jnp.int32)[:, None, None] * (h * w * g)
+              + jnp.arange(g, dtype=jnp.int32))
+  rows = [jnp.clip(y0, 0, h - 1) * (w * g), jnp.clip(y0 + 1, 0, h - 1) * (w * g)]
+  cols = [jnp.clip(x0, 0, w - 1) * g, jnp.clip(x0 + 1, 0, w - 1) * g]
 
-  def at(row, col):  # [B, N, G, Cg]
-    return jnp.take_along_axis(flat, (row + col)[..., None], axis=1, mode='clip')
+  def at(row, col):  # [B, N, G, Cg]: whole rows of Cg channels, indices only [B, N, G]
+    return jnp.take(table, base_row + row + col, axis=0, mode='clip')
 
   top = at(rows[0], cols[0]) * (1 - fx) + at(rows[0], cols[1]) * fx
   bottom = at(rows[1], cols[0]) * (1 - fx) + at(rows[1], cols[1]) * fx
