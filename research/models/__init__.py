@@ -3,6 +3,7 @@
 `build(arch, upsampler=..., num_classes=..., width=..., **options)` returns a Linen
 module mapping images `[B, H, W, 3]` to logits `[B, H, W, num_classes]`.
 """
+import dataclasses
 import functools
 
 from flax import linen as nn
@@ -39,8 +40,8 @@ def build(arch: str, *, upsampler: str, num_classes: int, width: int = 16,
   if num_classes < 1 or width < 1:
     raise ValueError(f'num_classes and width must be positive; got {num_classes}, {width}.')
   cls = _REGISTRY[arch]
-  valid = sorted(_fields(arch) - {'parent', 'name', 'num_classes', 'upsampler', 'upsampler_options',
-                           'width', 'skips'})  # skips is what the arch name says
+  valid = sorted(_fields(arch) - {'parent', 'name', 'num_classes', 'upsampler',
+                                  'upsampler_options', 'width', 'skips'})  # skips: the arch name
   unknown = sorted(set(options) - set(valid))
   if unknown:
     raise ValueError(f'Architecture {arch!r} has no option(s) {unknown}; its options are: '
@@ -82,5 +83,8 @@ def _providers(field: str) -> str:
 
 
 def _fields(arch: str) -> set:
+  """The module fields of architecture `arch` (its options and the ones build fills); not
+  its ClassVars, which `__dataclass_fields__` also lists."""
   cls = _REGISTRY[arch]
-  return set((cls.func if isinstance(cls, functools.partial) else cls).__dataclass_fields__)
+  return {f.name for f in dataclasses.fields(cls.func if isinstance(cls, functools.partial)
+                                              else cls)}
