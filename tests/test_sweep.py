@@ -73,12 +73,18 @@ def test_cell_names_are_short_safe_unique_and_stable():
 
 
 def test_experiment_grids():
-  cells = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py'))
+  every = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py'))
+  rows = {(c['model.arch'], c['model.upsampler']) for c in every}
+  assert len(rows) == 37 and len(every) == 3 * 37  # each architecture, what it can take
+  assert ('unet', 'fade') in rows and ('segnet', 'fade') not in rows
+  assert ('fcn8s', 'sapa_b') in rows and ('fcn8s', 'sapa_i') not in rows
+  cells = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py') + ':decoders=classic')
   assert len(cells) == 72
   names = sweep.cell_names(cells)
   assert len(set(names)) == 72 and 'arch=segnet,upsampler=max_unpool,seed=2' in names
   assert [c['seed'] for c in cells[:24]] == [0] * 24  # every configuration's seed 0 first
-  assert len(sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py') + ':steps=2,seeds=1')) == 24
+  assert len(sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py')
+                             + ':steps=2,seeds=1,decoders=classic')) == 24
   skips = sweep.get_sweep(str(EXPERIMENTS / 'fcn_skips.py'))
   assert len(skips) == 36 and {c['model.arch'] for c in skips} == {'fcn32s', 'fcn16s', 'fcn8s'}
 

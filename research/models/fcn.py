@@ -16,6 +16,9 @@ Differences from the paper, on purpose:
 - The encoder is VGG-16's layout (2, 2, 3, 3, 3 convolutions; widths w, 2w, 4w, 8w, 8w)
   with GroupNorm, and fc6/fc7 are a 3×3 and a 1×1 convolution of width 16w: a scaled-down
   VGG trained from scratch rather than an ImageNet-pretrained one.
+- The pools are `pool`'s (base.PoolingModel; max by default). With index pooling, the
+  indexnet upsampler needs indices shared by all channels (holistic index blocks), for
+  the same reason as the switches above.
 - score_pool4 and score_pool3 start at zero, as in the paper, so 16s/8s start out as 32s.
 """
 from typing import Tuple
@@ -23,18 +26,29 @@ from typing import Tuple
 from flax import linen as nn
 import jax.numpy as jnp
 
-from research import pooling
 from research import upsamplers
 from research.models import base
 from research.models import layers
 
 
-class FCN(base.SegmentationModel):
+class FCN(base.PoolingModel):
   skips: int = 2  # 0: FCN-32s, 1: FCN-16s, 2: FCN-8s
   stage_convs: Tuple[int, ...] = (2, 2, 3, 3, 3)  # VGG-16's convolutions per stage
 
   total_stride = 32
-  GUIDE_FIELDS = frozenset({'switches', 'skip'})  # channel-shared switches; stage features
+  FEATURE_FIELDS = frozenset({'skip'})  # stage features; and what `pool` leaves
+
+  def pool_kind(self) -> str:
+    """As base.PoolingModel's, refusing per-channel indices for an upsampler that uses them:
+    the scores' K channels are not the pool's."""
+    pool = super().pool_kind()
+    options = dict(self.pool_options or {})
+    if (pool == 'index' and options.get('indexnet', 'holistic') != 'holistic'
+        and 'indices' in upsamplers.get(self.upsampler).needs):
+      raise ValueError(f"fcn upsamples {self.num_classes} class-score maps, not the pool's "
+                       f"channels, so {self.upsampler} needs channel-shared indices: "
+                       f"pool_options indexnet='holistic' (got {options['indexnet']!r}).")
+    return pool
 
   @nn.compact
   def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
@@ -43,12 +57,12 @@ class FCN(base.SegmentationModel):
     if len(self.stage_convs) != 5:
       raise ValueError(f'{name} has five pooling stages; stage_convs must have 5 entries, '
                        f'got {tuple(self.stage_convs)}.')
-    stages, pools, switches = [], [], []
+    stages, pools, pooled = [], [], []
     for i, n in enumerate(self.stage_convs):
       x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, name=f'stage{i + 1}')(x)
       stages.append(x)  # stage1 .. stage5, before pooling
-      switches.append(pooling.channel_shared_switches(x))
-      x, _ = pooling.max_pool_with_switches(x)
+      x, fields = self.downsample(x, f'pool{i + 1}', channel_shared=True)
+      pooled.append(fields)
       pools.append(x)  # pool1 .. pool5
     x = layers.ConvBlock(16 * self.width, 1, self.dtype, name='fc6')(x)
     x = nn.relu(nn.Conv(16 * self.width, (1, 1), dtype=self.dtype, name='fc7')(x))
@@ -56,16 +70,16 @@ class FCN(base.SegmentationModel):
     score = nn.Conv(k, (1, 1), dtype=self.dtype, name='score_fr')(x)  # 1/32
     level = 5  # current scores are at 1/2^level
     for skip in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
-      score = self._up(score, stages[level - 1], switches[level - 1], f'up{level}')
+      score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1
       score = score + nn.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
                               name=f'score_pool{level}')(pools[level - 1])
     while level > 0:
-      score = self._up(score, stages[level - 1], switches[level - 1], f'up{level}')
+      score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1
     return score.astype(jnp.float32)
 
-  def _up(self, x, skip, switches, name):
-    guide = upsamplers.Guide(switches=switches, skip=skip)
+  def _up(self, x, skip, fields, name):
+    guide = upsamplers.Guide(skip=skip, **fields)
     return layers.Upsample(self.upsampler, self.upsampler_options, features=self.num_classes,
                            name=name)(x, guide)

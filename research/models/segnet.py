@@ -9,7 +9,6 @@ layout follows VGG-16 (2, 2, 3, 3, 3 convolutions) truncated to `depth` stages.
 from flax import linen as nn
 import jax.numpy as jnp
 
-from research import pooling
 from research import upsamplers
 from research.models import base
 from research.models import layers
@@ -17,11 +16,12 @@ from research.models import layers
 _STAGES = (2, 2, 3, 3, 3)
 
 
-class SegNet(base.SegmentationModel):
+class SegNet(base.PoolingModel):
   upsampler: str = 'max_unpool'
   depth: int = 4
 
-  GUIDE_FIELDS = frozenset({'switches'})  # SegNet's point: only the switches cross over
+  # SegNet's point: only what the pools leave (the switches) crosses over.
+  FEATURE_FIELDS = frozenset()
 
   @property
   def total_stride(self):
@@ -33,13 +33,13 @@ class SegNet(base.SegmentationModel):
       raise ValueError(f'segnet depth must be in 1..{len(_STAGES)}; got {self.depth}.')
     layers.check_input(x, self.total_stride, 'segnet')
     widths = [self.width * min(2 ** i, 8) for i in range(self.depth)]
-    switches = []
+    pooled = []
     for i in range(self.depth):
       x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, name=f'enc{i}')(x)
-      x, s = pooling.max_pool_with_switches(x)
-      switches.append(s)
+      x, fields = self.downsample(x, f'pool{i}')
+      pooled.append(fields)
     for i in reversed(range(self.depth)):
-      guide = upsamplers.Guide(switches=switches[i])
+      guide = upsamplers.Guide(**pooled[i])
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, guide)
       # The decoder's last conv of each stage narrows to the next (shallower) stage's width.
       x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, name=f'dec{i}')(x)

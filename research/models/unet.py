@@ -9,16 +9,16 @@ skip, then two 3×3 convolutions. 'SAME' padding, so output size equals input si
 from flax import linen as nn
 import jax.numpy as jnp
 
-from research import pooling
 from research import upsamplers
 from research.models import base
 from research.models import layers
 
 
-class UNet(base.SegmentationModel):
+class UNet(base.PoolingModel):
   depth: int = 4
 
-  GUIDE_FIELDS = frozenset({'switches', 'skip'})
+  FEATURE_FIELDS = frozenset({'skip'})  # and what `pool` leaves (base.PoolingModel)
+  SKIP_LIKE_X = True  # the 1×1 reduce gives x the skip's width
 
   @property
   def total_stride(self):
@@ -27,17 +27,17 @@ class UNet(base.SegmentationModel):
   @nn.compact
   def __call__(self, x):  # x: [B, H, W, 3] -> [B, H, W, num_classes]
     layers.check_input(x, self.total_stride, 'unet')
-    skips, switches = [], []
+    skips, pooled = [], []
     for level in range(self.depth):
       x = layers.ConvBlock(self.width * 2 ** level, 2, self.dtype, name=f'down{level}')(x)
       skips.append(x)
-      x, s = pooling.max_pool_with_switches(x)
-      switches.append(s)
+      x, fields = self.downsample(x, f'pool{level}')
+      pooled.append(fields)
     x = layers.ConvBlock(self.width * 2 ** self.depth, 2, self.dtype, name='bottleneck')(x)
     for level in reversed(range(self.depth)):
       c = self.width * 2 ** level
       x = nn.Conv(c, (1, 1), dtype=self.dtype, name=f'reduce{level}')(x)
-      guide = upsamplers.Guide(switches=switches[level], skip=skips[level])
+      guide = upsamplers.Guide(skip=skips[level], **pooled[level])
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(x, guide)
       x = jnp.concatenate([x, skips[level]], axis=-1)
       x = layers.ConvBlock(c, 2, self.dtype, name=f'dec{level}')(x)

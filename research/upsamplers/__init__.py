@@ -11,8 +11,10 @@ from research.upsamplers import base
 from research.upsamplers import bilinear
 from research.upsamplers import bilinear_additive
 from research.upsamplers import carafe
+from research.upsamplers import dysample
 from research.upsamplers import fade
 from research.upsamplers import fixed
+from research.upsamplers import indexnet
 from research.upsamplers import max_unpool
 from research.upsamplers import pixel_shuffle
 from research.upsamplers import resize_conv
@@ -28,10 +30,13 @@ _REGISTRY = {
     'resize_conv': resize_conv.ResizeConv,
     'pixel_shuffle': pixel_shuffle.PixelShuffle,
     'bilinear_additive': bilinear_additive.BilinearAdditive,
+    # Dynamic and guided (issue 17): content-aware kernels, sampling offsets, indices.
     'carafe': carafe.CARAFE,
     'fade': fade.FADE,
     'sapa_i': sapa.SAPAI,
     'sapa_b': sapa.SAPAB,
+    'dysample': dysample.DySample,
+    'indexnet': indexnet.IndexUnpool,  # with research.models.index_pool.IndexPool
 }
 
 

@@ -40,7 +40,8 @@ class Upsampler(nn.Module):
   """Base of every registered upsampler: the `features` field and the one input check.
 
   Subclasses set `kind` (the registry name, for messages), `needs` (Guide fields they
-  require) and `keeps_channels` (True for the parameter-free ones that cannot change C).
+  require), `keeps_channels` (True for the parameter-free ones that cannot change C) and
+  `skip_like_x` (True where the skip is mixed with x channel by channel, as FADE's gate).
   """
 
   features: Optional[int] = None
@@ -48,6 +49,7 @@ class Upsampler(nn.Module):
   kind: ClassVar[str] = 'upsampler'
   needs: ClassVar[tuple] = ()
   keeps_channels: ClassVar[bool] = False
+  skip_like_x: ClassVar[bool] = False  # True: guide.skip must have x's channel count
 
   def check(self, x, guide: Optional[Guide]) -> Guide:
     """Refuses a wrong rank, an impossible channel count or a missing guide field; returns

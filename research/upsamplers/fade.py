@@ -35,6 +35,7 @@ class FADE(base.Upsampler):
   up_kernel: int = 5
 
   kind = 'fade'
+  skip_like_x = True
   needs = ('skip',)
 
   @nn.compact

@@ -65,6 +65,7 @@ class _SAPA(base.Upsampler):
 
 class SAPAI(_SAPA):
   kind = 'sapa_i'
+  skip_like_x = True
 
   @nn.compact
   def __call__(self, x, guide):  # x: [B, H, W, C], guide.skip: [B, 2H, 2W, C]
