@@ -1,6 +1,6 @@
-"""Preemption: SIGTERM (Slurm's notice before the time limit or a preemption) and Ctrl-C
-checkpoint the run at the current step, then it stops with EXIT_CODE ("preempted, rerun to
-resume"); the same command resumes it.
+"""Preemption: SIGUSR1 (the Slurm script's warning before the time limit), SIGTERM (scancel,
+a preemption) and Ctrl-C checkpoint the run at the current step, then it stops with EXIT_CODE
+("preempted, rerun to resume"); the same command resumes it.
 
 One process: a signal handler raises a flag the training loop reads after each step. Several
 processes (jax.distributed): JAX's preemption service catches the notice on any host and
@@ -35,7 +35,7 @@ class Watcher:
 
   def __enter__(self):
     if jax.process_count() == 1:  # several: JAX's preemption service owns SIGTERM
-      for sig in (signal.SIGTERM, signal.SIGINT):
+      for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
         try:
           self._previous[sig] = signal.signal(sig, self._notice)
         except ValueError:  # not the main thread (a library caller): no handler

@@ -6,22 +6,22 @@ from research import preemption
 from research.sweep import cells as cells_lib
 
 
-WARNING_SECONDS = 120  # SIGTERM this long before the time limit: time to save a checkpoint
+WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to save a checkpoint
 
-# run_cell LOG COMMAND...: COMMAND with its output appended to LOG; SIGTERM to the batch shell
-# is handed on to it; if it exits with preemption.EXIT_CODE (checkpoint saved on the notice),
+# run_cell LOG COMMAND...: COMMAND with its output appended to LOG; Slurm's USR1 warning to the
+# batch shell is handed on to it; if it then exits with preemption.EXIT_CODE (checkpoint saved),
 # the task requeues itself.
 _RUN_CELL = [
     'run_cell() {',
-    '  local log=$1 rc=0',
+    '  local log=$1 rc=0 warned=',
     '  shift',
     '  "$@" >> "$log" 2>&1 &',
     '  local pid=$!',
-    '  trap \'kill -TERM "$pid" 2>/dev/null || true\' TERM',
+    '  trap \'warned=1; kill -USR1 "$pid" 2>/dev/null || true\' USR1',
     '  wait "$pid" || rc=$?',
     '  while kill -0 "$pid" 2>/dev/null; do rc=0; wait "$pid" || rc=$?; done  # wait was '
     'interrupted by the trap',
-    f'  if [ "$rc" -eq {preemption.EXIT_CODE} ]; then',
+    f'  if [ "$rc" -eq {preemption.EXIT_CODE} ] && [ -n "$warned" ]; then',
     '    echo "Preempted: requeueing ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}." >> "$log"',
     '    scontrol requeue "${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}" >> "$log" 2>&1 || true',
     '  fi',
@@ -37,10 +37,11 @@ def slurm_script(cells: list[cells_lib.Cell], root: str, job_name: str, options=
 
   Slurm's own messages go to ROOT/slurm/%A_%a.out; the training output is appended to
   the (first) cell's log.txt as with the local backend. Preemption: the script asks for
-  SIGTERM `WARNING_SECONDS` before the time limit (--signal, to the batch shell, which hands
-  it to the run) and may be requeued (--requeue); a run that saved its checkpoint on the
-  notice exits with preemption.EXIT_CODE and its task requeues itself, to resume where it
-  stopped. With several tasks per array task (--ntasks, --nodes), the run starts through
+  SIGUSR1 `WARNING_SECONDS` before the time limit (--signal, to the batch shell, which hands
+  it to the run) and may be requeued (--requeue); a run that saved its checkpoint on that
+  warning exits with preemption.EXIT_CODE and its task requeues itself, to resume where it
+  stopped. USR1 and not TERM: scancel sends TERM, and a cancelled task must stay cancelled
+  (the run still saves on TERM, and a later requeue resumes from there). With several tasks per array task (--ntasks, --nodes), the run starts through
   srun, one process per task, each initialising jax.distributed from Slurm's environment.
   """
   root = os.path.abspath(root)
@@ -53,7 +54,8 @@ def slurm_script(cells: list[cells_lib.Cell], root: str, job_name: str, options=
            f'#SBATCH --array=0-{len(tasks) - 1}' + (f'%{at_once}' if at_once else ''),
            f'#SBATCH --output={os.path.join(root, "slurm", "%A_%a.out")}',
            '#SBATCH --requeue',
-           f'#SBATCH --signal=B:TERM@{WARNING_SECONDS}',
+           '#SBATCH --open-mode=append',
+           f'#SBATCH --signal=B:USR1@{WARNING_SECONDS}',
            *(f'#SBATCH {o}' for o in options),
            f'# One array task per cell or group of seeds; the index is {os.path.join(root, cells_lib.INDEX)}.',
            '# Resubmitting is safe: finished cells return at once, partial ones resume.',
