@@ -121,7 +121,7 @@ def _wait_until(condition, what, timeout, env, root):
     time.sleep(0.2)
 
 
-def _wait_for_job(env, job, root, timeout=180):
+def _wait_for_job(env, job, root, timeout=300):
   """Waits until no task of `job` is pending or running; returns the tasks' states."""
   _wait_until(lambda: not _slurm(env, 'squeue', '-h', '-j', job), f'job {job} done', timeout,
               env, root)
