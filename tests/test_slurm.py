@@ -128,9 +128,9 @@ def _wait_for_job(env, job, root, timeout=300):
   return _task_states(env, job)
 
 
-def _steps(workdir, directory='checkpoints'):
+def _steps(workdir):
   """The steps of the finished checkpoints in `workdir` (orbax: a directory per step)."""
-  path = pathlib.Path(workdir) / directory
+  path = pathlib.Path(workdir) / 'checkpoints'
   return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
 
 
@@ -141,11 +141,12 @@ def _files(workdir):
 
 
 def _logged_steps(workdir):
+  """The training steps in metrics.jsonl, read while it may be half written."""
   path = pathlib.Path(workdir) / 'metrics.jsonl'
   if not path.exists():
     return []
-  return [json.loads(line)['step'] for line in path.read_text().splitlines()
-          if 'train/loss' in line]
+  complete = path.read_text().split('\n')[:-1]
+  return [json.loads(line)['step'] for line in complete if 'train/loss' in line]
 
 
 def _resumed_from(workdir):
