@@ -66,7 +66,7 @@ SlurmdPort=$slurmd_port
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire: a requeued job waits this long before it may start again (default 120 s).
-AuthInfo=socket=$dir/munge/munge.socket,cred_expire=10
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=5
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
@@ -88,6 +88,7 @@ JobCompType=jobcomp/none
 ReturnToService=2
 KillWait=5
 MinJobAge=600
+MailProg=/bin/true
 $node State=UNKNOWN
 PartitionName=ci Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
