@@ -1,4 +1,6 @@
-# `make demo` and `make test` build .venv from requirements.txt when it is missing or older than it.
+# `make demo` and `make test` build .venv from requirements.txt when it is missing or older than
+# it (or than pyproject.toml), and install this repository into it in editable mode, so that
+# `import research` works from any directory.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,10 +8,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format bench clean
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
 
 # The demo ablation (experiments/demo.py): U-Net and FCN-8s × 4 decoders, one seed. Re-running
@@ -35,4 +38,4 @@ bench: $(STAMP)
 	$(PY) -m launch.bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -4,6 +4,8 @@
 - 4 forced host devices, so that the sharded code path is exercised on CPU.
 - XLA's CPU backend at optimisation level 0: compiles ~6x faster, and tests check
   correctness, not speed (speed is `python -m launch.bench`).
+- `--no-skip` (CI's .ci/run) turns every skip into a failure: CI installs what each test
+  needs, so a skip there means a test silently stopped running.
 """
 import os
 
@@ -27,3 +29,27 @@ def tiny_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp('tfds')
   data.prepare(data.default_config(variant='res64_tiny', data_dir=str(path)))
   return path
+
+
+def pytest_addoption(parser):
+  parser.addoption('--no-skip', action='store_true',
+                   help='Fail each test that would be skipped, with the reason of its skip.')
+
+
+def _fail_if_skipped(config, report):
+  if config.getoption('no_skip') and report.skipped and not hasattr(report, 'wasxfail'):
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = 'failed'
+    report.longrepr = f'Skipped, and --no-skip forbids it: {reason.removeprefix("Skipped: ")}'
+  return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+  del call
+  return _fail_if_skipped(item.config, (yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+  return _fail_if_skipped(collector.config, (yield))
