@@ -41,7 +41,7 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  arg = decoder_ablation.parse_args(arg)
+  arg = decoder_ablation.parse_args(arg, seeds=3)  # the committed grid: 3 seeds
   decoders = [{'model.upsampler': u, 'model.upsampler_options': o} for u, o in DECODERS]
   cells = grids.product(decoders, grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

@@ -1,13 +1,14 @@
-r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × every upsampler each can take × 3 seeds.
+r"""Decoder ablation: {FCN-8s, U-Net, SegNet} × every upsampler each can take × 5 seeds.
 
   python -m launch.sweep --config experiments/decoder_ablation.py --root workdirs/decoder_ablation
   python -m launch.table --root workdirs/decoder_ablation --name decoder_ablation --out results
 
 The grid names every registered upsampler each architecture can take (models.compatible:
-FADE and SAPA-I need U-Net's skip of x's width, SegNet gives no skip), 37 rows; Seed 0 of
-every row runs first, so that a sweep cut short still gives every row. The dynamic
+FADE and SAPA-I need U-Net's skip of x's width, SegNet gives no skip), 37 rows × 5 seeds
+(decoder comparisons are paired by seed from now on: `launch.table --reference nearest`);
+seed 0 of every row runs first, so that a sweep cut short still gives every row. The dynamic
 upsamplers have not been run on this grid yet (the results issue runs it).
-`decoders=classic` is the grid of the committed results: the 8 classic upsamplers, 72 cells
+`decoders=classic,seeds=3` is the grid of the committed results: the 8 classic upsamplers, 72 cells
 of 800 steps at width 8, batch 16, one at a time, about 2 h 10 min on 2 CPU cores (shared
 with other work; FCN cells ~55 s each, U-Net and SegNet cells 90-150 s). Expected
 (results/decoder_ablation.md, test mIoU %): FCN-8s 13.6-29.3 (sparse unpooling ~13.7,
@@ -17,7 +18,7 @@ learned or smooth decoders 26-29), U-Net 35-37, SegNet 25-26. One cell alone:
       --workdir workdirs/segnet_max_unpool
 
 Smoke test (2 steps, 1 seed): `experiments/decoder_ablation.py:steps=2,seeds=1`;
-the committed grid: `experiments/decoder_ablation.py:decoders=classic`.
+the committed grid: `experiments/decoder_ablation.py:decoders=classic,seeds=3`.
 Results: see results/decoder_ablation.md.
 """
 from experiments import base
@@ -37,7 +38,7 @@ def parse_args(arg, **defaults):
   keys, or other default values). `seeds` is read by get_sweep only; get_config accepts
   it so both take the same string."""
   return config_utils.parse_arg(arg, **{**dict(arch='unet', upsampler='nearest', seed=0,
-                                                steps=800, width=8, seeds=3, decoders='all'), **defaults})
+                                                steps=800, width=8, seeds=5, decoders='all'), **defaults})
 
 
 def get_config(arg=None):

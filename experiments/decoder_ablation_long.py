@@ -31,6 +31,6 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   """The decoder ablation's U-Net cells of the classic eight (seed 0 of every row first)."""
-  cells = decoder_ablation.sweep_from(decoder_ablation.parse_args(arg, steps=2400,
+  cells = decoder_ablation.sweep_from(decoder_ablation.parse_args(arg, steps=2400, seeds=3,
                                                                   decoders='classic'))
   return [c for c in cells if c['model.arch'] == 'unet']

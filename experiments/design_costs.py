@@ -35,7 +35,7 @@ DESIGNS = (('sliding_window', 32), ('fullres', 54), ('unet', 8))  # (arch, width
 
 def _args(arg):
   # decoder_ablation's arguments, plus the sliding window's sampled pixels per image.
-  return decoder_ablation.parse_args(arg, pixels=64)
+  return decoder_ablation.parse_args(arg, pixels=64, seeds=3)
 
 
 def get_config(arg=None):

@@ -75,10 +75,10 @@ def test_cell_names_are_short_safe_unique_and_stable():
 def test_experiment_grids():
   every = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py'))
   rows = {(c['model.arch'], c['model.upsampler']) for c in every}
-  assert len(rows) == 37 and len(every) == 3 * 37  # each architecture, what it can take
+  assert len(rows) == 37 and len(every) == 5 * 37  # each architecture, what it can take
   assert ('unet', 'fade') in rows and ('segnet', 'fade') not in rows
   assert ('fcn8s', 'sapa_b') in rows and ('fcn8s', 'sapa_i') not in rows
-  cells = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py') + ':decoders=classic')
+  cells = sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py') + ':decoders=classic,seeds=3')
   assert len(cells) == 72
   names = sweep.cell_names(cells)
   assert len(set(names)) == 72 and 'arch=segnet,upsampler=max_unpool,seed=2' in names
@@ -198,7 +198,7 @@ def test_seeds_together_share_one_command(tmp_path):
   assert branch[pointer + 1:pointer + 4] == [
       f'Trained together with upsampler=nearest,seed=0: see {jobs[0][0].workdir}/log.txt', '>>',
       f'{jobs[0][1].workdir}/log.txt']
-  assert branch[branch.index('exec') + 1:-4] == list(together)
+  assert branch[branch.index('run_cell') + 2:-1] == list(together)
   sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, planned)
   assert [c['task'] for c in sweep.read_index(str(tmp_path))['cells']] == [0, 0, 1, 2, 2, 3]
   # Names hashed for their unsafe characters still group: the hash leaves the seed out.
