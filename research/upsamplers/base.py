@@ -72,7 +72,8 @@ class Upsampler(nn.Module):
 
 
 class ParameterFree(Upsampler):
-  """An upsampler that is a fixed function of x (and the guide): subclasses give `upsample`."""
+  """An upsampler that is a fixed function of x (and the guide): subclasses give `upsample`.
+  It keeps the channels unless it says otherwise (bilinear_additive sums groups of them)."""
 
   keeps_channels = True
 

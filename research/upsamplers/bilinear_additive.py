@@ -3,21 +3,18 @@
 Parameter-free and channel-reducing: every `C / features` consecutive channels are
 summed, so a decoder gets fewer channels without a learned projection.
 """
-from flax import linen as nn
-
 from research.upsamplers import base
 from research.upsamplers import bilinear
 
 
-class BilinearAdditive(base.Upsampler):
+class BilinearAdditive(base.ParameterFree):
   """`features` output channels (default C / group_size); C must divide evenly."""
   group_size: int = 4
 
   kind = 'bilinear_additive'
+  keeps_channels = False  # it sums channel groups: fewer channels out, still no weights
 
-  @nn.compact
-  def __call__(self, x, guide=None):  # x: [B, H, W, C]
-    self.check(x, guide)
+  def upsample(self, x, guide):  # x: [B, H, W, C] -> [B, 2H, 2W, features]
     b, h, w, c = x.shape
     f = self.features or c // self.group_size
     if f < 1 or c % f:
