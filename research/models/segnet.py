@@ -35,13 +35,15 @@ class SegNet(base.SegmentationModel):
     widths = [self.width * min(2 ** i, 8) for i in range(self.depth)]
     switches = []
     for i in range(self.depth):
-      x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, name=f'enc{i}')(x)
+      x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, self.conv_impl, name=f'enc{i}')(x)
       x, s = pooling.max_pool_with_switches(x)
       switches.append(s)
     for i in reversed(range(self.depth)):
       guide = upsamplers.Guide(switches=switches[i])
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, guide)
       # The decoder's last conv of each stage narrows to the next (shallower) stage's width.
-      x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, name=f'dec{i}')(x)
-      x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, name=f'dec{i}_out')(x)
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)
+      x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, self.conv_impl, name=f'dec{i}')(x)
+      x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, self.conv_impl,
+                           name=f'dec{i}_out')(x)
+    return layers.Conv(self.num_classes, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                       name='head')(x).astype(jnp.float32)

@@ -29,16 +29,20 @@ class UNet(base.SegmentationModel):
     layers.check_input(x, self.total_stride, 'unet')
     skips, switches = [], []
     for level in range(self.depth):
-      x = layers.ConvBlock(self.width * 2 ** level, 2, self.dtype, name=f'down{level}')(x)
+      x = layers.ConvBlock(self.width * 2 ** level, 2, self.dtype, self.conv_impl,
+                           name=f'down{level}')(x)
       skips.append(x)
       x, s = pooling.max_pool_with_switches(x)
       switches.append(s)
-    x = layers.ConvBlock(self.width * 2 ** self.depth, 2, self.dtype, name='bottleneck')(x)
+    x = layers.ConvBlock(self.width * 2 ** self.depth, 2, self.dtype, self.conv_impl,
+                         name='bottleneck')(x)
     for level in reversed(range(self.depth)):
       c = self.width * 2 ** level
-      x = nn.Conv(c, (1, 1), dtype=self.dtype, name=f'reduce{level}')(x)
+      x = layers.Conv(c, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                      name=f'reduce{level}')(x)
       guide = upsamplers.Guide(switches=switches[level], skip=skips[level])
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{level}')(x, guide)
       x = jnp.concatenate([x, skips[level]], axis=-1)
-      x = layers.ConvBlock(c, 2, self.dtype, name=f'dec{level}')(x)
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)
+      x = layers.ConvBlock(c, 2, self.dtype, self.conv_impl, name=f'dec{level}')(x)
+    return layers.Conv(self.num_classes, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                       name='head')(x).astype(jnp.float32)
