@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 # the FFI headers from jaxlib; the rpath finds libdnnl without LD_LIBRARY_PATH.
 $(ONEDNN_LIB): research/onednn/conv.cc $(STAMP)
 	mkdir -p $(dir $@)
-	$(CXX) -O3 -std=c++17 -shared -fPIC -Wall -o $@ $< \
+	$(CXX) -O3 -std=c++17 -shared -fPIC -fopenmp -Wall -o $@ $< \
 	  -isystem "$$($(PY) -c 'import jax; print(jax.ffi.include_dir())')" -isystem $(VENV)/include \
 	  -L$(VENV)/lib -ldnnl -Wl,-rpath,$(abspath $(VENV))/lib
 

@@ -216,3 +216,19 @@ def test_mixed_dtypes_are_refused():
   with pytest.raises(ValueError, match='must both be float32 or both bfloat16'):
     onednn.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2), jnp.bfloat16),
                                 (1, 1), 'SAME')
+
+
+@needs_library
+def test_two_threads_give_the_same_result():
+  try:
+    onednn.set_threads(2)
+    check((4, 16, 16, 16), (3, 3, 16, 32), (1, 1), 'SAME')
+  finally:
+    onednn.set_threads(1)
+
+
+def test_explicit_onednn_without_library_is_refused(monkeypatch):
+  monkeypatch.setattr(onednn, 'load_error', lambda: 'build/libonednn_conv.so is not built')
+  with pytest.raises(RuntimeError, match='cannot run: build/libonednn_conv.so is not built'):
+    onednn.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), (1, 1),
+                                'SAME', impl='onednn')

@@ -43,7 +43,19 @@ def load_error() -> Optional[str]:
   for kind, target in _TARGETS.items():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])),
                                 platform='cpu')
+  _LIB.append(lib)
   return None
+
+
+_LIB = []  # the loaded library, once load_error() is None
+
+
+def set_threads(n: int):
+  """oneDNN's OpenMP threads per convolution from now on (default 1: on 2 shared cores, 2
+  threads' spinning against XLA's busy pool was slower; python -m research.onednn.measure)."""
+  if load_error():
+    _refuse(load_error())
+  _LIB[0].OnednnConvSetThreads(int(n))
 
 
 @functools.cache
@@ -76,14 +88,18 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
       raise ValueError(f'conv_impl="onednn" runs on CPU only; this backend is '
                        f'{jax.default_backend()}. Use conv_impl="auto" or "xla".')
     if why:
-      raise RuntimeError(f'conv_impl="onednn" cannot run: {why}. Build the library with '
-                         f'`make onednn` (part of `make test` and `make demo`), or use '
-                         f'conv_impl="auto" or "xla".')
+      _refuse(why)
     return 'onednn'
   if on_cpu and why:
     _say_once(f'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: {why}.')
     return 'xla'
   return 'onednn' if on_cpu else 'xla'
+
+
+def _refuse(why: str):
+  raise RuntimeError(f'conv_impl="onednn" cannot run: {why}. Build the library with '
+                     f'`make onednn` (part of `make test` and `make demo`), or use '
+                     f'conv_impl="auto" or "xla".')
 
 
 @functools.cache
@@ -110,6 +126,8 @@ def conv_general_dilated(x, kernel, strides: Sequence[int],
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if impl == 'onednn' and load_error():
+    _refuse(load_error())
   if impl == 'xla' or min(min(p) for p in padding) < 0:
     return lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
                                     dimension_numbers=_DIMS,

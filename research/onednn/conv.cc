@@ -6,6 +6,14 @@
 // left to oneDNN (`any`) and the small kernel is reordered to or from HWIO on each call,
 // because its blocked kernels are much faster than a strided-HWIO one. Primitives are built
 // once per shape and attributes and cached: building one costs far more than running it.
+//
+// Threads: oneDNN runs on GNU OpenMP, XLA on its own pool. Each call sets the calling thread's
+// OpenMP team size (OnednnConvSetThreads, default 1): with 2 OpenMP threads, their spinning
+// and barriers against XLA's busy threads made convolutions 2-5x slower on 2 shared cores
+// (research/onednn/measure.py), while XLA still runs independent calls in parallel.
+#include <omp.h>
+
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -25,6 +33,8 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
 enum class Kind { kForward, kBackwardData, kBackwardWeights };
+
+std::atomic<int> threads{1};
 
 dnnl::engine& Engine() {
   static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -186,6 +196,7 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
                       : kind == Kind::kBackwardData ? a.dimensions()
                                                     : b.dimensions());
   const dims k = Dims(kind == Kind::kBackwardWeights ? out->dimensions() : b.dimensions());
+  if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
   try {
     std::shared_ptr<Entry> e = Lookup(kind, type, x, y, k, attrs);
     thread_local dnnl::stream stream(Engine());
@@ -231,6 +242,9 @@ ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
 }
 
 }  // namespace
+
+// The OpenMP team size of every later call, from any thread (see the top of this file).
+extern "C" void OnednnConvSetThreads(int n) { threads = n > 0 ? n : 1; }
 
 #define ONEDNN_CONV_HANDLER(name, kind)                         \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Handler<kind>,            \
