@@ -232,3 +232,15 @@ def test_explicit_onednn_without_library_is_refused(monkeypatch):
   with pytest.raises(RuntimeError, match='cannot run: build/libonednn_conv.so is not built'):
     onednn.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), (1, 1),
                                 'SAME', impl='onednn')
+
+
+@needs_library
+def test_bfloat16_without_processor_support(monkeypatch, caplog):
+  """Where oneDNN has no bf16 kernels: 'auto' uses XLA for bf16 models, 'onednn' refuses."""
+  monkeypatch.setattr(onednn, 'bf16_error', lambda: 'no bfloat16 here')
+  with caplog.at_level(logging.WARNING):
+    assert onednn.resolve('auto', jnp.bfloat16) == 'xla'
+  assert 'no bfloat16 here' in caplog.text
+  assert onednn.resolve('auto', jnp.float32) == 'onednn'
+  with pytest.raises(RuntimeError, match='no bfloat16 here. Use float32'):
+    onednn.resolve('onednn', jnp.bfloat16)

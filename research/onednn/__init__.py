@@ -68,8 +68,9 @@ def bf16_error() -> Optional[str]:
   try:
     jax.block_until_ready(jax.jit(_op('forward', (1, 4, 4, 8), (1, 1), (1, 1), (1, 1), (1, 1),
                                       1))(x, jnp.ones((3, 3, 8, 8), jnp.bfloat16)))
-  except Exception as e:  # pylint: disable=broad-except
-    return f'oneDNN has no bfloat16 convolution on this processor ({str(e).splitlines()[0]})'
+  except jax.errors.JaxRuntimeError:  # oneDNN found no implementation for this processor
+    return ('oneDNN has no bfloat16 convolution for this processor (it needs AVX512-BF16, AMX '
+            'or AVX2-VNNI-2)')
   return None
 
 
@@ -87,8 +88,11 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
     if not on_cpu:
       raise ValueError(f'conv_impl="onednn" runs on CPU only; this backend is '
                        f'{jax.default_backend()}. Use conv_impl="auto" or "xla".')
+    if load_error():
+      _refuse(load_error())
     if why:
-      _refuse(why)
+      raise RuntimeError(f'conv_impl="onednn" cannot run: {why}. Use float32 (model.dtype), '
+                         f'or conv_impl="auto" or "xla".')
     return 'onednn'
   if on_cpu and why:
     _say_once(f'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: {why}.')
@@ -104,7 +108,7 @@ def _refuse(why: str):
 
 @functools.cache
 def _say_once(message: str):
-  logging.warning(message)
+  logging.getLogger(__name__).warning(message)
 
 
 def conv_general_dilated(x, kernel, strides: Sequence[int],
