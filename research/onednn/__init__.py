@@ -4,7 +4,9 @@ XLA:CPU's own convolutions are the slow part of a CPU train step (results/bench_
 PyTorch's CPU convolutions are oneDNN's. `conv` computes `lax.conv_general_dilated` for
 NHWC images and HWIO kernels by oneDNN primitives (conv.cc, built by `make onednn` into
 build/), with its gradient (`custom_vjp`: input and kernel gradients are oneDNN's too) and a
-batching rule folding a vmapped axis into the batch or the feature groups, as XLA does.
+batching rule folding a vmapped axis into the batch or the feature groups, as XLA does, and
+a partitioning rule (custom_partitioning) so that on a batch-split mesh each device
+convolves its own images instead of gathering the batch.
 
 `resolve(conv_impl)` turns the models' `conv_impl` ('auto', 'xla', 'onednn') into the one
 used: 'auto' is oneDNN on CPU when the library loaded and XLA otherwise (GPU and TPU keep
@@ -18,6 +20,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import jax
 from jax import lax
+from jax.experimental.custom_partitioning import custom_partitioning
 import jax.numpy as jnp
 import numpy as np
 
@@ -180,12 +183,37 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
   """The FFI call (a, b) -> out of one `kind`: 'forward' (x, kernel) -> y, 'input_grad'
   (dy, kernel) -> dx, 'kernel_grad' (x, dy) -> dkernel, with its batching rule."""
 
-  @jax.custom_batching.custom_vmap
-  def op(a, b):
-    call = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(out_shape, a.dtype))
+  def call(a, b):  # on whole arrays, or on one device's rows of a batch-split mesh
+    shape = out_shape if kind == 'kernel_grad' else (a.shape[0], *out_shape[1:])
+    call = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
     return call(a, b, strides=np.array(strides, np.int64), pad_lo=np.array(lo, np.int64),
                 pad_hi=np.array(hi, np.int64), dilation=np.array(dilation, np.int64),
                 groups=np.int64(groups))
+
+  def partition(mesh, arg_shapes, result_shape):
+    """Each device convolves its own images (batch split as the first operand's, the rest
+    replicated); a kernel gradient is then summed over the devices."""
+    del result_shape
+    spec = arg_shapes[0].sharding.spec
+    rows = spec[0] if len(spec) else None
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(rows))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if kind == 'kernel_grad':
+      lower = lambda a, b: call(a, b) if rows is None else jax.lax.psum(call(a, b), rows)
+      return mesh, lower, whole, (split, split)
+    return mesh, call, split, (split, whole)
+
+  rule = {'forward': 'b h w c, k l i o -> b p q o', 'input_grad': 'b p q o, k l i c -> b h w c',
+          'kernel_grad': 'b h w c, b p q o -> k l i o'}[kind]
+  others = dict.fromkeys(f for f in rule.replace(',', ' ').replace('->', ' ').split() if f != 'b')
+  partitioned = custom_partitioning(call)
+  partitioned.def_partition(  # only the batch (b) may be split
+      partition, sharding_rule=rule, need_replication_factors=tuple(others),
+      reduction_factors=('b',) if kind == 'kernel_grad' else ())
+
+  @jax.custom_batching.custom_vmap
+  def op(a, b):
+    return partitioned(a, b)
 
   @op.def_vmap
   def rule(n, batched, a, b):
