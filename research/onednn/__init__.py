@@ -181,12 +181,13 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 @functools.cache
 def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
   """The FFI call (a, b) -> out of one `kind`: 'forward' (x, kernel) -> y, 'input_grad'
-  (dy, kernel) -> dx, 'kernel_grad' (x, dy) -> dkernel, with its batching rule."""
+  (dy, kernel) -> dx, 'kernel_grad' (x, dy) -> dkernel, with its partitioning and
+  batching rules."""
 
   def call(a, b):  # on whole arrays, or on one device's rows of a batch-split mesh
     shape = out_shape if kind == 'kernel_grad' else (a.shape[0], *out_shape[1:])
-    call = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
-    return call(a, b, strides=np.array(strides, np.int64), pad_lo=np.array(lo, np.int64),
+    ffi = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
+    return ffi(a, b, strides=np.array(strides, np.int64), pad_lo=np.array(lo, np.int64),
                 pad_hi=np.array(hi, np.int64), dilation=np.array(dilation, np.int64),
                 groups=np.int64(groups))
 
@@ -203,12 +204,14 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
       return mesh, lower, whole, (split, split)
     return mesh, call, split, (split, whole)
 
-  rule = {'forward': 'b h w c, k l i o -> b p q o', 'input_grad': 'b p q o, k l i c -> b h w c',
-          'kernel_grad': 'b h w c, b p q o -> k l i o'}[kind]
-  others = dict.fromkeys(f for f in rule.replace(',', ' ').replace('->', ' ').split() if f != 'b')
+  factors = {'forward': 'b h w c, k l i o -> b p q o',
+             'input_grad': 'b p q o, k l i c -> b h w c',
+             'kernel_grad': 'b h w c, b p q o -> k l i o'}[kind]
+  others = dict.fromkeys(f for f in factors.replace(',', ' ').replace('->', ' ').split()
+                         if f != 'b')
   partitioned = custom_partitioning(call)
   partitioned.def_partition(  # only the batch (b) may be split
-      partition, sharding_rule=rule, need_replication_factors=tuple(others),
+      partition, sharding_rule=factors, need_replication_factors=tuple(others),
       reduction_factors=('b',) if kind == 'kernel_grad' else ())
 
   @jax.custom_batching.custom_vmap
