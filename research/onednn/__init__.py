@@ -54,8 +54,9 @@ _LIB = []  # the loaded library, once load_error() is None
 
 
 def set_threads(n: int):
-  """oneDNN's OpenMP threads per convolution from now on (default 1: on 2 shared cores, 2
-  threads' spinning against XLA's busy pool was slower; python -m research.onednn.measure)."""
+  """oneDNN's OpenMP threads per convolution from now on; 0 (the default): OpenMP's
+  (OMP_NUM_THREADS, else all cores). Which is faster depends on what else runs on the
+  cores (python -m research.onednn.measure compares 1 thread with the default)."""
   if load_error():
     _refuse(load_error())
   _LIB[0].OnednnConvSetThreads(int(n))

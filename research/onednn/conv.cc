@@ -8,9 +8,10 @@
 // once per shape and attributes and cached: building one costs far more than running it.
 //
 // Threads: oneDNN runs on GNU OpenMP, XLA on its own pool. Each call sets the calling thread's
-// OpenMP team size (OnednnConvSetThreads, default 1): with 2 OpenMP threads, their spinning
-// and barriers against XLA's busy threads made convolutions 2-5x slower on 2 shared cores
-// (research/onednn/measure.py), while XLA still runs independent calls in parallel.
+// OpenMP team size: OpenMP's default (OMP_NUM_THREADS, else all cores) unless
+// OnednnConvSetThreads chose another. On 2 cores shared with other jobs, 1 thread was 5-7%
+// faster per train step at load 7-9 and 2 threads 25% faster at load 4
+// (python -m research.onednn.measure --steps).
 #include <omp.h>
 
 #include <atomic>
@@ -34,7 +35,7 @@ using tag = dnnl::memory::format_tag;
 
 enum class Kind { kForward, kBackwardData, kBackwardWeights };
 
-std::atomic<int> threads{1};
+std::atomic<int> threads{0};  // 0: OpenMP's default
 
 dnnl::engine& Engine() {
   static dnnl::engine* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
@@ -196,7 +197,9 @@ ffi::Error Run(Kind kind, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::A
                       : kind == Kind::kBackwardData ? a.dimensions()
                                                     : b.dimensions());
   const dims k = Dims(kind == Kind::kBackwardWeights ? out->dimensions() : b.dimensions());
-  if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+  static const int omp_default = omp_get_max_threads();  // before any call changes it
+  const int team = threads > 0 ? threads.load() : omp_default;
+  if (omp_get_max_threads() != team) omp_set_num_threads(team);
   try {
     std::shared_ptr<Entry> e = Lookup(kind, type, x, y, k, attrs);
     thread_local dnnl::stream stream(Engine());
@@ -243,8 +246,8 @@ ffi::Error Handler(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffe
 
 }  // namespace
 
-// The OpenMP team size of every later call, from any thread (see the top of this file).
-extern "C" void OnednnConvSetThreads(int n) { threads = n > 0 ? n : 1; }
+// The OpenMP team size of every later call, from any thread; 0: OpenMP's default.
+extern "C" void OnednnConvSetThreads(int n) { threads = n > 0 ? n : 0; }
 
 #define ONEDNN_CONV_HANDLER(name, kind)                         \
   XLA_FFI_DEFINE_HANDLER_SYMBOL(name, Handler<kind>,            \

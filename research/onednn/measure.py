@@ -3,9 +3,9 @@
   python -m research.onednn.measure [--repeats 10] [--layers] [--steps]
 
 Per layer: each convolution of the model's forward pass (bench.model_convolutions) by XLA,
-oneDNN (research.onednn) with 1 and with 2 OpenMP threads ('onednn', 'onednn_2t') and
+oneDNN (research.onednn) with OpenMP's default threads and with 1 ('onednn', 'onednn_1t'),
 PyTorch channels_last, forward and both gradients, interleaved. Per step: the real sharded
-train step (bench.compile_train_step) with conv_impl 'xla' and 'onednn' (1 and 2 threads),
+train step (bench.compile_train_step) with conv_impl 'xla' and 'onednn' (both thread counts),
 and PyTorch eager channels_last, interleaved.
 """
 import argparse
@@ -21,7 +21,7 @@ from research import torch_reference
 
 
 def with_threads(n: int, call):
-  """call, run with n oneDNN threads."""
+  """call, run with n oneDNN threads (0: OpenMP's default)."""
   def run():
     onednn.set_threads(n)
     return call()
@@ -56,8 +56,8 @@ def layer_rows(config, repeats: int) -> list[dict]:
       for what, (fn, args) in programs.items():
         calls[who, what] = functools.partial(jax.jit(fn).lower(*args).compile(), *args)
         if who == 'onednn':
-          calls[who, what] = with_threads(1, calls[who, what])
-          calls['onednn_2t', what] = with_threads(2, calls[who, what])
+          calls['onednn_1t', what] = with_threads(1, calls[who, what])
+          calls[who, what] = with_threads(0, calls[who, what])
     kh, kw = conv['kernel'][:2]
     last = torch.channels_last
     tx = torch.from_numpy(np.array(cx)).permute(0, 3, 1, 2).contiguous(memory_format=last)
@@ -84,8 +84,8 @@ def step_row(config, repeats: int) -> dict:
     c = config.copy_and_resolve_references()
     c.model.options.conv_impl = impl
     calls[impl] = bench.compile_train_step(c)[1]
-  calls['onednn_2t'] = with_threads(2, calls['onednn'])
-  calls['onednn'] = with_threads(1, calls['onednn'])
+  calls['onednn_1t'] = with_threads(1, calls['onednn'])
+  calls['onednn'] = with_threads(0, calls['onednn'])
   s, b = config.data.image_size, config.batch_size
   rng = np.random.default_rng(0)
   torch.manual_seed(0)
@@ -109,7 +109,7 @@ def main():
         f'{config.data.image_size}², {config.model.arch} width {config.model.width}, '
         f'{config.model.upsampler}')
   if args.layers:
-    totals = dict.fromkeys(('xla', 'onednn', 'onednn_2t', 'torch'), 0.)
+    totals = dict.fromkeys(('xla', 'onednn', 'onednn_1t', 'torch'), 0.)
     who = '/'.join(totals)
     print(f'x | kernel | n | fwd {who} | dx {who} | dW {who} | onednn÷torch fwd, dx, dW')
     for r in layer_rows(config, args.repeats):
