@@ -9,9 +9,9 @@
 //
 // Threads: oneDNN runs on GNU OpenMP, XLA on its own pool. Each call sets the calling thread's
 // OpenMP team size: OpenMP's default (OMP_NUM_THREADS, else all cores) unless
-// OnednnConvSetThreads chose another. On 2 cores shared with other jobs, 1 thread was 5-7%
-// faster per train step at load 7-9 and 2 threads 25% faster at load 4
-// (python -m research.onednn.measure --steps).
+// OnednnConvSetThreads chose another. On 2 cores shared with other jobs neither won
+// consistently: per train step, 1 thread was 5-7% faster than 2 at load 7-9, and at load 4
+// once 24% slower, once 6% faster (python -m research.onednn.measure --steps).
 #include <omp.h>
 
 #include <atomic>
