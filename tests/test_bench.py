@@ -117,7 +117,9 @@ def test_pytorch_conv_transpose_is_the_same_linear_map(k):
 
 
 def test_convolution_rows_cover_every_kernel_of_the_model():
-  model = models.build('unet', upsampler='nearest', num_classes=3, width=4, depth=2)
+  # conv_impl='xla': model_convolutions finds lax's convolutions in the jaxpr, not oneDNN's.
+  model = models.build('unet', upsampler='nearest', num_classes=3, width=4, depth=2,
+                       conv_impl='xla')
   x = np.zeros((2, 16, 16, 3), np.float32)
   rows = measure.convolution_rows(model, x, repeats=1)
   params = model.init(jax.random.key(0), x)

@@ -20,7 +20,8 @@ class SegmentationModel(nn.Module):
 
   `upsampler` names the registered ×2 upsampler used at every decoder step, built with
   `upsampler_options`; `guide_fields()` says which `upsamplers.Guide` fields the encoder
-  fills for it (None: the architecture does not upsample).
+  fills for it (None: the architecture does not upsample). `conv_impl` says whose
+  convolutions the architecture's layers run (layers.Conv: 'auto', 'xla' or 'onednn').
   """
 
   num_classes: int
@@ -28,6 +29,7 @@ class SegmentationModel(nn.Module):
   upsampler_options: Optional[dict] = None
   width: int = 16
   dtype: Any = jnp.float32
+  conv_impl: str = 'auto'
 
   GUIDE_FIELDS: ClassVar[Optional[frozenset]] = None
   # Whether the skip it hands an upsampler has the channels of the upsampled x (U-Net: both

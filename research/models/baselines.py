@@ -50,10 +50,12 @@ class SlidingWindow(base.SegmentationModel):
       out_shape = (*pixels.shape, self.num_classes)
       z = z.reshape(-1, p, p, c)  # [B·N, p, p, C]
     for i, features in enumerate((self.width, self.width)):
-      z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
+      z = nn.relu(layers.Conv(features, (3, 3), padding='VALID', dtype=self.dtype,
+                              conv_impl=self.conv_impl, name=f'conv{i}')(z))
     z = nn.max_pool(z, (2, 2), (2, 2))
     for i, features in enumerate((2 * self.width, 2 * self.width), start=2):
-      z = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=f'conv{i}')(z))
+      z = nn.relu(layers.Conv(features, (3, 3), padding='VALID', dtype=self.dtype,
+                              conv_impl=self.conv_impl, name=f'conv{i}')(z))
     z = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(z.reshape(len(z), -1)))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(z)
     return logits.reshape(out_shape).astype(jnp.float32)
@@ -71,5 +73,6 @@ class FullRes(base.SegmentationModel):
   def __call__(self, x):
     layers.check_input(x, 1, 'fullres')
     for block in range(2 * self.depth + 1):
-      x = layers.ConvBlock(self.width, 2, self.dtype, name=f'block{block}')(x)
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)
+      x = layers.ConvBlock(self.width, 2, self.dtype, self.conv_impl, name=f'block{block}')(x)
+    return layers.Conv(self.num_classes, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                       name='head')(x).astype(jnp.float32)

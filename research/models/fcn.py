@@ -59,21 +59,25 @@ class FCN(base.PoolingModel):
                        f'got {tuple(self.stage_convs)}.')
     stages, pools, pooled = [], [], []
     for i, n in enumerate(self.stage_convs):
-      x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, name=f'stage{i + 1}')(x)
+      x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, self.conv_impl,
+                           name=f'stage{i + 1}')(x)
       stages.append(x)  # stage1 .. stage5, before pooling
       x, fields = self.downsample(x, f'pool{i + 1}', channel_shared=True)
       pooled.append(fields)
       pools.append(x)  # pool1 .. pool5
-    x = layers.ConvBlock(16 * self.width, 1, self.dtype, name='fc6')(x)
-    x = nn.relu(nn.Conv(16 * self.width, (1, 1), dtype=self.dtype, name='fc7')(x))
+    x = layers.ConvBlock(16 * self.width, 1, self.dtype, self.conv_impl, name='fc6')(x)
+    x = nn.relu(layers.Conv(16 * self.width, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                            name='fc7')(x))
     k = self.num_classes
-    score = nn.Conv(k, (1, 1), dtype=self.dtype, name='score_fr')(x)  # 1/32
+    score = layers.Conv(k, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                        name='score_fr')(x)  # 1/32
     level = 5  # current scores are at 1/2^level
     for skip in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
       score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1
-      score = score + nn.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                              name=f'score_pool{level}')(pools[level - 1])
+      score = score + layers.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                                  conv_impl=self.conv_impl,
+                                  name=f'score_pool{level}')(pools[level - 1])
     while level > 0:
       score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1

@@ -6,6 +6,7 @@ from flax import linen as nn
 import jax
 import jax.numpy as jnp
 
+from research import onednn
 from research import upsamplers
 
 
@@ -98,18 +99,33 @@ class GroupNorm(nn.Module):
     return group_norm(x, scale, bias, self.num_groups, self.epsilon, jnp.dtype(self.dtype))
 
 
+class Conv(nn.Conv):
+  """nn.Conv (same parameters, initialisation and function, so checkpoints are unchanged)
+  computed by `conv_impl`: 'auto' (oneDNN on CPU when its library is built, else XLA),
+  'xla' or 'onednn' (research.onednn.resolve). oneDNN's convolutions are ~3× faster than
+  XLA:CPU's for the weight gradients that dominate a CPU train step."""
+  conv_impl: str = 'auto'
+
+  def __post_init__(self):
+    if self.conv_general_dilated is None:  # clones keep the one chosen
+      impl = onednn.resolve(self.conv_impl, self.dtype or jnp.float32)
+      object.__setattr__(self, 'conv_general_dilated', onednn.lax_conv(impl))
+    super().__post_init__()
+
+
 class ConvBlock(nn.Module):
   """`num_convs` × (3×3 conv, GroupNorm, ReLU). GroupNorm keeps the model stateless
   (no batch statistics to sync across devices) and trains well from scratch."""
   features: int
   num_convs: int = 2
   dtype: Any = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_convs):
-      x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
-                  name=f'conv{i}')(x)
+      x = Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
+               conv_impl=self.conv_impl, name=f'conv{i}')(x)
       x = GroupNorm(groups(self.features), dtype=self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
     return x

@@ -35,14 +35,16 @@ class SegNet(base.PoolingModel):
     widths = [self.width * min(2 ** i, 8) for i in range(self.depth)]
     pooled = []
     for i in range(self.depth):
-      x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, name=f'enc{i}')(x)
+      x = layers.ConvBlock(widths[i], _STAGES[i], self.dtype, self.conv_impl, name=f'enc{i}')(x)
       x, fields = self.downsample(x, f'pool{i}')
       pooled.append(fields)
     for i in reversed(range(self.depth)):
       guide = upsamplers.Guide(**pooled[i])
       x = layers.Upsample(self.upsampler, self.upsampler_options, name=f'up{i}')(x, guide)
       # The decoder's last conv of each stage narrows to the next (shallower) stage's width.
-      x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, name=f'dec{i}')(x)
-      x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, name=f'dec{i}_out')(x)
+      x = layers.ConvBlock(widths[i], _STAGES[i] - 1, self.dtype, self.conv_impl, name=f'dec{i}')(x)
+      x = layers.ConvBlock(widths[max(i - 1, 0)], 1, self.dtype, self.conv_impl,
+                           name=f'dec{i}_out')(x)
     self.sow('intermediates', base.DECODER_FEATURES, x)  # the evaluator's checkerboard
-    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, name='head')(x).astype(jnp.float32)
+    return layers.Conv(self.num_classes, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
+                       name='head')(x).astype(jnp.float32)
