@@ -21,7 +21,10 @@ def get_config(arg=None):
       arch='unet', upsampler='nearest', width=16,
       upsampler_options={},  # e.g. {'kernel_size': 3} for transpose_conv
       options={},  # architecture options, e.g. {'depth': 3}
-      dtype='float32'))
+      dtype='float32',
+      # Convolutions: 'auto' (oneDNN on CPU where `make` built it, XLA elsewhere), 'xla',
+      # 'onednn' (research/onednn). How, not what: a run may resume with another.
+      conv_impl='auto'))
 
   c.optim = ml_collections.ConfigDict(dict(
       name='adamw',  # adam | adamw | sgd (with momentum)

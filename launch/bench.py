@@ -21,9 +21,10 @@ from research.data import bench as data_bench
 
 _SUITES = flags.DEFINE_multi_enum(
     'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
-    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs'],
+    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs', 'onednn'],
     'What to benchmark (pytorch: only where torch is installed; designs: the inference cost '
-    'of experiments/design_costs.py\'s three designs; minutes on 2 CPU cores, so not by default).')
+    'of experiments/design_costs.py\'s three designs; onednn: the convolutions and train step by '
+    'XLA, oneDNN and PyTorch; minutes on 2 CPU cores each, so not by default).')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
 _CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')
@@ -79,6 +80,11 @@ def main(argv):
     config.batch_size = _TRAIN_BATCH.value
     sections += report.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
                                        _REPEATS.value)
+  if 'onednn' in _SUITES.value:
+    config = base.get_config()
+    config.batch_size = _TRAIN_BATCH.value
+    config.model.width, config.model.upsampler = _model(_LEVER_MODEL.value)
+    sections += report.onednn_section(config, _REPEATS.value)
   if 'designs' in _SUITES.value:
     config = design_costs.get_config()
     info = data.dataset_info(config.data)

@@ -16,22 +16,31 @@ _VERBOSE = flags.DEFINE_bool('verbose', False, 'Show the libraries\' INFO logs o
 _TRACEBACK = flags.DEFINE_bool('traceback', False,
                                'Show the traceback of a configuration or usage error.')
 
-# What bad input raises here: a config typo (AttributeError from ml_collections), a value out
-# of range or an unknown name (ValueError), a missing or foreign file (FileNotFoundError,
-# FileExistsError), a missing key (KeyError).
-USER_ERRORS = (ValueError, KeyError, AttributeError, FileNotFoundError, FileExistsError)
+# What bad input raises here: a value out of range or an unknown name (ValueError), a missing
+# or foreign file (FileNotFoundError, FileExistsError); while the flags are parsed, a config
+# typo too (ml_collections' AttributeError around a KeyError). Anything else is a bug and
+# keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+PARSE_ERRORS = USER_ERRORS + (AttributeError, KeyError)
 EXIT_USAGE = 2
 
 
+def _config_key_error(error: BaseException):
+  """The KeyError inside ml_collections' AttributeError for a field a config lacks."""
+  if (isinstance(error, AttributeError) and error.args
+      and isinstance(error.args[0], KeyError)):
+    return error.args[0]
+  return None
+
+
 def message(error: BaseException) -> str:
-  """The error's own words, unwrapped (ml_collections wraps a KeyError's repr in an
-  AttributeError): 'config has no field ...' rather than an escaped string."""
-  while error.args and isinstance(error.args[0], BaseException):
-    error = error.args[0]
+  """The error's own words: for a config typo 'the config has no field ...' rather than
+  ml_collections' escaped string."""
+  key_error = _config_key_error(error)
+  if key_error is not None:
+    name, _, hint = str(key_error.args[0] if key_error.args else key_error).partition('\n')
+    return f'the config has no field {name}' + (f'. {hint}' if hint else '.')
   text = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
-  if isinstance(error, KeyError):
-    name, _, hint = text.partition('\n')
-    text = f'the config has no field {name}' + (f'. {hint}' if hint else '.')
   return text.strip()
 
 
@@ -54,7 +63,7 @@ def _parse(argv):
   """absl's flag parsing, with config-override errors (raised while parsing) in one line."""
   try:
     return app.parse_flags_with_usage(argv)
-  except USER_ERRORS as e:
+  except PARSE_ERRORS as e:
     if '--traceback' in argv:
       raise
     _fail(e)
@@ -98,8 +107,8 @@ def run(main):
       terminal.addFilter(_terminal_filter)
     try:
       return main(argv)
-    except USER_ERRORS as e:
-      if _TRACEBACK.value:
+    except (*USER_ERRORS, AttributeError) as e:
+      if _TRACEBACK.value or (isinstance(e, AttributeError) and not _config_key_error(e)):
         raise
       _fail(e)
 

@@ -46,6 +46,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _NUM_PROCESSES.value > 1:
     runtime.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  preemption.install()  # a notice during set-up or compilation is kept for the first step
   if not _SEEDS.value:
     if '{seed}' in _WORKDIR.value:
       raise app.UsageError(f'--workdir={_WORKDIR.value} holds {{seed}}: pass the seeds to train '
@@ -70,8 +71,9 @@ def main(argv):
 
 
 def _preemptible(run, *args):
-  """run(*args); on a preemption notice (SIGTERM, Ctrl-C) the run has saved a checkpoint:
-  say so in one line and exit with preemption.EXIT_CODE (the Slurm script requeues on it)."""
+  """run(*args); on a preemption notice (SIGUSR1, SIGTERM, Ctrl-C) the run has saved a
+  checkpoint: say so in one line and exit with preemption.EXIT_CODE (after the Slurm script's
+  USR1 warning, the task requeues itself on it)."""
   try:
     return run(*args)
   except preemption.Preempted as e:

@@ -6,9 +6,12 @@ import os
 import shutil
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 BROKEN = 'checkpoints_broken'  # where unreadable checkpoints are kept, never deleted
+_set_aside = set()  # workdirs whose checkpoint this process set aside already
 
 
 class SetAside(Exception):
@@ -35,15 +38,23 @@ def latest_step(workdir: str):
 def restore(checkpoint_manager: ocp.CheckpointManager, workdir: str, step: int, abstract):
   """The state saved at `step`; an unreadable checkpoint is moved to workdir/checkpoints_broken
   (kept for inspection), said in one line, and SetAside raised so that the caller restarts
-  from the newest readable checkpoint (or from scratch)."""
+  from the newest readable checkpoint (or from scratch). Only one per workdir and process: a
+  crash leaves at most the newest checkpoint broken, so a second failure is another cause (a
+  changed model or config, say) and is raised as it is, moving nothing."""
   try:
     return checkpoint_manager.restore(step, args=ocp.args.StandardRestore(abstract))
   except Exception as e:  # any unreadable checkpoint: truncated files, bad metadata, ...
+    if workdir in _set_aside:
+      raise
+    _set_aside.add(workdir)
     checkpoint_manager.close()
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     target = os.path.join(workdir, BROKEN, f'{step}-{stamp}')
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.move(os.path.join(directory(workdir), str(step)), target)
+    if jax.process_index() == 0:  # one process moves it; the others wait for that
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(directory(workdir), str(step)), target)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f'checkpoint {step} of {workdir} set aside')
     reason = ' '.join(str(e).split())[:200]
     logging.warning('Checkpoint at step %d of %s is unreadable (%s: %s); moved it to %s and '
                     'falling back to the newest readable one.', step, workdir, type(e).__name__,

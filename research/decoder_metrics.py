@@ -318,8 +318,8 @@ def split_summary(per_image: dict, thin_classes=()) -> dict:
   """A split's numbers for final.json and the tables, from its per-image values.
 
   per_image: batch_metrics' arrays concatenated over the split, optionally with
-  'shift_consistency' float [N, len(SHIFTS)] and 'checkerboard_probs' / '_logits' /
-  '_features' float [N]. IoUs come from summed confusions; recall is sum of hits / sum of
+  'shift_consistency' float [N, len(SHIFTS)] and 'checkerboard' / 'checkerboard_logits' /
+  'checkerboard_features' float [N]. IoUs come from summed confusions; recall is sum of hits / sum of
   totals; the scores are NaN-skipping means over images. Fractions, not %.
   """
   confusion = per_image['confusion'].sum(0)  # [K, K]
@@ -336,7 +336,7 @@ def split_summary(per_image: dict, thin_classes=()) -> dict:
     per_shift = np.nanmean(per_image['shift_consistency'], axis=0)  # [len(SHIFTS)]
     summary['shift_consistency'] = float(per_shift.mean())
     summary['shift_consistency_per_shift'] = per_shift.tolist()
-  for name in ('boundary_f1', 'checkerboard_probs', 'checkerboard_logits', 'checkerboard_features'):
+  for name in ('boundary_f1', 'checkerboard', 'checkerboard_logits', 'checkerboard_features'):
     if name in per_image:
       summary[name] = float(np.nanmean(per_image[name]))
   return summary

@@ -51,8 +51,8 @@ def evaluate(predict_fn: PredictFn, data_config, split: str, info, *, batch_size
       per_image.setdefault(name, []).append(np.asarray(values)[valid])
   scores = {name: np.concatenate(values) for name, values in per_image.items()}
   if jax.process_count() > 1:  # each host holds its own images: add up the sums
-    confusion = multihost_utils.process_allgather(confusion).sum(0)
-    sums = multihost_utils.process_allgather(
+    confusion = _allgather(confusion).sum(0)
+    sums = _allgather(
         np.array([(np.nansum(v), np.sum(~np.isnan(v))) for v in scores.values()], np.float64))
     means = dict(zip(scores, (float(total / count) for total, count in sums.sum(0))))
   else:
@@ -116,14 +116,25 @@ def _predictions(predict_fn, data_config, split, batch_size):
     yield batch, out
 
 
+def _allgather(array: np.ndarray) -> np.ndarray:
+  """[P, ...]: every process's `array`, bit for bit (64-bit values travel as two 32-bit
+  words: the gather goes through JAX arrays, which hold 32 bits without x64)."""
+  if array.dtype.itemsize != 8:
+    return np.asarray(multihost_utils.process_allgather(array, tiled=False))
+  words = np.ascontiguousarray(array).view(np.uint32)
+  gathered = np.asarray(multihost_utils.process_allgather(words, tiled=False))
+  return np.ascontiguousarray(gathered).view(array.dtype)
+
+
 def _gather_valid_rows(values: dict, valid: np.ndarray) -> dict:
-  """Every process's valid rows of each [V, ...] array, process by process (each process's
-  rows are first put back at their places in its [b] rows, so that shapes agree)."""
-  all_valid = multihost_utils.process_allgather(valid, tiled=False).reshape(-1)  # [P·b]
+  """Every process's valid rows of each [V, ...] array, in the split's order. Process p holds
+  examples p, p + P, p + 2P, ... (data.eval_batches), so row j of process p in a batch is
+  example (batch · b + j) · P + p: the split's order is row-major over (j, p)."""
+  all_valid = _allgather(valid).T.reshape(-1)  # [b · P], in the split's order
   gathered = {}
   for name, value in values.items():
     full = np.zeros(valid.shape + value.shape[1:], value.dtype)
-    full[valid] = value
-    rows = multihost_utils.process_allgather(full, tiled=False)  # [P, b, ...]
+    full[valid] = value  # back at their rows, so that every process sends [b, ...]
+    rows = np.swapaxes(_allgather(full), 0, 1)  # [b, P, ...]
     gathered[name] = rows.reshape((-1,) + value.shape[1:])[all_valid]
   return gathered

@@ -38,7 +38,9 @@ def build_model(config, num_classes: int):
   return models.build(config.model.arch, upsampler=config.model.upsampler,
                       num_classes=num_classes, width=config.model.width,
                       upsampler_options=config.model.upsampler_options.to_dict(),
-                      dtype=jnp.dtype(config.model.dtype), **config.model.options.to_dict())
+                      dtype=jnp.dtype(config.model.dtype),
+                      conv_impl=config.model.get('conv_impl', 'auto'),
+                      **config.model.options.to_dict())
 
 
 def make_optimizer(config) -> optax.GradientTransformation:

@@ -14,7 +14,8 @@ import numpy as np
 from research.data import catalog
 
 # Fields that change how a run executes but not what it computes: they may differ on resume.
-RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'data.worker_count',
+RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'model.conv_impl',
+                'data.worker_count',
                 'data.prefetch', 'data.data_dir', 'eval_batch_size', 'seeds_together')
 
 

@@ -10,7 +10,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # import a runner (training, evaluation, sweeps, tables, benchmarks).
 BLOCKS = ('research.upsamplers', 'research.models', 'research.data', 'research.metrics',
           'research.pooling', 'research.cost', 'research.workdir', 'research.config_utils',
-          'research.xla_flags', 'research.clustering', 'research.torch_reference')
+          'research.xla_flags', 'research.clustering', 'research.torch_reference',
+          'research.decoder_metrics', 'research.stats', 'research.onednn')
 # Optional dependencies may be imported where they are used, each with a comment saying why.
 OPTIONAL = ('torch', 'tensorboardX', 'research.torch_reference')
 

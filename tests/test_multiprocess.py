@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from research import sweep
@@ -80,6 +81,12 @@ def test_two_processes_train_as_one_and_resume_each_other(tmp_path, tiny_dir):
   steps = [json.loads(line)['step'] for line in open(tmp_path / 'two' / 'metrics.jsonl')
            if 'train/loss' in line]
   assert steps == [1, 2, 3, 4]  # each step logged once
+  # Per-image values in the split's order whatever the process count, so that runs pair by
+  # image: the ground truth's pixel counts per class and its small objects, image by image.
+  with np.load(tmp_path / 'one' / 'per_image_test.npz') as a, \
+       np.load(tmp_path / 'two' / 'per_image_test.npz') as b:
+    np.testing.assert_array_equal(a['confusion'].sum(-1), b['confusion'].sum(-1))
+    np.testing.assert_array_equal(a['small_totals'], b['small_totals'])
   # The two-process run's step-2 checkpoint, resumed by one process, ends where one did.
   os.remove(tmp_path / 'two' / 'final.json')
   shutil.rmtree(tmp_path / 'two' / 'checkpoints' / '4')

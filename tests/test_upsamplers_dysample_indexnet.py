@@ -520,7 +520,7 @@ def test_impossible_combinations_are_refused_clearly():
   with pytest.raises(ValueError, match='configure the index pooling'):
     build('unet', 'nearest', pool_options={'use_context': True})
   # The options listed are the fields, not the ClassVars (GUIDE_FIELDS, FEATURE_FIELDS).
-  with pytest.raises(ValueError, match=r"'kernel'\]; its options are: depth, dtype, pool, "
-                                       r'pool_options\.$'):
+  with pytest.raises(ValueError, match=r"'kernel'\]; its options are: conv_impl, depth, dtype, "
+                                       r'pool, pool_options\.$'):
     build('unet', 'nearest', kernel=3)
 

@@ -14,7 +14,9 @@ from research import cost
 from research import data
 from research import steps
 from research import xla_flags as xla_flags_lib
+from research import onednn
 from research.bench import measure
+from research.bench import onednn_rows
 from research.bench import peaks
 
 
@@ -129,7 +131,9 @@ def _convolution_section(config, step_row, repeats: int) -> list[str]:
   framework's step its convolutions take."""
   width, upsampler = step_row['width'], step_row['upsampler']
   info = data.dataset_info(config.data)
-  model = steps.build_model(measure.unet_config(config, upsampler, width), info.num_classes)
+  c = measure.unet_config(config, upsampler, width)
+  c.model.conv_impl = 'xla'  # lax's convolutions, which model_convolutions finds in the jaxpr
+  model = steps.build_model(c, info.num_classes)
   x = np.zeros((config.batch_size, info.image_size, info.image_size, 3), np.float32)
   rows = measure.convolution_rows(model, x, repeats)
   totals = {}
@@ -262,3 +266,42 @@ def pipeline_section(config, batch: int, rate: float, train_images_per_second) -
     line += (f'; the default U-Net (nearest) trains at {train_images_per_second:.0f} images/s, '
              f'so the pipeline is {rate / train_images_per_second:.1f}× faster (target ≥ 5×).')
   return [line, '']
+
+
+def onednn_section(config, repeats: int) -> list[str]:
+  """Markdown: the U-Net's convolutions and train step by XLA, oneDNN and PyTorch, in turn."""
+  try:
+    import torch  # noqa: F401  (optional dependency: the section says so when it is missing)
+  except ImportError:
+    return ['## oneDNN convolutions', '', 'Skipped: torch is not installed.', '']
+  if onednn.load_error():
+    return ['## oneDNN convolutions', '', f'Skipped: {onednn.load_error()}', '']
+  who = ('xla', 'onednn', 'onednn_1t', 'torch')
+  rows, totals = onednn_rows.layer_rows(config, repeats), dict.fromkeys(who, 0.0)
+  table = []
+  for r in rows:
+    for w in who:
+      totals[w] += r['count'] * (r[w, 'forward'] + r[w, 'kernel_grad']
+                                 + r['input_grad_needed'] * r[w, 'input_grad'])
+    table.append({'x': r['x'], 'kernel': r['kernel'], 'count': r['count'],
+                  **{f'{w}_{what}': r[w, what] for w in who
+                     for what in ('forward', 'input_grad', 'kernel_grad')},
+                  **{f'ratio_{what}': r['onednn', what] / r['torch', what]
+                     for what in ('forward', 'input_grad', 'kernel_grad')}})
+  columns = [('x', 'x', '{}'), ('kernel', 'kernel', '{}'), ('count', 'count', '{}')]
+  for what, label in [('forward', 'fwd'), ('input_grad', 'dx'), ('kernel_grad', 'dW')]:
+    columns += [(f'{w}_{what}', f'{w} {label} ms', '{:.2f}') for w in who]
+    columns.append((f'ratio_{what}', f'oneDNN/PyTorch {label}', '{:.2f}'))
+  step = onednn_rows.step_row(config, repeats)
+  b = config.batch_size
+  return [f'## oneDNN convolutions: U-Net width {config.model.width}, {config.model.upsampler}, '
+          f'batch {b}', '',
+          'Each convolution of the forward pass, timed in turn by XLA, oneDNN (OpenMP\'s '
+          'default threads, and one thread: onednn_1t) and PyTorch channels_last (target: '
+          'oneDNN within 1.1× of PyTorch per layer). All convolutions of a step: '
+          + ', '.join(f'{w} {v:.1f} ms' for w, v in totals.items()) + '.', '',
+          markdown_table(table, columns), '',
+          'Train step, timed in turn: ' + ', '.join(
+              f'{w} {v:.1f} ms ({1e3 * b / v:.0f} images/s)' for w, v in step.items())
+          + f'. **oneDNN / PyTorch eager images/s: {step["torch"] / step["onednn"]:.2f}×** '
+          f'(target ≥ 1.15×); XLA / PyTorch: {step["torch"] / step["xla"]:.2f}×.', '']

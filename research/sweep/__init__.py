@@ -4,9 +4,9 @@ An experiment file defines its grid next to `get_config(arg)` as `get_sweep(arg)
 list of cells, each a dict of dotted config keys -> values:
 
   def get_sweep(arg=None):
-    return sweep.product(sweep.axis('model.arch', ['fcn8s', 'unet']),
-                         sweep.axis('model.upsampler', ['nearest', 'transpose_conv']),
-                         sweep.axis('seed', range(3)))
+    return grids.product(grids.axis('model.arch', ['fcn8s', 'unet']),
+                         grids.axis('model.upsampler', ['nearest', 'transpose_conv']),
+                         grids.axis('seed', range(3)))
 
 Every cell is one `python -m launch.train --config FILE[:ARG] --workdir ROOT/NAME
 --config.KEY=VALUE ...` process, so that a crash stays inside its cell (with

@@ -62,8 +62,8 @@ def get_sweep(spec: str) -> list[dict]:
   module = load_experiment(path)
   if not hasattr(module, 'get_sweep'):
     raise ValueError(f'{path} defines no get_sweep(arg); add one returning a list of cells, '
-                     'e.g. sweep.product(sweep.axis("model.upsampler", [...]), '
-                     'sweep.axis("seed", range(3))).')
+                     'e.g. grids.product(grids.axis("model.upsampler", [...]), '
+                     'grids.axis("seed", range(3))) with research.sweep.grids.')
   cells = [dict(c) for c in module.get_sweep(arg)]
   if not cells:
     raise ValueError(f'{spec}: get_sweep returned no cells.')

@@ -13,11 +13,12 @@ WARNING_SECONDS = 120  # SIGUSR1 this long before the time limit: time to save a
 # the task requeues itself.
 _RUN_CELL = [
     'run_cell() {',
-    '  local log=$1 rc=0 warned=',
+    '  local log=$1 rc=0 warned= pid=',
     '  shift',
+    '  trap \'warned=1; if [ -n "$pid" ]; then kill -USR1 "$pid" 2>/dev/null || true; fi\' USR1',
     '  "$@" >> "$log" 2>&1 &',
-    '  local pid=$!',
-    '  trap \'warned=1; kill -USR1 "$pid" 2>/dev/null || true\' USR1',
+    '  pid=$!',
+    '  if [ -n "$warned" ]; then kill -USR1 "$pid" 2>/dev/null || true; fi  # came before $pid',
     '  wait "$pid" || rc=$?',
     '  while kill -0 "$pid" 2>/dev/null; do rc=0; wait "$pid" || rc=$?; done  # wait was '
     'interrupted by the trap',

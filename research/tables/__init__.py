@@ -12,6 +12,7 @@ import os
 
 import ml_collections
 
+from research import upsamplers
 from research import workdir as workdir_lib
 from research.data import catalog
 from research.tables import figures
@@ -70,6 +71,9 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
               f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
               'joint step, per seed.\n')
   found = []
+  if reference and reference not in upsamplers.names():
+    raise ValueError(f'--reference {reference!r} is no upsampler; known upsamplers: '
+                     f'{", ".join(upsamplers.names())}.')
   if reference:
     found = paired.differences(rows, split, reference, _thin_classes(rows))
   markdown = text.to_markdown(rows, split, header + intro)

@@ -124,7 +124,8 @@ def to_markdown(found: list[tuple], reference: str, split: str) -> str:
   lines = [f'## Paired differences to `{reference}` ({split} split, points of %)', '',
            'Candidate minus reference, mean over the seeds both finished; 95% interval of a '
            'hierarchical bootstrap (seeds, then test images within each seed; '
-           f'{stats.NUM_RESAMPLES} resamples, percentile). Bold: the interval excludes zero. '
+           f'{next(iter(found[0][1].values())).num_resamples} resamples, percentile). Bold: the '
+           'interval excludes zero. '
            'n: paired seeds × test images.', '',
            '| configuration | n | ' + ' | '.join(titles) + ' |',
            '|---|---|' + '---|' * len(titles)]

@@ -1,23 +1,16 @@
-"""oneDNN's convolutions against XLA's and PyTorch's on the default U-Net, in one run.
-
-  python -m research.onednn.measure [--repeats 10] [--layers] [--steps]
-
-Per layer: each convolution of the model's forward pass (bench.model_convolutions) by XLA,
-oneDNN (research.onednn) with OpenMP's default threads and with 1 ('onednn', 'onednn_1t'),
-PyTorch channels_last, forward and both gradients, interleaved. Per step: the real sharded
-train step (bench.compile_train_step) with conv_impl 'xla' and 'onednn' (both thread counts),
-and PyTorch eager channels_last, interleaved.
-"""
-import argparse
+"""oneDNN's convolutions (research.onednn) against XLA's and PyTorch's on the default U-Net,
+timed in turn in one run: each convolution of the model's forward pass (forward and both
+gradients) by XLA, oneDNN with OpenMP's default threads and with one ('onednn', 'onednn_1t'),
+and PyTorch channels_last; and the real sharded train step with conv_impl 'xla' and 'onednn'
+against PyTorch eager."""
 import functools
 
 import jax
 import numpy as np
 
-from experiments import base
-from research import bench
 from research import onednn
-from research import torch_reference
+from research import steps
+from research.bench import measure
 
 
 def with_threads(n: int, call):
@@ -30,13 +23,13 @@ def with_threads(n: int, call):
 
 def layer_rows(config, repeats: int) -> list[dict]:
   """{x, kernel, count, then ms per (who, what)} for each convolution of config's model."""
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch  # optional dependency: the comparison needs PyTorch
   c = config.copy_and_resolve_references()
-  c.model.options.conv_impl = 'xla'  # its jaxpr then lists lax's convolutions
-  model = bench.train.build_model(c, 6)
+  c.model.conv_impl = 'xla'  # its jaxpr then lists lax's convolutions
+  model = steps.build_model(c, 6)
   x = np.zeros((c.batch_size, c.data.image_size, c.data.image_size, 3), np.float32)
   rows = []
-  for conv in bench.model_convolutions(model, x):
+  for conv in measure.model_convolutions(model, x):
     p = conv['params']
     kx, kk, kd = jax.random.split(jax.random.key(0), 3)
     cx = jax.random.normal(kx, conv['x'])
@@ -71,19 +64,21 @@ def layer_rows(config, repeats: int) -> list[dict]:
                                                                         padding=pad)
     row = {'x': '×'.join(map(str, conv['x'])), 'kernel': '×'.join(map(str, conv['kernel'])),
            'count': conv['count'], 'input_grad_needed': conv['x'] != x.shape}
-    row.update(bench._milliseconds(calls, repeats))  # pylint: disable=protected-access
+    row.update(measure.milliseconds(calls, repeats))
     rows.append(row)
   return rows
 
 
 def step_row(config, repeats: int) -> dict:
   """ms per train step: conv_impl 'xla', 'onednn', PyTorch eager channels_last."""
-  import torch  # pylint: disable=g-import-not-at-top
+  import torch  # optional dependency: the comparison needs PyTorch
+
+  from research import torch_reference  # imports torch
   calls = {}
   for impl in ('xla', 'onednn'):
     c = config.copy_and_resolve_references()
-    c.model.options.conv_impl = impl
-    calls[impl] = bench.compile_train_step(c)[1]
+    c.model.conv_impl = impl
+    calls[impl] = measure.compile_train_step(c)[1]
   calls['onednn_1t'] = with_threads(1, calls['onednn'])
   calls['onednn'] = with_threads(0, calls['onednn'])
   s, b = config.data.image_size, config.batch_size
@@ -95,41 +90,4 @@ def step_row(config, repeats: int) -> dict:
       model, rng.random((b, s, s, 3), np.float32), rng.integers(0, 6, (b, s, s)),
       config.optim.learning_rate, config.optim.weight_decay, config.optim.grad_clip,
       channels_last=True)
-  return bench._milliseconds(calls, repeats, warmup=3)  # pylint: disable=protected-access
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--repeats', type=int, default=10)
-  parser.add_argument('--layers', action='store_true')
-  parser.add_argument('--steps', action='store_true')
-  args = parser.parse_args()
-  config = base.get_config()
-  print(f'oneDNN: {onednn.load_error() or "loaded"}; batch {config.batch_size}, '
-        f'{config.data.image_size}², {config.model.arch} width {config.model.width}, '
-        f'{config.model.upsampler}')
-  if args.layers:
-    totals = dict.fromkeys(('xla', 'onednn', 'onednn_1t', 'torch'), 0.)
-    who = '/'.join(totals)
-    print(f'x | kernel | n | fwd {who} | dx {who} | dW {who} | onednn÷torch fwd, dx, dW')
-    for r in layer_rows(config, args.repeats):
-      ms = lambda what: '/'.join(f'{r[who, what]:.2f}' for who in totals)
-      ratio = ', '.join(f'{r["onednn", w] / r["torch", w]:.2f}'
-                        for w in ('forward', 'input_grad', 'kernel_grad'))
-      print(f'{r["x"]} | {r["kernel"]} | {r["count"]} | {ms("forward")} | '
-            f'{ms("input_grad")} | {ms("kernel_grad")} | {ratio}')
-      for who in totals:
-        totals[who] += r['count'] * (r[who, 'forward'] + r[who, 'kernel_grad']
-                                     + r['input_grad_needed'] * r[who, 'input_grad'])
-    print('all convolutions of a step, ms: ' + ', '.join(f'{k} {v:.1f}' for k, v in totals.items()))
-  if args.steps:
-    ms = step_row(config, args.repeats)
-    b = config.batch_size
-    print('train step ms: ' + ', '.join(f'{k} {v:.1f} ({1e3 * b / v:.0f} images/s)'
-                                        for k, v in ms.items()))
-    print(f'onednn ÷ torch images/s: {ms["torch"] / ms["onednn"]:.2f}×; xla ÷ torch: '
-          f'{ms["torch"] / ms["xla"]:.2f}×')
-
-
-if __name__ == '__main__':
-  main()
+  return measure.milliseconds(calls, repeats, warmup=3)
