@@ -4,6 +4,7 @@
 
 Variants import `get_config` from here and override a few fields.
 """
+
 import ml_collections
 
 from research import data
@@ -17,20 +18,31 @@ def get_config(arg=None):
 
   c.data = data.default_config()  # lab_shapes/res64; fields documented there
 
-  c.model = ml_collections.ConfigDict(dict(
-      arch='unet', upsampler='nearest', width=16,
+  c.model = ml_collections.ConfigDict(
+    dict(
+      arch='unet',
+      upsampler='nearest',
+      width=16,
       upsampler_options={},  # e.g. {'kernel_size': 3} for transpose_conv
       options={},  # architecture options, e.g. {'depth': 3}
       dtype='float32',
       # Convolutions: 'auto' (oneDNN on CPU where `make` built it, XLA elsewhere), 'xla',
       # 'onednn' (research/onednn). How, not what: a run may resume with another.
-      conv_impl='auto'))
+      conv_impl='auto',
+    )
+  )
 
-  c.optim = ml_collections.ConfigDict(dict(
+  c.optim = ml_collections.ConfigDict(
+    dict(
       name='adamw',  # adam | adamw | sgd (with momentum)
-      learning_rate=3e-3, weight_decay=1e-4, momentum=0.9,
+      learning_rate=3e-3,
+      weight_decay=1e-4,
+      momentum=0.9,
       schedule='cosine',  # constant | cosine
-      warmup_steps=50, grad_clip=1.0))
+      warmup_steps=50,
+      grad_clip=1.0,
+    )
+  )
   c.loss = ml_collections.ConfigDict(dict(class_weights=()))  # () for uniform
 
   c.batch_size = 16  # global; must be divisible by the number of devices

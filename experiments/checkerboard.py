@@ -19,18 +19,19 @@ Expected (results/checkerboard.md, test %): every decoder 34.7-37.7 mIoU and 43-
 F1, all within the seed spread (std 1-4.5), and a checkerboard score of 0.00 for all.
 Smoke test (2 steps, 1 seed): `experiments/checkerboard.py:steps=2,seeds=1`.
 """
+
 from experiments import decoder_ablation
 from research.sweep import grids
 
 DECODERS = (  # (upsampler, its options)
-    ('transpose_conv', {'kernel_size': 2}),
-    ('transpose_conv', {'kernel_size': 3}),
-    ('transpose_conv', {'kernel_size': 3, 'overlap': 'max'}),
-    ('transpose_conv', {}),  # kernel 4, sum: the default
-    ('transpose_conv', {'overlap': 'max'}),
-    ('resize_conv', {}),
-    ('pixel_shuffle', {}),
-    ('pixel_shuffle', {'icnr': True}),
+  ('transpose_conv', {'kernel_size': 2}),
+  ('transpose_conv', {'kernel_size': 3}),
+  ('transpose_conv', {'kernel_size': 3, 'overlap': 'max'}),
+  ('transpose_conv', {}),  # kernel 4, sum: the default
+  ('transpose_conv', {'overlap': 'max'}),
+  ('resize_conv', {}),
+  ('pixel_shuffle', {}),
+  ('pixel_shuffle', {'icnr': True}),
 )
 
 

@@ -12,6 +12,7 @@ k in {2, 4, 8, 16, 64, 256} × 3 seeds (the k-means++ draws), 54 cells of a few 
 One cell: `launch.train --config experiments/clustering.py:space=colour_position,k=64`.
 Results: results/clustering.md.
 """
+
 import ml_collections
 
 from experiments import base
@@ -27,14 +28,21 @@ def get_config(arg=None):
   c = base.get_config()
   c.method = 'kmeans'  # research.runners runs research.kmeans_run
   c.seed = arg.seed
-  c.clustering = ml_collections.ConfigDict(dict(
+  c.clustering = ml_collections.ConfigDict(
+    dict(
       space=arg.space,  # intensity | colour | colour_position (SLIC-like)
-      k=arg.k, compactness=arg.compactness,  # SLIC's m, colour_position only
-      num_iters=arg.iters))
+      k=arg.k,
+      compactness=arg.compactness,  # SLIC's m, colour_position only
+      num_iters=arg.iters,
+    )
+  )
   return c
 
 
 def get_sweep(arg=None):
   del arg
-  return grids.product(grids.axis('clustering.space', clustering.SPACES),
-                       grids.axis('clustering.k', KS), grids.axis('seed', range(3)))
+  return grids.product(
+    grids.axis('clustering.space', clustering.SPACES),
+    grids.axis('clustering.k', KS),
+    grids.axis('seed', range(3)),
+  )

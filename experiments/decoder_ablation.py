@@ -21,6 +21,7 @@ Smoke test (2 steps, 1 seed): `experiments/decoder_ablation.py:steps=2,seeds=1`;
 the committed grid: `experiments/decoder_ablation.py:decoders=classic,seeds=3`.
 Results: see results/decoder_ablation.md.
 """
+
 from experiments import base
 from research import config_utils
 from research import models
@@ -28,8 +29,16 @@ from research import upsamplers
 from research.sweep import grids
 
 ARCHS = ('fcn8s', 'unet', 'segnet')
-CLASSIC = ('nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv', 'bilinear',
-           'resize_conv', 'pixel_shuffle', 'bilinear_additive')
+CLASSIC = (
+  'nearest',
+  'bed_of_nails',
+  'max_unpool',
+  'transpose_conv',
+  'bilinear',
+  'resize_conv',
+  'pixel_shuffle',
+  'bilinear_additive',
+)
 DECODERS = ('all', 'classic')
 
 
@@ -37,8 +46,13 @@ def parse_args(arg, **defaults):
   """The argument string over this ablation's defaults, and `defaults` (a variant's own
   keys, or other default values). `seeds` is read by get_sweep only; get_config accepts
   it so both take the same string."""
-  return config_utils.parse_arg(arg, **{**dict(arch='unet', upsampler='nearest', seed=0,
-                                                steps=800, width=8, seeds=5, decoders='all'), **defaults})
+  return config_utils.parse_arg(
+    arg,
+    **{
+      **dict(arch='unet', upsampler='nearest', seed=0, steps=800, width=8, seeds=5, decoders='all'),
+      **defaults,
+    },
+  )
 
 
 def get_config(arg=None):
@@ -64,10 +78,17 @@ def decoder_rows(decoders: str = 'all') -> list[dict]:
   upsampler in every architecture that can take it."""
   if decoders not in DECODERS:
     raise ValueError(f'decoders must be one of {", ".join(DECODERS)}; got {decoders!r}.')
-  names = CLASSIC if decoders == 'classic' else CLASSIC + tuple(
-      u for u in upsamplers.names() if u not in CLASSIC)
-  return [{'model.arch': arch, 'model.upsampler': name} for arch in ARCHS for name in names
-          if models.compatible(arch, name)]
+  names = (
+    CLASSIC
+    if decoders == 'classic'
+    else CLASSIC + tuple(u for u in upsamplers.names() if u not in CLASSIC)
+  )
+  return [
+    {'model.arch': arch, 'model.upsampler': name}
+    for arch in ARCHS
+    for name in names
+    if models.compatible(arch, name)
+  ]
 
 
 def get_sweep(arg=None):

@@ -1,8 +1,9 @@
-r"""Decoder ablation, U-Net rows trained 3× longer: do the decoders separate once training converges?
+r"""Decoder ablation, U-Net rows trained 3× longer: do decoders separate once training converges?
 
   python -m launch.sweep --config experiments/decoder_ablation_long.py \
       --root workdirs/decoder_ablation_long --parallel 2
-  python -m launch.table --root workdirs/decoder_ablation_long --name decoder_ablation_long --out results
+  python -m launch.table --root workdirs/decoder_ablation_long --name decoder_ablation_long \
+      --out results
 
 At 800 steps (experiments/decoder_ablation.py) the U-Net rows had not converged (val mIoU
 still rising at the last eval) and their seed spread swamped the decoders: nearest gave
@@ -19,6 +20,7 @@ each other's seed spread (bilinear 54.2 ± 9.4, max_unpool 56.5 ± 0.9).
 Smoke test (2 steps, 1 seed): `experiments/decoder_ablation_long.py:steps=2,seeds=1`.
 Results: see results/decoder_ablation_long.md.
 """
+
 from experiments import decoder_ablation
 
 
@@ -31,6 +33,7 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   """The decoder ablation's U-Net cells of the classic eight (seed 0 of every row first)."""
-  cells = decoder_ablation.sweep_from(decoder_ablation.parse_args(arg, steps=2400, seeds=3,
-                                                                  decoders='classic'))
+  cells = decoder_ablation.sweep_from(
+    decoder_ablation.parse_args(arg, steps=2400, seeds=3, decoders='classic')
+  )
   return [c for c in cells if c['model.arch'] == 'unet']

@@ -7,6 +7,7 @@ r"""The `make demo` ablation: {U-Net, FCN-8s} × the four unpooling-style decode
 from one seed and a short schedule show the mechanics, not a finding; the committed
 ablations are experiments/decoder_ablation.py and experiments/fcn_skips.py.
 """
+
 from experiments import quick
 from research.sweep import grids
 

@@ -27,6 +27,7 @@ Expected (results/design_costs.md, test mIoU / boundary F1 %): sliding window 29
 40.3 ± 8.8, fullres 55.1 ± 2.3 / 68.9 ± 1.7 (2 seeds), U-Net 35.3 ± 7.5 / 40.5 ± 14.4.
 Smoke test: `experiments/design_costs.py:steps=2,seeds=1`.
 """
+
 from experiments import decoder_ablation
 from research.sweep import grids
 
@@ -51,10 +52,17 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   arg = _args(arg)
   if arg.arch != 'unet':  # the default: get_config's pixels_per_image would follow it
-    raise ValueError(f'design_costs sets the architecture per row; drop arch={arg.arch} from '
-                     f'the sweep argument (it is for running one cell with launch.train).')
-  designs = [{'model.arch': a, 'model.width': w,
-              **({'loss.pixels_per_image': arg.pixels} if a == 'sliding_window' else {})}
-             for a, w in DESIGNS]
+    raise ValueError(
+      f'design_costs sets the architecture per row; drop arch={arg.arch} from '
+      f'the sweep argument (it is for running one cell with launch.train).'
+    )
+  designs = [
+    {
+      'model.arch': a,
+      'model.width': w,
+      **({'loss.pixels_per_image': arg.pixels} if a == 'sliding_window' else {}),
+    }
+    for a, w in DESIGNS
+  ]
   cells = grids.product(designs, grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

@@ -9,6 +9,7 @@ cells repeat those of the decoder ablation: the two tables must agree on them. 3
 Smoke test (2 steps, 1 seed): `experiments/fcn_skips.py:steps=2,seeds=1`.
 Results: see results/fcn_skips.md.
 """
+
 from experiments import decoder_ablation
 from research.sweep import grids
 
@@ -22,6 +23,9 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   arg = decoder_ablation.parse_args(arg, seeds=3)  # the committed grid: 3 seeds
-  cells = grids.product(grids.axis('model.arch', ARCHS), grids.axis('model.upsampler', UPSAMPLERS),
-                        grids.axis('seed', range(arg.seeds)))
+  cells = grids.product(
+    grids.axis('model.arch', ARCHS),
+    grids.axis('model.upsampler', UPSAMPLERS),
+    grids.axis('seed', range(arg.seeds)),
+  )
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first

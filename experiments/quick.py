@@ -1,8 +1,9 @@
 """CPU-sized demo config: a small U-Net for 200 steps, under a minute on 2 cores.
 
-  python -m launch.train --config experiments/quick.py --workdir workdirs/quick
-  python -m launch.train --config experiments/quick.py:arch=fcn8s,upsampler=max_unpool --workdir ...
+python -m launch.train --config experiments/quick.py --workdir workdirs/quick
+python -m launch.train --config experiments/quick.py:arch=fcn8s,upsampler=max_unpool --workdir ...
 """
+
 from experiments import base
 from research import config_utils
 

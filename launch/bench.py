@@ -1,17 +1,18 @@
 r"""Benchmarks upsamplers, train steps and the input pipeline; writes results/bench_<device>.md.
 
-  python -m launch.bench                       # everything, CPU-sized defaults
-  python -m launch.bench --suites=upsamplers --batch=32 --size=32 --channels=64
+python -m launch.bench                       # everything, CPU-sized defaults
+python -m launch.bench --suites=upsamplers --batch=32 --size=32 --channels=64
 """
+
 import os
 import sys
 
 from absl import app
 from absl import flags
 
-from launch import cli
 from experiments import base
 from experiments import design_costs
+from launch import cli
 from research import data
 from research import upsamplers
 from research import workdir as workdir_lib
@@ -20,11 +21,13 @@ from research.bench import report
 from research.data import bench as data_bench
 
 _SUITES = flags.DEFINE_multi_enum(
-    'suites', ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
-    ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs', 'onednn'],
-    'What to benchmark (pytorch: only where torch is installed; designs: the inference cost '
-    'of experiments/design_costs.py\'s three designs; onednn: the convolutions and train step by '
-    'XLA, oneDNN and PyTorch; minutes on 2 CPU cores each, so not by default).')
+  'suites',
+  ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch'],
+  ['upsamplers', 'train', 'pipeline', 'levers', 'pytorch', 'designs', 'onednn'],
+  'What to benchmark (pytorch: only where torch is installed; designs: the inference cost '
+  "of experiments/design_costs.py's three designs; onednn: the convolutions and train step by "
+  'XLA, oneDNN and PyTorch; minutes on 2 CPU cores each, so not by default).',
+)
 _BATCH = flags.DEFINE_integer('batch', 32, 'Upsampler suite: batch size.')
 _SIZE = flags.DEFINE_integer('size', 32, 'Upsampler suite: input height and width.')
 _CHANNELS = flags.DEFINE_integer('channels', 64, 'Upsampler suite: channels.')
@@ -33,19 +36,27 @@ _UPSAMPLERS = flags.DEFINE_list('upsamplers', upsamplers.names(), 'Upsamplers to
 _TRAIN_BATCH = flags.DEFINE_integer('train_batch', 16, 'Train suite: global batch size.')
 _WIDTH = flags.DEFINE_integer('width', 16, 'Train suite: base width of the models.')
 _TORCH_MODELS = flags.DEFINE_list(
-    'torch_models', ['16:nearest', '32:transpose_conv'],
-    'pytorch suite: U-Nets as WIDTH:UPSAMPLER (16:nearest is the default U-Net).')
-_LEVER_MODEL = flags.DEFINE_string('lever_model', '16:nearest',
-                                   'levers suite: the U-Net as WIDTH:UPSAMPLER.')
+  'torch_models',
+  ['16:nearest', '32:transpose_conv'],
+  'pytorch suite: U-Nets as WIDTH:UPSAMPLER (16:nearest is the default U-Net).',
+)
+_LEVER_MODEL = flags.DEFINE_string(
+  'lever_model', '16:nearest', 'levers suite: the U-Net as WIDTH:UPSAMPLER.'
+)
 _XLA_LEVERS = flags.DEFINE_list(
-    'xla_levers', ['--xla_cpu_experimental_ynn_fusion_type=+individual_convolution',
-                   '--xla_cpu_experimental_ynn_fusion_type=',
-                   '--xla_cpu_use_onednn=true', '--xla_cpu_experimental_onednn_custom_call=true',
-                   '--xla_cpu_enable_fast_math=true',
-                   '--xla_cpu_enable_concurrency_optimized_scheduler=true',
-                   '--xla_cpu_multi_thread_eigen=false'],
-    'levers suite: XLA flags, each tried alone in a fresh process (one that names a flag of '
-    'research/xla_flags.py replaces its default there).')
+  'xla_levers',
+  [
+    '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution',
+    '--xla_cpu_experimental_ynn_fusion_type=',
+    '--xla_cpu_use_onednn=true',
+    '--xla_cpu_experimental_onednn_custom_call=true',
+    '--xla_cpu_enable_fast_math=true',
+    '--xla_cpu_enable_concurrency_optimized_scheduler=true',
+    '--xla_cpu_multi_thread_eigen=false',
+  ],
+  'levers suite: XLA flags, each tried alone in a fresh process (one that names a flag of '
+  'research/xla_flags.py replaces its default there).',
+)
 _REPEATS = flags.DEFINE_integer('repeats', 10, 'Timed calls per measurement (median).')
 _OUT = flags.DEFINE_string('out', 'results', 'Folder for bench_<device>.md ("" to only print).')
 
@@ -78,8 +89,9 @@ def main(argv):
   if 'pytorch' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
-    sections += report.pytorch_section(config, [_model(m) for m in _TORCH_MODELS.value],
-                                       _REPEATS.value)
+    sections += report.pytorch_section(
+      config, [_model(m) for m in _TORCH_MODELS.value], _REPEATS.value
+    )
   if 'onednn' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
@@ -88,8 +100,13 @@ def main(argv):
   if 'designs' in _SUITES.value:
     config = design_costs.get_config()
     info = data.dataset_info(config.data)
-    rows = measure.design_rows(design_costs.DESIGNS, info.num_classes, info.image_size,
-                               config.eval_batch_size, _REPEATS.value)
+    rows = measure.design_rows(
+      design_costs.DESIGNS,
+      info.num_classes,
+      info.image_size,
+      config.eval_batch_size,
+      _REPEATS.value,
+    )
     sections += report.designs_section(rows, config.eval_batch_size, info.image_size)
   if 'pipeline' in _SUITES.value:
     config = base.get_config()
@@ -108,8 +125,10 @@ def main(argv):
 def _model(spec: str):
   width, _, upsampler = spec.partition(':')
   if not width.isdigit() or upsampler not in upsamplers.names():
-    raise app.UsageError(f'Expected WIDTH:UPSAMPLER (e.g. 16:nearest), upsampler one of '
-                         f'{", ".join(upsamplers.names())}; got {spec!r}.')
+    raise app.UsageError(
+      f'Expected WIDTH:UPSAMPLER (e.g. 16:nearest), upsampler one of '
+      f'{", ".join(upsamplers.names())}; got {spec!r}.'
+    )
   return int(width), upsampler
 
 

@@ -1,6 +1,7 @@
 """What every entry point shares: the XLA defaults before JAX starts, a quiet terminal (library
 INFO logs go to the run's log file, not the screen), and configuration or usage errors as one
 clear line with a non-zero exit instead of a traceback."""
+
 import logging as pylogging
 import os
 import sys
@@ -11,10 +12,14 @@ from absl import logging
 
 from research import xla_flags
 
-_VERBOSE = flags.DEFINE_bool('verbose', False, 'Show the libraries\' INFO logs on the terminal '
-                             'too (they always go to the run\'s log file).')
-_TRACEBACK = flags.DEFINE_bool('traceback', False,
-                               'Show the traceback of a configuration or usage error.')
+_VERBOSE = flags.DEFINE_bool(
+  'verbose',
+  False,
+  "Show the libraries' INFO logs on the terminal too (they always go to the run's log file).",
+)
+_TRACEBACK = flags.DEFINE_bool(
+  'traceback', False, 'Show the traceback of a configuration or usage error.'
+)
 
 # What bad input raises here: a value out of range or an unknown name (ValueError), a missing
 # or foreign file (FileNotFoundError, FileExistsError); while the flags are parsed, a config
@@ -27,8 +32,7 @@ EXIT_USAGE = 2
 
 def _config_key_error(error: BaseException):
   """The KeyError inside ml_collections' AttributeError for a field a config lacks."""
-  if (isinstance(error, AttributeError) and error.args
-      and isinstance(error.args[0], KeyError)):
+  if isinstance(error, AttributeError) and error.args and isinstance(error.args[0], KeyError):
     return error.args[0]
   return None
 

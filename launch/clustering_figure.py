@@ -1,7 +1,8 @@
 r"""The segmentation-as-clustering picture: input, quantised image, superpixels, ground truth.
 
-  python -m launch.clustering_figure --out results/clustering.png
+python -m launch.clustering_figure --out results/clustering.png
 """
+
 from absl import app
 from absl import flags
 

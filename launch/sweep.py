@@ -12,6 +12,7 @@ train together in one process and one compiled program (vmap over seeds). Runnin
 the same command again skips finished cells and resumes partial ones. `--config.KEY=VALUE`
 flags apply to every cell (e.g. --config.data.data_dir=...). Exits non-zero if a cell failed.
 """
+
 import os
 import shutil
 import subprocess
@@ -26,17 +27,26 @@ from research import sweep
 from research import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True)
+  'config', None, 'Experiment file[:args] defining get_config and get_sweep.', lock_config=True
+)
 _ROOT = flags.DEFINE_string('root', None, 'Directory holding one workdir per cell.')
-_BACKEND = flags.DEFINE_enum('backend', 'local', ['local', 'slurm'],
-                             'local: subprocesses here; slurm: write (and submit) an sbatch array.')
+_BACKEND = flags.DEFINE_enum(
+  'backend',
+  'local',
+  ['local', 'slurm'],
+  'local: subprocesses here; slurm: write (and submit) an sbatch array.',
+)
 _PARALLEL = flags.DEFINE_integer(
-    'parallel', 1, 'Processes (cells, or groups of seeds) at the same time (slurm: only if '
-    'given; default unlimited).',
-    lower_bound=1)
+  'parallel',
+  1,
+  'Processes (cells, or groups of seeds) at the same time (slurm: only if '
+  'given; default unlimited).',
+  lower_bound=1,
+)
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List the cells and their status; run nothing.')
 _SBATCH_OPTIONS = flags.DEFINE_list(
-    'sbatch_options', [], 'slurm: extra #SBATCH lines, e.g. --partition=gpu,--time=2:00:00.')
+  'sbatch_options', [], 'slurm: extra #SBATCH lines, e.g. --partition=gpu,--time=2:00:00.'
+)
 flags.mark_flags_as_required(['config', 'root'])
 
 
@@ -45,8 +55,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   spec = config_flags.get_config_filename(flags.FLAGS['config'])
   common = config_flags.get_override_values(flags.FLAGS['config'])
-  cells = sweep.plan(spec, sweep.get_sweep(spec), _ROOT.value, common,
-                     seeds_together=_CONFIG.value.get('seeds_together', 1))
+  cells = sweep.plan(
+    spec,
+    sweep.get_sweep(spec),
+    _ROOT.value,
+    common,
+    seeds_together=_CONFIG.value.get('seeds_together', 1),
+  )
   data_configs, stale = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
@@ -59,9 +74,11 @@ def main(argv):
     except ValueError as e:
       stale.append(f'{cell.name}: {str(e).split("Differences:")[1].strip()}')
   if stale:
-    raise ValueError(f'{len(stale)} cell(s) under {_ROOT.value} hold runs of a different config '
-                     '(the experiment changed since they ran), so their results would be '
-                     'mixed in: delete them or use another --root.\n' + '\n'.join(stale[:10]))
+    raise ValueError(
+      f'{len(stale)} cell(s) under {_ROOT.value} hold runs of a different config '
+      '(the experiment changed since they ran), so their results would be '
+      'mixed in: delete them or use another --root.\n' + '\n'.join(stale[:10])
+    )
   if _DRY_RUN.value:
     print(sweep.format_status(cells))
     return 0
@@ -78,17 +95,22 @@ def main(argv):
     at_once = _PARALLEL.value if flags.FLAGS['parallel'].present else None
     script = sweep.slurm_script(cells, _ROOT.value, name, _SBATCH_OPTIONS.value, at_once)
     workdir_lib.write_text_atomic(path, script)
-    print(f'Wrote {path} ({len(sweep.jobs(cells))} array tasks for {len(cells)} cells) and '
-          f'{sweep.INDEX}.')
+    print(
+      f'Wrote {path} ({len(sweep.jobs(cells))} array tasks for {len(cells)} cells) and '
+      f'{sweep.INDEX}.'
+    )
     if shutil.which('sbatch') is None:
       print(f'sbatch is not on PATH; submit from a Slurm login node with:\n  sbatch {path}')
       return 0
     return subprocess.run(['sbatch', path], check=False).returncode
 
   todo = [c for c in cells if sweep.status(c.workdir) != 'done']
-  print(f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} in '
-        f'{len(sweep.jobs(todo))} processes ({_PARALLEL.value} at a time). Logs: '
-        f'{_ROOT.value}/<cell>/{sweep.LOG}', flush=True)
+  print(
+    f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} in '
+    f'{len(sweep.jobs(todo))} processes ({_PARALLEL.value} at a time). Logs: '
+    f'{_ROOT.value}/<cell>/{sweep.LOG}',
+    flush=True,
+  )
   try:
     results = sweep.run_local(todo, _PARALLEL.value)
   except KeyboardInterrupt:

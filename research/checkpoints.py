@@ -1,6 +1,7 @@
 """A run's checkpoints: one orbax manager per workdir, the latest step, and a restore that
 survives a broken checkpoint (a truncated file after a crash, say) by setting it aside and
 falling back to the newest readable one."""
+
 import datetime
 import os
 import shutil
@@ -24,7 +25,8 @@ def directory(workdir: str) -> str:
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      directory(workdir), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    directory(workdir), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  )
 
 
 def latest_step(workdir: str):
@@ -56,7 +58,13 @@ def restore(checkpoint_manager: ocp.CheckpointManager, workdir: str, step: int, 
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'checkpoint {step} of {workdir} set aside')
     reason = ' '.join(str(e).split())[:200]
-    logging.warning('Checkpoint at step %d of %s is unreadable (%s: %s); moved it to %s and '
-                    'falling back to the newest readable one.', step, workdir, type(e).__name__,
-                    reason, target)
+    logging.warning(
+      'Checkpoint at step %d of %s is unreadable (%s: %s); moved it to %s and '
+      'falling back to the newest readable one.',
+      step,
+      workdir,
+      type(e).__name__,
+      reason,
+      target,
+    )
     raise SetAside(f'step {step} of {workdir}') from e

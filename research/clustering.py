@@ -9,6 +9,7 @@ The clustering (`features`, `kmeans`, `segment`) is jit-able JAX over a batch of
 scoring (`match_clusters_to_classes`, `boundary_recall`, `undersegmentation_error`) runs per
 image on the host, as `research.metrics.boundary_f1` does.
 """
+
 import functools
 
 import jax

@@ -1,4 +1,5 @@
 """Helpers for experiment configs: big_vision-style argument strings."""
+
 import ast
 
 import ml_collections
@@ -15,11 +16,15 @@ def parse_arg(arg, **defaults):
     return result
   for item in arg.split(','):
     if '=' not in item:
-      raise ValueError(f'Config argument {item!r} is not of the form key=value; valid keys: '
-                       f'{", ".join(sorted(defaults))}.')
+      raise ValueError(
+        f'Config argument {item!r} is not of the form key=value; valid keys: '
+        f'{", ".join(sorted(defaults))}.'
+      )
     key, value = item.split('=', 1)
     if key not in defaults:
-      raise ValueError(f'Unknown config argument {key!r}; valid keys: {", ".join(sorted(defaults))}.')
+      raise ValueError(
+        f'Unknown config argument {key!r}; valid keys: {", ".join(sorted(defaults))}.'
+      )
     try:
       value = ast.literal_eval(value)
     except (ValueError, SyntaxError):

@@ -1,4 +1,5 @@
 """What a run costs: parameters, FLOPs from XLA's cost analysis, time, memory."""
+
 import resource
 import statistics
 import time
@@ -13,8 +14,9 @@ def median_seconds(fn, *args, repeats: int = 10, warmup: int = 2) -> float:
   return interleaved_median_seconds({'': lambda: fn(*args)}, repeats, warmup)['']
 
 
-def interleaved_median_seconds(calls: dict, repeats: int = 10, warmup: int = 2,
-                               rounds: int = 5) -> dict:
+def interleaved_median_seconds(
+  calls: dict, repeats: int = 10, warmup: int = 2, rounds: int = 5
+) -> dict:
   """{name: median wall time over `repeats` calls} of zero-argument calls, each ended with
   `block_until_ready`, timed in turn: after `warmup` calls of each, `rounds` rounds, each
   giving every entry one untimed call and then its share of the timed ones. On a shared
@@ -70,7 +72,8 @@ def peak_memory() -> dict:
   host_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
   device_peak = None if device_peak is None else device_peak / 2**20
   return {
-      'peak_device_memory_mb': device_peak, 'peak_host_memory_mb': host_peak,
-      # The device's where it reports one (GPU/TPU); on CPU the process's peak RSS.
-      'peak_memory_mb': host_peak if device_peak is None else device_peak,
+    'peak_device_memory_mb': device_peak,
+    'peak_host_memory_mb': host_peak,
+    # The device's where it reports one (GPU/TPU); on CPU the process's peak RSS.
+    'peak_memory_mb': host_peak if device_peak is None else device_peak,
   }

@@ -103,8 +103,12 @@ def mean_iou(confusion, classes=None) -> np.ndarray:
   iou = class_iou(confusion)  # [..., K]
   if classes is not None:
     classes = np.asarray(classes, np.int64)
-    if classes.ndim != 1 or classes.size == 0 or (classes < 0).any() or (
-        classes >= iou.shape[-1]).any():
+    if (
+      classes.ndim != 1
+      or classes.size == 0
+      or (classes < 0).any()
+      or (classes >= iou.shape[-1]).any()
+    ):
       raise ValueError(
         f'classes must be a non-empty list of class ids in [0, {iou.shape[-1]}), got {classes}'
       )
@@ -239,8 +243,7 @@ def shift_agreement(preds, shifted_preds, shift: int) -> np.ndarray:
   preds, shifted_preds = np.asarray(preds), np.asarray(shifted_preds)
   if preds.ndim != 3 or preds.shape != shifted_preds.shape:
     raise ValueError(
-      f'preds and shifted_preds must both be [B, H, W], got {preds.shape} and '
-      f'{shifted_preds.shape}'
+      f'preds and shifted_preds must both be [B, H, W], got {preds.shape} and {shifted_preds.shape}'
     )
   height, width = preds.shape[1:]
   if not 0 <= shift < min(height, width):
@@ -319,8 +322,9 @@ def split_summary(per_image: dict, thin_classes=()) -> dict:
 
   per_image: batch_metrics' arrays concatenated over the split, optionally with
   'shift_consistency' float [N, len(SHIFTS)] and 'checkerboard' / 'checkerboard_logits' /
-  'checkerboard_features' float [N]. IoUs come from summed confusions; recall is sum of hits / sum of
-  totals; the scores are NaN-skipping means over images. Fractions, not %.
+  'checkerboard_features' float [N]. IoUs come from summed confusions; recall is the sum
+  of hits over the sum of totals; the scores are NaN-skipping means over images. Fractions,
+  not %.
   """
   confusion = per_image['confusion'].sum(0)  # [K, K]
   summary = {'miou': float(mean_iou(confusion)), 'iou_per_class': class_iou(confusion).tolist()}
@@ -330,8 +334,9 @@ def split_summary(per_image: dict, thin_classes=()) -> dict:
     summary['trimap_miou'] = mean_iou(per_image['trimap'].sum(0)).tolist()  # per width
   if 'small_hits' in per_image:
     total = per_image['small_totals'].sum()
-    summary['small_object_recall'] = float(per_image['small_hits'].sum() / total) if total else (
-      float('nan'))
+    summary['small_object_recall'] = (
+      float(per_image['small_hits'].sum() / total) if total else (float('nan'))
+    )
   if 'shift_consistency' in per_image:
     per_shift = np.nanmean(per_image['shift_consistency'], axis=0)  # [len(SHIFTS)]
     summary['shift_consistency'] = float(per_shift.mean())

@@ -9,6 +9,7 @@ also keeps every image's values (per-image confusions, trimap bands, small objec
 F1, shift consistency, the predict_fn's scores), in the order of the split, so that paired
 statistics can resample images (research.stats) and runs of the same split pair by image.
 """
+
 from typing import Callable, Optional
 
 import jax
@@ -43,41 +44,53 @@ def evaluate(predict_fn: PredictFn, data_config, split: str, info, *, batch_size
   per_image = {'boundary_f1': []}
   for batch, out in _predictions(predict_fn, data_config, split, batch_size):
     valid, preds = batch['valid'], out.pop('preds')
-    confusion += np.asarray(metrics.confusion_matrix(batch['label'], preds, info.num_classes,
-                                                     valid), np.int64)
-    per_image['boundary_f1'].append(metrics.boundary_f1(
-        batch['label'], preds, info.num_classes, valid, info.ignore_label)[valid])
+    confusion += np.asarray(
+      metrics.confusion_matrix(batch['label'], preds, info.num_classes, valid), np.int64
+    )
+    per_image['boundary_f1'].append(
+      metrics.boundary_f1(batch['label'], preds, info.num_classes, valid, info.ignore_label)[valid]
+    )
     for name, values in out.items():
       per_image.setdefault(name, []).append(np.asarray(values)[valid])
   scores = {name: np.concatenate(values) for name, values in per_image.items()}
   if jax.process_count() > 1:  # each host holds its own images: add up the sums
     confusion = _allgather(confusion).sum(0)
     sums = _allgather(
-        np.array([(np.nansum(v), np.sum(~np.isnan(v))) for v in scores.values()], np.float64))
+      np.array([(np.nansum(v), np.sum(~np.isnan(v))) for v in scores.values()], np.float64)
+    )
     means = dict(zip(scores, (float(total / count) for total, count in sums.sum(0))))
   else:
     means = {name: float(np.nanmean(v)) for name, v in scores.items()}
   return {**metrics.region_scores(confusion, info.class_names), **means}
 
 
-def evaluate_per_image(predict_fn: PredictFn, data_config, split: str, info, *, batch_size: int,
-                       labels_fn: Optional[LabelsFn] = None) -> tuple[dict, dict]:
+def evaluate_per_image(
+  predict_fn: PredictFn,
+  data_config,
+  split: str,
+  info,
+  *,
+  batch_size: int,
+  labels_fn: Optional[LabelsFn] = None,
+) -> tuple[dict, dict]:
   """(scores, per_image): `evaluate`'s scores plus the metrics where decoders differ, and
   every image's values ({name: [N, ...]}, N images of the split in order).
 
   Added scores: thin-structure IoU (the dataset's thin classes), trimap mIoU for bands of
   w px around ground-truth boundaries (trimap_miou_w1 … _w16), small-object recall, and with
-  `labels_fn` shift consistency (the mean over shifts, and shift_consistency_s1 … _s7). With several processes the per-image
-  arrays are gathered batch by batch, process-major within a batch.
+  `labels_fn` shift consistency (the mean over shifts, and shift_consistency_s1 … _s7). With
+  several processes the per-image arrays are gathered in the split's order, bit for bit.
   """
   per_image = {}
   for batch, out in _predictions(predict_fn, data_config, split, batch_size):
     valid, preds = batch['valid'], out.pop('preds')
-    values = decoder_metrics.batch_metrics(batch['label'], preds, info.num_classes,
-                                           object_classes(info), valid, info.ignore_label)
+    values = decoder_metrics.batch_metrics(
+      batch['label'], preds, info.num_classes, object_classes(info), valid, info.ignore_label
+    )
     if labels_fn is not None:
       values['shift_consistency'] = decoder_metrics.shift_consistency(
-          labels_fn, batch['image'], valid)[valid]
+        labels_fn, batch['image'], valid
+      )[valid]
     values.update({name: np.asarray(v)[valid] for name, v in out.items()})
     if jax.process_count() > 1:
       values = _gather_valid_rows(values, valid)
@@ -108,9 +121,13 @@ def summarize(per_image: dict, info) -> dict:
 
 def _predictions(predict_fn, data_config, split, batch_size):
   """(batch, predict_fn(batch) with 'preds' as numpy) for this process's rows of each batch."""
-  for batch in data.eval_batches(data_config, split, global_batch_size=batch_size,
-                                 process_index=jax.process_index(),
-                                 process_count=jax.process_count()):
+  for batch in data.eval_batches(
+    data_config,
+    split,
+    global_batch_size=batch_size,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
     out = dict(predict_fn(batch))
     out['preds'] = np.asarray(out['preds'])
     yield batch, out

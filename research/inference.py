@@ -3,6 +3,7 @@
 Only the parameters are restored: inference needs no optimiser state, so a run's checkpoint
 loads whatever optimiser trained it.
 """
+
 import json
 import os
 
@@ -28,8 +29,11 @@ def load(workdir: str, step: int | None = None):
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   image = jnp.zeros((1, info.image_size, info.image_size, 3), jnp.float32)
   shapes = jax.eval_shape(lambda key: model.init(key, image)['params'], jax.random.key(0))
-  abstract = {'params': jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)}
+  abstract = {
+    'params': jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes
+    )
+  }
   with ocp.CheckpointManager(os.path.join(workdir, 'checkpoints')) as manager:
     saved = manager.all_steps()
     if not saved:
@@ -38,13 +42,19 @@ def load(workdir: str, step: int | None = None):
       step = max(saved)
     elif step not in saved:
       raise ValueError(f'{workdir} has no checkpoint at step {step}; it has steps {sorted(saved)}.')
-    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-        partial_restore=True))
+    restored = manager.restore(
+      step,
+      args=ocp.args.PyTreeRestore(
+        item=abstract,
+        restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True,
+      ),
+    )
   return model, restored['params'], config
 
 
 def predict(model, params, images):
   """Class probabilities [B, H, W, K] of images [B, H, W, 3]."""
   return jax.jit(lambda p, x: jax.nn.softmax(model.apply({'params': p}, x), axis=-1))(
-      params, jnp.asarray(images, jnp.float32))
+    params, jnp.asarray(images, jnp.float32)
+  )

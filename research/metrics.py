@@ -6,8 +6,8 @@ transforms). The checkerboard score measures the 2x2-periodic pattern that uneve
 stride-2 transposed convolutions leaves in the output (Odena et al. 2016).
 """
 
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from scipy import ndimage
 
 _FLAT_ENERGY = (
@@ -17,7 +17,7 @@ _FLAT_ENERGY = (
 
 def _check_num_classes(num_classes):
   if num_classes < 1:
-    raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    raise ValueError(f'num_classes must be >= 1, got {num_classes}')
 
 
 def confusion_matrix(labels, preds, num_classes: int, valid=None) -> jnp.ndarray:
@@ -35,7 +35,7 @@ def confusion_matrix(labels, preds, num_classes: int, valid=None) -> jnp.ndarray
   preds = jnp.asarray(preds).astype(jnp.int32)  # [B, H, W]
   if labels.ndim != 3 or labels.shape != preds.shape:
     raise ValueError(
-      f"labels and preds must both be [B, H, W], got {labels.shape} and {preds.shape}"
+      f'labels and preds must both be [B, H, W], got {labels.shape} and {preds.shape}'
     )
   scored = (
     (labels >= 0) & (labels < num_classes) & (preds >= 0) & (preds < num_classes)
@@ -48,8 +48,8 @@ def confusion_matrix(labels, preds, num_classes: int, valid=None) -> jnp.ndarray
       )  # [B, H, W]
     except ValueError:
       raise ValueError(
-        f"valid must be [B]={labels.shape[:1]} or broadcastable to "
-        f"[B, H, W]={labels.shape}, got {valid.shape}"
+        f'valid must be [B]={labels.shape[:1]} or broadcastable to '
+        f'[B, H, W]={labels.shape}, got {valid.shape}'
       ) from None
   cell = jnp.where(scored, labels * num_classes + preds, 0)  # [B, H, W]
   counts = jnp.bincount(
@@ -68,30 +68,30 @@ def segmentation_scores(confusion: np.ndarray, class_names=None) -> dict:
   """
   confusion = np.asarray(confusion, np.float64)  # [K, K]
   if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or confusion.shape[0] < 1:
-    raise ValueError(f"confusion must be a square [K, K] matrix with K >= 1, got {confusion.shape}")
+    raise ValueError(f'confusion must be a square [K, K] matrix with K >= 1, got {confusion.shape}')
   if (confusion < 0).any():
-    raise ValueError("confusion must hold non-negative counts")
+    raise ValueError('confusion must hold non-negative counts')
   total = confusion.sum()
   if total == 0:
-    raise ValueError("confusion matrix is empty: no pixel was scored")
+    raise ValueError('confusion matrix is empty: no pixel was scored')
   num_classes = confusion.shape[0]
   if class_names is None:
     class_names = [str(c) for c in range(num_classes)]
   elif len(class_names) != num_classes:
-    raise ValueError(f"class_names must have K={num_classes} entries, got {len(class_names)}")
+    raise ValueError(f'class_names must have K={num_classes} entries, got {len(class_names)}')
   tp = np.diag(confusion)  # [K]
   gt = confusion.sum(axis=1)  # [K]
   union = gt + confusion.sum(axis=0) - tp  # [K]
   iou = np.divide(tp, union, out=np.full(num_classes, np.nan), where=union > 0)  # [K]
   acc = np.divide(tp, gt, out=np.full(num_classes, np.nan), where=gt > 0)  # [K]
   return {
-    "miou": float(np.nanmean(iou)),
-    "pixel_accuracy": float(tp.sum() / total),
-    "mean_class_accuracy": float(np.nanmean(acc)),
-    "iou_per_class": iou.tolist(),
-    "accuracy_per_class": acc.tolist(),
-    "class_names": list(class_names),
-    "num_pixels": int(total),
+    'miou': float(np.nanmean(iou)),
+    'pixel_accuracy': float(tp.sum() / total),
+    'mean_class_accuracy': float(np.nanmean(acc)),
+    'iou_per_class': iou.tolist(),
+    'accuracy_per_class': acc.tolist(),
+    'class_names': list(class_names),
+    'num_pixels': int(total),
   }
 
 
@@ -100,10 +100,10 @@ def region_scores(confusion: np.ndarray, class_names) -> dict:
   class accuracy, and the IoU of each class by name."""
   scores = segmentation_scores(confusion, class_names)
   return {
-    "miou": scores["miou"],
-    "pixel_accuracy": scores["pixel_accuracy"],
-    "mean_class_accuracy": scores["mean_class_accuracy"],
-    "iou_per_class": dict(zip(scores["class_names"], scores["iou_per_class"])),
+    'miou': scores['miou'],
+    'pixel_accuracy': scores['pixel_accuracy'],
+    'mean_class_accuracy': scores['mean_class_accuracy'],
+    'iou_per_class': dict(zip(scores['class_names'], scores['iou_per_class'])),
   }
 
 
@@ -118,7 +118,7 @@ def boundary_map(seg, scored=None) -> np.ndarray:
   scored = np.ones(seg.shape, bool) if scored is None else np.asarray(scored, bool)
   if seg.ndim < 2 or scored.shape != seg.shape:
     raise ValueError(
-      f"seg must be [..., H, W] and scored the same shape, got {seg.shape} and {scored.shape}"
+      f'seg must be [..., H, W] and scored the same shape, got {seg.shape} and {scored.shape}'
     )
   edge_y = (
     (seg[..., 1:, :] != seg[..., :-1, :]) & scored[..., 1:, :] & scored[..., :-1, :]
@@ -135,7 +135,8 @@ def boundary_map(seg, scored=None) -> np.ndarray:
 
 
 def boundary_tolerance(height: int, width: int) -> float:
-  """Matching distance in pixels: 0.75% of the image diagonal, at least 1 px (Csurka et al. 2013)."""
+  """Matching distance in pixels: 0.75% of the image diagonal, at least 1 px (Csurka et al.
+  2013)."""
   return max(1.0, 0.0075 * float(np.hypot(height, width)))
 
 
@@ -169,20 +170,20 @@ def boundary_f1(labels, preds, num_classes: int, valid=None, ignore_label: int =
   labels, preds = np.asarray(labels), np.asarray(preds)  # [B, H, W]
   if labels.ndim != 3 or labels.shape != preds.shape:
     raise ValueError(
-      f"labels and preds must both be [B, H, W], got {labels.shape} and {preds.shape}"
+      f'labels and preds must both be [B, H, W], got {labels.shape} and {preds.shape}'
     )
   valid = np.ones(labels.shape[0], bool) if valid is None else np.asarray(valid, bool)  # [B]
   if valid.shape != labels.shape[:1]:
-    raise ValueError(f"valid must be [B]={labels.shape[:1]}, got {valid.shape}")
+    raise ValueError(f'valid must be [B]={labels.shape[:1]}, got {valid.shape}')
   labels, preds = labels[valid], preds[valid]  # [V, H, W]
   scored = labels != ignore_label  # [V, H, W]
   bad_labels = np.unique(labels[scored & ((labels < 0) | (labels >= num_classes))])
   bad_preds = np.unique(preds[(preds < 0) | (preds >= num_classes)])
   if bad_labels.size or bad_preds.size:
     raise ValueError(
-      f"labels must lie in [0, {num_classes}) or equal ignore_label={ignore_label} "
-      f"and preds in [0, {num_classes}); got labels {bad_labels.tolist()}, "
-      f"preds {bad_preds.tolist()}"
+      f'labels must lie in [0, {num_classes}) or equal ignore_label={ignore_label} '
+      f'and preds in [0, {num_classes}); got labels {bad_labels.tolist()}, '
+      f'preds {bad_preds.tolist()}'
     )
   tol = boundary_tolerance(*labels.shape[1:])
   gt_edges, pred_edges = boundary_map(labels, scored), boundary_map(preds, scored)  # [V, H, W]
@@ -227,7 +228,7 @@ def _band_weights(height: int, width: int) -> np.ndarray:
 
 
 def checkerboard_score(probs, valid=None) -> jnp.ndarray:
-  """Share of a probability map's AC energy in 2x2-periodic patterns beyond an artifact-free baseline.
+  """Share of a map's AC energy in 2x2-periodic patterns beyond an artifact-free baseline.
 
   Uneven overlap of a stride-2 transposed convolution gives the 4 pixel phases (y mod 2, x mod 2)
   different gains, i.e. adds slowly varying multiples of (-1)^x, (-1)^y, (-1)^(x+y): narrow
@@ -236,7 +237,7 @@ def checkerboard_score(probs, valid=None) -> jnp.ndarray:
   spectrum that is flat or rising when moving from nu towards DC, so the energy just beside nu
   is the artifact-free reference. With F the 2-D DFT over (H, W), per image:
 
-      S(k)   = sum_c |F[p_c](k)|^2 / (H W)                  (Parseval: sum_k S(k) = sum_{c,pixels} p^2)
+      S(k)   = sum_c |F[p_c](k)|^2 / (H W)     (Parseval: sum_k S(k) = sum_{c,pixels} p^2)
       N_nu   = {k : |k_a - nu_a| < pi/8 on both axes a}   (artifact band; circular distance)
       R_nu   = {k : pi/8 <= pi - |k_a| < 3pi/8 on the axes where nu_a = pi,
                     |k_a| < pi/8 on the other}             (reference band beside N_nu, towards DC)
@@ -255,15 +256,15 @@ def checkerboard_score(probs, valid=None) -> jnp.ndarray:
   """
   probs = jnp.asarray(probs, jnp.float32)  # [B, H, W, K]
   if probs.ndim != 4 or min(probs.shape[1:3]) < 8:
-    raise ValueError(f"probs must be [B, H, W, K] with H, W >= 8, got {probs.shape}")
+    raise ValueError(f'probs must be [B, H, W, K] with H, W >= 8, got {probs.shape}')
   batch, height, width, num_classes = probs.shape
   if valid is not None:
     valid = jnp.asarray(valid, bool)
     if valid.shape != (batch,):
-      raise ValueError(f"valid must be [B]=({batch},), got {valid.shape}")
+      raise ValueError(f'valid must be [B]=({batch},), got {valid.shape}')
   spectrum = jnp.fft.fft2(probs, axes=(1, 2))  # [B, H, W, K]
   energy = jnp.sum(jnp.abs(spectrum) ** 2, axis=-1) / (height * width)  # [B, H, W]
-  excess = jnp.einsum("bhw,nhw->bn", energy, _band_weights(height, width))  # [B, 4]
+  excess = jnp.einsum('bhw,nhw->bn', energy, _band_weights(height, width))  # [B, 4]
   excess = jnp.concatenate(
     [excess[:, :2], excess[:, 2:].min(axis=1, keepdims=True)], axis=1
   )  # [B, 3]

@@ -4,6 +4,7 @@ The switches are what SegNet keeps instead of the encoder activations: one small
 integer per pooling window, `dy * 2 + dx` in row-major order, so that the decoder
 can put every value back where it was found.
 """
+
 import jax.numpy as jnp
 
 

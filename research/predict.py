@@ -1,5 +1,6 @@
 """A trained model as the evaluator sees it: its predict function over eval batches, and the
 evaluations a training run makes with it (periodic, and per image at the end)."""
+
 import os
 
 import jax
@@ -8,10 +9,12 @@ from research import evaluate as evaluate_lib
 from research import steps as steps_lib
 from research import workdir as workdir_lib
 
-
 # The checkerboard scores of the predict step, as final.json and the tables name them.
-_CHECKERBOARD = {'probs': 'checkerboard', 'logits': 'checkerboard_logits',
-                 'features': 'checkerboard_features'}
+_CHECKERBOARD = {
+  'probs': 'checkerboard',
+  'logits': 'checkerboard_logits',
+  'features': 'checkerboard_features',
+}
 
 
 def _predict(steps: steps_lib.Steps, params, images):
@@ -22,27 +25,35 @@ def _predict(steps: steps_lib.Steps, params, images):
 
 def predict_fn(steps: steps_lib.Steps, params) -> evaluate_lib.PredictFn:
   """The evaluator's view of a trained model: this process's rows of each eval batch."""
+
   def predict(batch):
     preds, checker = _predict(steps, params, batch['image'])
     return {'preds': preds, **{_CHECKERBOARD[k]: v for k, v in checker.items()}}
+
   return predict
 
 
 def evaluate(steps, params, config, split: str, info) -> dict:
   """The split's scores (what the periodic evaluations log)."""
-  return evaluate_lib.evaluate(predict_fn(steps, params), config.data, split, info,
-                           batch_size=config.eval_batch_size)
+  return evaluate_lib.evaluate(
+    predict_fn(steps, params), config.data, split, info, batch_size=config.eval_batch_size
+  )
 
 
-def evaluate_per_image(steps, params, config, split: str, info, workdir: str,
-                        prefix: str = '', shifts: bool = True) -> dict:
+def evaluate_per_image(
+  steps, params, config, split: str, info, workdir: str, prefix: str = '', shifts: bool = True
+) -> dict:
   """The split's scores with the metrics where decoders differ; every image's values go to
   workdir/per_image_{prefix}{split}.npz (in the split's order) for paired statistics."""
   labels_fn = (lambda images: _predict(steps, params, images)[0]) if shifts else None
   scores, per_image = evaluate_lib.evaluate_per_image(
-      predict_fn(steps, params), config.data, split, info, batch_size=config.eval_batch_size,
-      labels_fn=labels_fn)
+    predict_fn(steps, params),
+    config.data,
+    split,
+    info,
+    batch_size=config.eval_batch_size,
+    labels_fn=labels_fn,
+  )
   if jax.process_index() == 0:
-    workdir_lib.write_npz_atomic(os.path.join(workdir, f'per_image_{prefix}{split}.npz'),
-                                 per_image)
+    workdir_lib.write_npz_atomic(os.path.join(workdir, f'per_image_{prefix}{split}.npz'), per_image)
   return scores

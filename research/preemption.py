@@ -10,6 +10,7 @@ preemption service, which agrees on a step at which every host saves
 SIGTERM of this process. Entry points call `install()` at start, so that a notice at any time
 is caught; `Watcher` installs the handlers around the training loop for library callers too.
 """
+
 import os
 import signal
 
@@ -26,8 +27,10 @@ class Preempted(Exception):
 
   def __init__(self, step: int, workdirs):
     self.step = step
-    super().__init__(f'Preempted at step {step}: checkpoint saved in {", ".join(workdirs)}. '
-                     'Run the same command again to resume.')
+    super().__init__(
+      f'Preempted at step {step}: checkpoint saved in {", ".join(workdirs)}. '
+      'Run the same command again to resume.'
+    )
 
 
 def _note(signum, frame):
@@ -35,8 +38,11 @@ def _note(signum, frame):
   if _state['notice'] and signum == signal.SIGINT:
     raise KeyboardInterrupt  # a second Ctrl-C: stop now
   _state['notice'] = signal.Signals(signum).name
-  logging.warning('%s received: saving a checkpoint at the end of this step (pid %d).',
-                  _state['notice'], os.getpid())
+  logging.warning(
+    '%s received: saving a checkpoint at the end of this step (pid %d).',
+    _state['notice'],
+    os.getpid(),
+  )
 
 
 def _to_sigterm(signum, frame):

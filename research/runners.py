@@ -4,6 +4,7 @@ A runner takes a config and {seed: workdir} and returns {seed: final metrics}, l
 workdir as a finished run (config.json, final.json), so that sweeps and tables treat every
 method alike. To add a method: write its runner module and add one line here.
 """
+
 from typing import Callable, Mapping
 
 from research import kmeans_run
@@ -12,8 +13,8 @@ from research import train
 Runner = Callable[..., dict]
 
 _REGISTRY: dict[str, Runner] = {
-    'train': train.train_and_evaluate_seeds,  # supervised training of config.model
-    'kmeans': kmeans_run.run_seeds,  # the clustering baseline (experiments/clustering.py)
+  'train': train.train_and_evaluate_seeds,  # supervised training of config.model
+  'kmeans': kmeans_run.run_seeds,  # the clustering baseline (experiments/clustering.py)
 }
 
 
@@ -24,8 +25,9 @@ def names() -> list[str]:
 def get(method: str) -> Runner:
   """The runner registered under `method`."""
   if method not in _REGISTRY:
-    raise ValueError(f'Unknown method {method!r} (config.method); known methods: '
-                     f'{", ".join(names())}.')
+    raise ValueError(
+      f'Unknown method {method!r} (config.method); known methods: {", ".join(names())}.'
+    )
   return _REGISTRY[method]
 
 

@@ -65,8 +65,12 @@ class PairedDifference:
 def _check_pair(reference, candidate, trailing, what):
   """float64 [2, S, N, *trailing]: the pair stacked; raises on mismatched or bad shapes."""
   reference, candidate = np.asarray(reference, np.float64), np.asarray(candidate, np.float64)
-  if reference.shape != candidate.shape or reference.ndim != 2 + len(trailing) or (
-      trailing and reference.shape[2:] != trailing) or 0 in reference.shape[:2]:
+  if (
+    reference.shape != candidate.shape
+    or reference.ndim != 2 + len(trailing)
+    or (trailing and reference.shape[2:] != trailing)
+    or 0 in reference.shape[:2]
+  ):
     raise ValueError(
       f'reference and candidate must both be {what} with S, N >= 1, '
       f'got {reference.shape} and {candidate.shape}'
@@ -149,8 +153,9 @@ def confusion_difference(
   statistics = _check_pair(reference, candidate, reference.shape[2:], '[S, N, K, K]')
 
   def metric(sums):  # [..., K * K] -> [...]
-    return decoder_metrics.mean_iou(sums.reshape(*sums.shape[:-1], num_classes, num_classes),
-                                    classes)
+    return decoder_metrics.mean_iou(
+      sums.reshape(*sums.shape[:-1], num_classes, num_classes), classes
+    )
 
   flat = statistics.reshape(*statistics.shape[:3], num_classes**2)  # [2, S, N, K * K]
   return _paired_bootstrap(flat, metric, num_resamples, level, seed)
@@ -174,8 +179,10 @@ def score_difference(
   weights = totals, i.e. sum of hits / sum of totals.
   """
   scores = _check_pair(reference, candidate, (), '[S, N]')  # [2, S, N]
-  weights = [np.ones(scores.shape[1:]) if w is None else np.asarray(w, np.float64)
-             for w in (reference_weights, candidate_weights)]
+  weights = [
+    np.ones(scores.shape[1:]) if w is None else np.asarray(w, np.float64)
+    for w in (reference_weights, candidate_weights)
+  ]
   if any(w.shape != scores.shape[1:] or (w < 0).any() for w in weights):
     raise ValueError(
       f'weights must be None or non-negative [S, N]={scores.shape[1:]}, '
@@ -185,7 +192,8 @@ def score_difference(
   statistics = np.stack([np.where(weights > 0, scores * weights, 0), weights], -1)
 
   def metric(sums):  # [..., 2] -> [...]
-    return np.divide(sums[..., 0], sums[..., 1], out=np.full(sums.shape[:-1], np.nan),
-                     where=sums[..., 1] > 0)
+    return np.divide(
+      sums[..., 0], sums[..., 1], out=np.full(sums.shape[:-1], np.nan), where=sums[..., 1] > 0
+    )
 
   return _paired_bootstrap(statistics, metric, num_resamples, level, seed)

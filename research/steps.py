@@ -3,13 +3,14 @@
 Shared by the training loop (research.train), inference and the benchmarks, so that what
 they run is the same program.
 """
+
 import inspect
 from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -24,23 +25,33 @@ def make_mesh(config):
   if config.num_devices:
     if config.num_devices > len(devices):
       raise ValueError(f'num_devices={config.num_devices} but only {len(devices)} devices exist.')
-    devices = devices[:config.num_devices]
-  for name, size in [('batch_size', config.batch_size), ('eval_batch_size', config.eval_batch_size)]:
+    devices = devices[: config.num_devices]
+  for name, size in [
+    ('batch_size', config.batch_size),
+    ('eval_batch_size', config.eval_batch_size),
+  ]:
     if size % len(devices):
-      raise ValueError(f'{name}={size} is not divisible by the {len(devices)} devices; use a '
-                       f'multiple of {len(devices)} (e.g. {len(devices) * max(1, size // len(devices))}).')
+      raise ValueError(
+        f'{name}={size} is not divisible by the {len(devices)} devices; use a '
+        f'multiple of {len(devices)} (e.g. {len(devices) * max(1, size // len(devices))}).'
+      )
   # Auto axes: XLA propagates the batch sharding through the model (plain data parallelism).
-  return jax.make_mesh((len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,),
-                       devices=devices)
+  return jax.make_mesh(
+    (len(devices),), ('data',), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+  )
 
 
 def build_model(config, num_classes: int):
-  return models.build(config.model.arch, upsampler=config.model.upsampler,
-                      num_classes=num_classes, width=config.model.width,
-                      upsampler_options=config.model.upsampler_options.to_dict(),
-                      dtype=jnp.dtype(config.model.dtype),
-                      conv_impl=config.model.get('conv_impl', 'auto'),
-                      **config.model.options.to_dict())
+  return models.build(
+    config.model.arch,
+    upsampler=config.model.upsampler,
+    num_classes=num_classes,
+    width=config.model.width,
+    upsampler_options=config.model.upsampler_options.to_dict(),
+    dtype=jnp.dtype(config.model.dtype),
+    conv_impl=config.model.get('conv_impl', 'auto'),
+    **config.model.options.to_dict(),
+  )
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -49,17 +60,23 @@ def make_optimizer(config) -> optax.GradientTransformation:
   warmup = min(o.warmup_steps, config.num_steps)
   if o.schedule == 'cosine':
     # decay_steps counts the warmup and must exceed it (tiny runs: warmup fills the run).
-    lr = optax.warmup_cosine_decay_schedule(0.0, o.learning_rate, warmup,
-                                            max(config.num_steps, warmup + 1))
+    lr = optax.warmup_cosine_decay_schedule(
+      0.0, o.learning_rate, warmup, max(config.num_steps, warmup + 1)
+    )
   elif o.schedule == 'constant':
-    lr = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, warmup),
-                               optax.constant_schedule(o.learning_rate)], [warmup])
+    lr = optax.join_schedules(
+      [
+        optax.linear_schedule(0.0, o.learning_rate, warmup),
+        optax.constant_schedule(o.learning_rate),
+      ],
+      [warmup],
+    )
   else:
     raise ValueError(f'Unknown schedule {o.schedule!r}; valid: constant, cosine.')
   optimizers = {
-      'adam': lambda: optax.adam(lr),
-      'adamw': lambda: optax.adamw(lr, weight_decay=o.weight_decay),
-      'sgd': lambda: optax.sgd(lr, momentum=o.momentum),
+    'adam': lambda: optax.adam(lr),
+    'adamw': lambda: optax.adamw(lr, weight_decay=o.weight_decay),
+    'sgd': lambda: optax.sgd(lr, momentum=o.momentum),
   }
   if o.name not in optimizers:
     raise ValueError(f'Unknown optimizer {o.name!r}; valid: {", ".join(optimizers)}.')
@@ -88,8 +105,9 @@ def loss_class_weights(config, num_classes: int):
   """config.loss.class_weights as a tuple, or None for uniform weights."""
   class_weights = tuple(config.loss.class_weights) or None
   if class_weights is not None and len(class_weights) != num_classes:
-    raise ValueError(f'loss.class_weights has {len(class_weights)} entries; the dataset has '
-                     f'{num_classes} classes.')
+    raise ValueError(
+      f'loss.class_weights has {len(class_weights)} entries; the dataset has {num_classes} classes.'
+    )
   return class_weights
 
 
@@ -100,18 +118,29 @@ def pixels_per_image(config, model, image_size: int) -> int:
   a patch classifier (sliding_window), which then computes only those pixels' patches.
   """
   n = config.loss.get('pixels_per_image', 0)
-  if n < 0 or n > image_size ** 2:
-    raise ValueError(f'loss.pixels_per_image must be in [0, {image_size ** 2}] (0: every pixel '
-                     f'of the {image_size}×{image_size} images); got {n}.')
+  if n < 0 or n > image_size**2:
+    raise ValueError(
+      f'loss.pixels_per_image must be in [0, {image_size**2}] (0: every pixel '
+      f'of the {image_size}×{image_size} images); got {n}.'
+    )
   if n and 'pixels' not in inspect.signature(type(model).__call__).parameters:
-    raise ValueError(f'loss.pixels_per_image={n} needs an architecture that classifies chosen '
-                     f'pixels (sliding_window); {config.model.arch!r} computes every pixel at '
-                     f'once, so sampling would save nothing. Use 0.')
+    raise ValueError(
+      f'loss.pixels_per_image={n} needs an architecture that classifies chosen '
+      f'pixels (sliding_window); {config.model.arch!r} computes every pixel at '
+      f'once, so sampling would save nothing. Use 0.'
+    )
   return n
 
 
-def sample_pixels(seed: int, step: int, global_batch_size: int, num_pixels: int, n: int,
-                  process_index: int = 0, process_count: int = 1) -> np.ndarray:
+def sample_pixels(
+  seed: int,
+  step: int,
+  global_batch_size: int,
+  num_pixels: int,
+  n: int,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> np.ndarray:
   """[global_batch_size // process_count, n] int32 flat pixel indices for `step`, without
   replacement per image: the global batch's draw is a pure function of (seed, step), and a
   process keeps its rows as data.train_batches does, so any host count or a resume draws
@@ -130,6 +159,7 @@ def over_seeds(fn, num_seeds: int):
   def one(*args):
     out = fn(*jax.tree.map(lambda x: x[0], args))
     return jax.tree.map(lambda x: x[None], out)
+
   return one
 
 
@@ -146,8 +176,9 @@ class Steps(NamedTuple):
   replicated: NamedSharding
 
 
-def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
-               donate: bool = True) -> Steps:
+def make_steps(
+  model, tx, config, num_classes: int, mesh, num_seeds: int = 1, donate: bool = True
+) -> Steps:
   """The jitted train and predict steps with explicit shardings (batch split over 'data').
 
   The train step takes a state and a batch with a leading seed axis ([S, ...] and
@@ -166,31 +197,43 @@ def make_steps(model, tx, config, num_classes: int, mesh, num_seeds: int = 1,
     def loss_fn(params):
       if 'pixels' in batch:  # [B, N]: the model classifies these pixels only
         logits = model.apply({'params': params}, batch['image'], pixels=batch['pixels'])
-        labels = jnp.take_along_axis(batch['label'].reshape(len(batch['label']), -1),
-                                     batch['pixels'], axis=1)
+        labels = jnp.take_along_axis(
+          batch['label'].reshape(len(batch['label']), -1), batch['pixels'], axis=1
+        )
       else:
         logits, labels = model.apply({'params': params}, batch['image']), batch['label']
       return pixel_cross_entropy(logits, labels, class_weights)
 
     loss, grads = jax.value_and_grad(loss_fn)(state['params'])
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
-    new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
-                 'opt_state': opt_state}
+    new_state = {
+      'step': state['step'] + 1,
+      'params': optax.apply_updates(state['params'], updates),
+      'opt_state': opt_state,
+    }
     # The parameter norm is non-finite as soon as one parameter is: checked before saving.
-    return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads),
-                       'param_norm': optax.global_norm(new_state['params'])}
+    return new_state, {
+      'loss': loss,
+      'grad_norm': optax.global_norm(grads),
+      'param_norm': optax.global_norm(new_state['params']),
+    }
 
   def predict_step(params, images):
     logits, state = model.apply({'params': params}, images, mutable=['intermediates'])
     features = state.get('intermediates', {}).get(models.base.DECODER_FEATURES, (None,))[0]
     return jnp.argmax(logits, axis=-1), decoder_metrics.checkerboard_scores(logits, features)
 
-  train_step = jax.jit(over_seeds(train_step, num_seeds),
-                       in_shardings=(replicated, seeds_batch_sharding),
-                       out_shardings=(replicated, replicated),
-                       donate_argnums=0 if donate else ())
-  predict_step = jax.jit(predict_step, in_shardings=(replicated, batch_sharding),
-                         out_shardings=(batch_sharding, batch_sharding))
+  train_step = jax.jit(
+    over_seeds(train_step, num_seeds),
+    in_shardings=(replicated, seeds_batch_sharding),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0 if donate else (),
+  )
+  predict_step = jax.jit(
+    predict_step,
+    in_shardings=(replicated, batch_sharding),
+    out_shardings=(batch_sharding, batch_sharding),
+  )
   return Steps(train_step, predict_step, seeds_batch_sharding, batch_sharding, replicated)
 
 
@@ -213,8 +256,9 @@ def local_rows(array) -> np.ndarray:
 
 def seed_keys(seeds):
   """One PRNG key per seed, stacked along a leading seed axis: [S]."""
-  return jax.random.wrap_key_data(jnp.stack([jax.random.key_data(jax.random.key(s))
-                                             for s in seeds]))
+  return jax.random.wrap_key_data(
+    jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+  )
 
 
 def seed_slice(tree, i: int):
@@ -224,28 +268,53 @@ def seed_slice(tree, i: int):
 def batch_shapes(config, num_seeds: int, size: int, num_sampled: int, sharding) -> dict:
   """The abstract [S, B, ...] batch the train step is compiled for."""
   shapes = {
-      'image': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size, 3), jnp.float32,
-                                    sharding=sharding),
-      'label': jax.ShapeDtypeStruct((num_seeds, config.batch_size, size, size), jnp.int32,
-                                    sharding=sharding)}
+    'image': jax.ShapeDtypeStruct(
+      (num_seeds, config.batch_size, size, size, 3), jnp.float32, sharding=sharding
+    ),
+    'label': jax.ShapeDtypeStruct(
+      (num_seeds, config.batch_size, size, size), jnp.int32, sharding=sharding
+    ),
+  }
   if num_sampled:
-    shapes['pixels'] = jax.ShapeDtypeStruct((num_seeds, config.batch_size, num_sampled),
-                                            jnp.int32, sharding=sharding)
+    shapes['pixels'] = jax.ShapeDtypeStruct(
+      (num_seeds, config.batch_size, num_sampled), jnp.int32, sharding=sharding
+    )
   return shapes
 
 
 def batch_source(config, seeds, start: int, size: int, num_sampled: int, sharding):
   """next_batch(step): one batch per seed, each in its own data order, as [S, B, ...] global
   arrays (with the sampled pixels of that step where the loss samples pixels)."""
-  streams = [data.train_batches(config.data, global_batch_size=config.batch_size, seed=s,
-                                start_step=start, process_index=jax.process_index(),
-                                process_count=jax.process_count()) for s in seeds]
+  streams = [
+    data.train_batches(
+      config.data,
+      global_batch_size=config.batch_size,
+      seed=s,
+      start_step=start,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+    )
+    for s in seeds
+  ]
 
   def next_batch(step):
     local = [next(stream) for stream in streams]
     if num_sampled:
-      local = [{**b, 'pixels': sample_pixels(
-          s, step, config.batch_size, size * size, num_sampled, jax.process_index(),
-          jax.process_count())} for s, b in zip(seeds, local)]
+      local = [
+        {
+          **b,
+          'pixels': sample_pixels(
+            s,
+            step,
+            config.batch_size,
+            size * size,
+            num_sampled,
+            jax.process_index(),
+            jax.process_count(),
+          ),
+        }
+        for s, b in zip(seeds, local)
+      ]
     return to_global({k: np.stack([b[k] for b in local]) for k in local[0]}, sharding)
+
   return next_batch

@@ -21,39 +21,57 @@ def _upsampler(name: str, channels: int, options: dict) -> nn.Module:
     raise ValueError(f'The PyTorch reference U-Net has {", ".join(_OPTIONS)}; got {name!r}.')
   unknown = sorted(set(options) - _OPTIONS[name])
   if unknown:  # e.g. overlap='max': not mirrored here, so refused rather than ignored
-    raise ValueError(f'The PyTorch reference {name} has no option(s) {unknown}; it mirrors '
-                     f'{sorted(_OPTIONS[name]) or "none"}.')
+    raise ValueError(
+      f'The PyTorch reference {name} has no option(s) {unknown}; it mirrors '
+      f'{sorted(_OPTIONS[name]) or "none"}.'
+    )
   if name == 'nearest':
     return nn.Upsample(scale_factor=2, mode='nearest')
   k = options.get('kernel_size', 4)  # transpose_conv
   p = (k - 1) // 2  # research.upsamplers.transpose_conv: the adjoint of a stride-2 conv
-  return nn.ConvTranspose2d(channels, channels, k, stride=2, padding=p,
-                            output_padding=2 + 2 * p - k, bias=options.get('use_bias', True))
+  return nn.ConvTranspose2d(
+    channels,
+    channels,
+    k,
+    stride=2,
+    padding=p,
+    output_padding=2 + 2 * p - k,
+    bias=options.get('use_bias', True),
+  )
 
 
 class ConvBlock(nn.Sequential):
-
   def __init__(self, cin: int, features: int, num_convs: int = 2):
     mods = []
     for i in range(num_convs):
-      mods += [nn.Conv2d(cin if i == 0 else features, features, 3, padding=1, bias=False),
-               nn.GroupNorm(min(8, features), features, eps=1e-6), nn.ReLU(inplace=True)]
+      mods += [
+        nn.Conv2d(cin if i == 0 else features, features, 3, padding=1, bias=False),
+        nn.GroupNorm(min(8, features), features, eps=1e-6),
+        nn.ReLU(inplace=True),
+      ]
     super().__init__(*mods)
 
 
 class UNet(nn.Module):
   """x: [B, 3, H, W] -> logits [B, num_classes, H, W]."""
 
-  def __init__(self, num_classes: int, upsampler: str = 'nearest', width: int = 16,
-               depth: int = 4, upsampler_options: dict | None = None):
+  def __init__(
+    self,
+    num_classes: int,
+    upsampler: str = 'nearest',
+    width: int = 16,
+    depth: int = 4,
+    upsampler_options: dict | None = None,
+  ):
     super().__init__()
     options = upsampler_options or {}
-    widths = [width * 2 ** level for level in range(depth)]
-    self.down = nn.ModuleList(ConvBlock(3 if level == 0 else widths[level - 1], c)
-                              for level, c in enumerate(widths))
-    self.bottleneck = ConvBlock(widths[-1], width * 2 ** depth)
+    widths = [width * 2**level for level in range(depth)]
+    self.down = nn.ModuleList(
+      ConvBlock(3 if level == 0 else widths[level - 1], c) for level, c in enumerate(widths)
+    )
+    self.bottleneck = ConvBlock(widths[-1], width * 2**depth)
     self.reduce, self.up, self.dec = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-    cin = width * 2 ** depth
+    cin = width * 2**depth
     for c in reversed(widths):
       self.reduce.append(nn.Conv2d(cin, c, 1))
       self.up.append(_upsampler(upsampler, c, options))
@@ -78,9 +96,15 @@ def count_params(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
 
 
-def make_train_step(model: nn.Module, images: np.ndarray, labels: np.ndarray,
-                    learning_rate: float, weight_decay: float, grad_clip: float,
-                    channels_last: bool = False):
+def make_train_step(
+  model: nn.Module,
+  images: np.ndarray,
+  labels: np.ndarray,
+  learning_rate: float,
+  weight_decay: float,
+  grad_clip: float,
+  channels_last: bool = False,
+):
   """A zero-argument call running one eager train step (AdamW, clipping) of `model` on
   the same batch; it returns the loss as a Python float, so the step is done when it
   returns. images [B, H, W, 3] (NHWC, as the Flax side gets them; transposed once here),

@@ -5,6 +5,7 @@ on the validation split during training and on the test split at the end, and re
 the final metrics (also written to `workdir/final.json`). Running it again on the same
 workdir resumes from the latest checkpoint, or returns the finished run's metrics.
 """
+
 import functools
 import os
 import statistics
@@ -31,8 +32,14 @@ from research import workdir as workdir_lib
 
 def validate(config):
   """Refuses counts that would fail later (division by zero, empty runs) with what is valid."""
-  for key in ('num_steps', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'batch_size',
-              'eval_batch_size'):
+  for key in (
+    'num_steps',
+    'log_every',
+    'checkpoint_every',
+    'keep_checkpoints',
+    'batch_size',
+    'eval_batch_size',
+  ):
     if config[key] < 1:
       raise ValueError(f'{key} must be a positive integer; got {config[key]}.')
   if config.eval_every < 0:
@@ -64,8 +71,9 @@ def with_seed(config, seed: int):
   return c
 
 
-def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
-                             workdirs: Mapping[int, str]) -> dict[int, dict]:
+def train_and_evaluate_seeds(
+  config: ml_collections.ConfigDict, workdirs: Mapping[int, str]
+) -> dict[int, dict]:
   """Trains several seeds of `config` together in one compiled program (vmap over a
   leading seed axis); returns {seed: final metrics}.
 
@@ -105,8 +113,11 @@ def train_and_evaluate_seeds(config: ml_collections.ConfigDict,
         groups.setdefault(checkpoints.latest_step(workdirs[seed]) or 0, []).append(seed)
       try:
         for start, seeds in sorted(groups.items()):
-          results.update(_train_group(configs, {s: workdirs[s] for s in seeds}, start, info,
-                                      mesh, model, tx, errors))
+          results.update(
+            _train_group(
+              configs, {s: workdirs[s] for s in seeds}, start, info, mesh, model, tx, errors
+            )
+          )
         break
       except checkpoints.SetAside:
         continue
@@ -143,12 +154,15 @@ def _initial_state(configs, workdirs, start, steps, model, tx, size):
   seeds = list(workdirs)
   config = configs[seeds[0]]
   replicated = steps.replicated
-  init = jax.jit(steps_lib.over_seeds(functools.partial(steps_lib.create_state, model, tx, size),
-                                      len(seeds)), out_shardings=replicated)
+  init = jax.jit(
+    steps_lib.over_seeds(functools.partial(steps_lib.create_state, model, tx, size), len(seeds)),
+    out_shardings=replicated,
+  )
   keys = steps_lib.seed_keys(seeds)  # [S]
   abstract = jax.eval_shape(init, keys)  # traces the model: its errors surface here
-  abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-                          abstract)
+  abstract = jax.tree.map(
+    lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated), abstract
+  )
   # Only a config that got this far (model, optimiser, mesh and data all valid) claims the
   # workdir: a typo must not lock it against the corrected config.
   for seed in seeds:
@@ -157,8 +171,9 @@ def _initial_state(configs, workdirs, start, steps, model, tx, size):
   if start == 0:
     return init(keys), managers, abstract
   _say(f'Resuming {", ".join(workdirs.values())} from step {start}.')
-  one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype, sharding=replicated),
-                     abstract)
+  one = jax.tree.map(
+    lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype, sharding=replicated), abstract
+  )
   restored = []
   for s in seeds:
     try:
@@ -178,9 +193,11 @@ def _stop_non_finite(values, alive: dict, managers, workdirs, step: int) -> list
   for i, seed in list(alive.items()):
     if not (np.isfinite(values['loss'][i]) and np.isfinite(values['param_norm'][i])):
       managers[seed].wait_until_finished()
-      failures.append(f'Non-finite loss ({values["loss"][i]}) or parameters at step {step} '
-                      f'(seed {seed}); stopping it. The last good checkpoint (step '
-                      f'{managers[seed].latest_step()}) is kept in {workdirs[seed]}.')
+      failures.append(
+        f'Non-finite loss ({values["loss"][i]}) or parameters at step {step} '
+        f'(seed {seed}); stopping it. The last good checkpoint (step '
+        f'{managers[seed].latest_step()}) is kept in {workdirs[seed]}.'
+      )
       del alive[i]
   return failures
 
@@ -195,26 +212,32 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   config = configs[seeds[0]]  # the same but for `seed`
   num_seeds, size = len(seeds), info.image_size
   steps = steps_lib.make_steps(model, tx, config, info.num_classes, mesh, num_seeds)
-  state, managers, abstract_state = _initial_state(configs, workdirs, start, steps, model, tx,
-                                                   size)
+  state, managers, abstract_state = _initial_state(configs, workdirs, start, steps, model, tx, size)
   writers = {s: workdir_lib.MetricWriter(workdirs[s], resume_step=start) for s in seeds}
   num_sampled = steps_lib.pixels_per_image(config, model, size)
   _say(f'Compiling the train step ({num_seeds} seed{"s" * (num_seeds > 1)})…')
   t0 = time.perf_counter()
   compiled_train_step = steps.train.lower(
-      abstract_state, steps_lib.batch_shapes(config, num_seeds, size, num_sampled,
-                                    steps.seeds_batch_sharding)).compile()
+    abstract_state,
+    steps_lib.batch_shapes(config, num_seeds, size, num_sampled, steps.seeds_batch_sharding),
+  ).compile()
   compile_seconds = time.perf_counter() - t0
   _say(f'Compiled in {compile_seconds:.1f} s.')
 
   if start < config.num_steps:
-    next_batch = steps_lib.batch_source(config, seeds, start, size, num_sampled,
-                               steps.seeds_batch_sharding)
+    next_batch = steps_lib.batch_source(
+      config, seeds, start, size, num_sampled, steps.seeds_batch_sharding
+    )
     batch = next_batch(start + 1)
   alive = dict(enumerate(seeds))  # index in the seed axis -> seed, for seeds still training
   failures = []
-  bar = tqdm.tqdm(total=config.num_steps, initial=start, disable=not config.progress
-                  or jax.process_index() != 0, dynamic_ncols=True, unit='step')
+  bar = tqdm.tqdm(
+    total=config.num_steps,
+    initial=start,
+    disable=not config.progress or jax.process_index() != 0,
+    dynamic_ncols=True,
+    unit='step',
+  )
   tick, tick_step, paused = time.perf_counter(), start, 0.0  # paused: eval and save time
   with preemption.Watcher() as watcher:
     for step in range(start + 1, config.num_steps + 1):
@@ -230,22 +253,36 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
         now = time.perf_counter()
         seconds = (now - tick - paused) / (step - tick_step)
         for i, seed in alive.items():
-          logged = {'train/loss': float(values['loss'][i]),
-                    'train/grad_norm': float(values['grad_norm'][i]),
-                    'train/images_per_second': config.batch_size / seconds}  # per seed
+          logged = {
+            'train/loss': float(values['loss'][i]),
+            'train/grad_norm': float(values['grad_norm'][i]),
+            'train/images_per_second': config.batch_size / seconds,
+          }  # per seed
           if tick_step > start:  # the first interval after a (re)start includes warm-up
             logged['train/step_seconds'] = seconds
           writers[seed].write(step, logged)
         tick, tick_step, paused = now, step, 0.0
-        bar.set_postfix(loss=f'{float(np.mean(values["loss"][list(alive)])):.4f}',
-                        img_s=f'{num_seeds * config.batch_size / seconds:.0f}')
+        bar.set_postfix(
+          loss=f'{float(np.mean(values["loss"][list(alive)])):.4f}',
+          img_s=f'{num_seeds * config.batch_size / seconds:.0f}',
+        )
         bar.update(step - bar.n)  # here the step has run (its loss is read): a true rate
       pause_start = time.perf_counter()
       if config.eval_every and step % config.eval_every == 0 and step < config.num_steps:
         for i, seed in alive.items():
-          writers[seed].write(step, _prefixed('val', predict.evaluate(
-              steps, steps_lib.seed_slice(state['params'], i), config, config.data.eval_split,
-              info)))
+          writers[seed].write(
+            step,
+            _prefixed(
+              'val',
+              predict.evaluate(
+                steps,
+                steps_lib.seed_slice(state['params'], i),
+                config,
+                config.data.eval_split,
+                info,
+              ),
+            ),
+          )
       if is_ckpt:
         for i, seed in alive.items():
           managers[seed].save(step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)))
@@ -258,14 +295,29 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
 
   results = {}
   if alive:
-    shared_cost = _shared_cost(model, steps_lib.seed_slice(state['params'], next(iter(alive))),
-                               config, size, mesh, compiled_train_step, compile_seconds,
-                               num_seeds)
+    shared_cost = _shared_cost(
+      model,
+      steps_lib.seed_slice(state['params'], next(iter(alive))),
+      config,
+      size,
+      mesh,
+      compiled_train_step,
+      compile_seconds,
+      num_seeds,
+    )
   for i, seed in alive.items():
     managers[seed].wait_until_finished()
     init_params = model.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))['params']
-    results[seed] = _finish(steps, steps_lib.seed_slice(state['params'], i), init_params,
-                            config, info, shared_cost, writers[seed], workdirs[seed])
+    results[seed] = _finish(
+      steps,
+      steps_lib.seed_slice(state['params'], i),
+      init_params,
+      config,
+      info,
+      shared_cost,
+      writers[seed],
+      workdirs[seed],
+    )
   for seed in seeds:
     writers[seed].close()
     managers[seed].close()
@@ -284,8 +336,9 @@ def _save_and_stop(state, step, alive, managers, writers, workdirs, saved: bool)
   """On a preemption notice: every seed still training saved at `step`, then Preempted."""
   for i, seed in alive.items():
     if not saved:
-      managers[seed].save(step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)),
-                          force=True)
+      managers[seed].save(
+        step, args=ocp.args.StandardSave(steps_lib.seed_slice(state, i)), force=True
+      )
   for seed in workdirs:
     managers[seed].wait_until_finished()
     managers[seed].close()
@@ -293,21 +346,23 @@ def _save_and_stop(state, step, alive, managers, writers, workdirs, saved: bool)
   raise preemption.Preempted(step, [workdirs[s] for s in alive.values()])
 
 
-def _shared_cost(model, params, config, size, mesh, compiled_train_step, compile_seconds,
-                 num_seeds) -> dict:
+def _shared_cost(
+  model, params, config, size, mesh, compiled_train_step, compile_seconds, num_seeds
+) -> dict:
   """The cost figures every seed of a group shares (final.json's 'cost')."""
   apply = lambda p, x: model.apply({'params': p}, x)
   return {
-      'params': cost.count_params(params),
-      'gflops_per_image': cost.forward_gflops_per_image(apply, params, (size, size, 3)),
-      # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
-      'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
-      'forward_ms_per_image': cost.forward_ms_per_image(
-          apply, params, (size, size, 3),
-          max(1, config.eval_batch_size // mesh.devices.size)),  # a device's share of a batch
-      'compile_seconds': compile_seconds,
-      'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
-      'devices': mesh.devices.size, 'platform': jax.devices()[0].platform,
+    'params': cost.count_params(params),
+    'gflops_per_image': cost.forward_gflops_per_image(apply, params, (size, size, 3)),
+    # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
+    'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
+    'forward_ms_per_image': cost.forward_ms_per_image(
+      apply, params, (size, size, 3), max(1, config.eval_batch_size // mesh.devices.size)
+    ),  # a device's share of a batch
+    'compile_seconds': compile_seconds,
+    'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
+    'devices': mesh.devices.size,
+    'platform': jax.devices()[0].platform,
   }
 
 
@@ -317,17 +372,22 @@ def _finish(steps, params, init_params, config, info, shared_cost, writer, workd
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
     final[name] = predict.evaluate_per_image(steps, params, config, split, info, workdir)
-  init = predict.evaluate_per_image(steps, init_params, config, config.data.test_split, info, workdir,
-                             prefix='init_', shifts=False)
+  init = predict.evaluate_per_image(
+    steps, init_params, config, config.data.test_split, info, workdir, prefix='init_', shifts=False
+  )
   final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}
   # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
   timings = writer.values('train/step_seconds')
   step_seconds = statistics.median(timings) if timings else float('nan')
-  final['cost'] = {**shared_cost, 'step_seconds': step_seconds,
-                   'images_per_second': config.batch_size / step_seconds,  # per seed
-                   **cost.peak_memory()}
-  writer.write(config.num_steps, {**_prefixed('val', final['val']),
-                                  **_prefixed('test', final['test'])})
+  final['cost'] = {
+    **shared_cost,
+    'step_seconds': step_seconds,
+    'images_per_second': config.batch_size / step_seconds,  # per seed
+    **cost.peak_memory(),
+  }
+  writer.write(
+    config.num_steps, {**_prefixed('val', final['val']), **_prefixed('test', final['test'])}
+  )
   if jax.process_index() == 0:
     workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
   return final

@@ -3,6 +3,7 @@
 Only process 0 writes. A workdir belongs to one config: a second, different config is
 refused rather than mixed into it.
 """
+
 import json
 import os
 import time
@@ -14,9 +15,18 @@ import numpy as np
 from research.data import catalog
 
 # Fields that change how a run executes but not what it computes: they may differ on resume.
-RUNTIME_KEYS = ('progress', 'compilation_cache', 'distributed', 'num_devices', 'model.conv_impl',
-                'data.worker_count',
-                'data.prefetch', 'data.data_dir', 'eval_batch_size', 'seeds_together')
+RUNTIME_KEYS = (
+  'progress',
+  'compilation_cache',
+  'distributed',
+  'num_devices',
+  'model.conv_impl',
+  'data.worker_count',
+  'data.prefetch',
+  'data.data_dir',
+  'eval_batch_size',
+  'seeds_together',
+)
 
 
 # Keys added to the configs after runs were written: a stored config without one ran with
@@ -27,8 +37,11 @@ ADDED_KEYS = {'method': 'train'}
 def _flatten(d, prefix=''):
   out = {}
   for k, v in d.items():
-    if isinstance(v, dict) and v and prefix + k not in ('model.upsampler_options', 'model.options',
-                                                        'data.label_map'):
+    if (
+      isinstance(v, dict)
+      and v
+      and prefix + k not in ('model.upsampler_options', 'model.options', 'data.label_map')
+    ):
       out.update(_flatten(v, f'{prefix}{k}.'))
     else:
       out[prefix + k] = v
@@ -52,13 +65,19 @@ def check_config(config, workdir: str):
   with open(path) as f:
     previous = json.load(f)
   old, new = {**ADDED_KEYS, **_flatten(previous)}, _flatten(config_to_dict(config))
-  diff = sorted(k for k in set(old) | set(new)
-                if k not in RUNTIME_KEYS and old.get(k, '<absent>') != new.get(k, '<absent>'))
+  diff = sorted(
+    k
+    for k in set(old) | set(new)
+    if k not in RUNTIME_KEYS and old.get(k, '<absent>') != new.get(k, '<absent>')
+  )
   if diff:
-    lines = '\n'.join(f'  {k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}'
-                      for k in diff)
-    raise ValueError(f'Workdir {workdir} holds a run of a different config; refusing to mix '
-                     f'them. Use another --workdir or delete this one. Differences:\n{lines}')
+    lines = '\n'.join(
+      f'  {k}: {old.get(k, "<absent>")!r} -> {new.get(k, "<absent>")!r}' for k in diff
+    )
+    raise ValueError(
+      f'Workdir {workdir} holds a run of a different config; refusing to mix '
+      f'them. Use another --workdir or delete this one. Differences:\n{lines}'
+    )
 
 
 def write_config(config, workdir: str):
@@ -122,13 +141,18 @@ class MetricWriter:
             continue
           if record['step'] <= resume_step:
             self.records.append(record)
-      write_text_atomic(self.path, ''.join(json.dumps(r, sort_keys=True) + '\n'
-                                           for r in self.records))
+      write_text_atomic(
+        self.path, ''.join(json.dumps(r, sort_keys=True) + '\n' for r in self.records)
+      )
     from tensorboardX import SummaryWriter  # only process 0 writes events: others never load it
+
     # TensorBoard reads event files in name order; names hold the time in seconds, so the
     # suffix (nanoseconds, fixed width) orders a resume within the same second too.
-    self.tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1,
-                            filename_suffix=f'.{time.time_ns()}.{os.getpid()}')
+    self.tb = SummaryWriter(
+      os.path.join(workdir, 'tensorboard'),
+      purge_step=resume_step + 1,
+      filename_suffix=f'.{time.time_ns()}.{os.getpid()}',
+    )
 
   def write(self, step: int, metrics: dict):
     if not self.active:

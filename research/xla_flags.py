@@ -7,16 +7,17 @@ process on a flag it does not know, so the defaults apply only with the jaxlib t
 measured with; UPSAMPLING_LAB_XLA_DEFAULTS=0 turns them off. Each default is measured by
 `python -m launch.bench --suites=levers` (results/bench_cpu.md).
 """
+
 import os
 
 import jaxlib
 
 MEASURED_WITH = ('0.10.2',)  # jaxlib versions whose XLA has these flags and values
 DEFAULTS = {
-    # XLA:CPU sends convolutions to YNNPACK, which runs the U-Net's 3×3 convolutions (and
-    # both of their gradients) ~1.3× slower than XLA's own path on Zen 4; its elementwise
-    # and reduction fusions stay on. GPUs and TPUs ignore the flag.
-    '--xla_cpu_experimental_ynn_fusion_type': '-individual_convolution',
+  # XLA:CPU sends convolutions to YNNPACK, which runs the U-Net's 3×3 convolutions (and
+  # both of their gradients) ~1.3× slower than XLA's own path on Zen 4; its elementwise
+  # and reduction fusions stay on. GPUs and TPUs ignore the flag.
+  '--xla_cpu_experimental_ynn_fusion_type': '-individual_convolution',
 }
 
 
@@ -33,6 +34,8 @@ def with_defaults(xla_flags: str) -> str:
 
 
 def apply() -> None:
-  if (jaxlib.__version__ in MEASURED_WITH
-      and os.environ.get('UPSAMPLING_LAB_XLA_DEFAULTS', '1') != '0'):
+  if (
+    jaxlib.__version__ in MEASURED_WITH
+    and os.environ.get('UPSAMPLING_LAB_XLA_DEFAULTS', '1') != '0'
+  ):
     os.environ['XLA_FLAGS'] = with_defaults(os.environ.get('XLA_FLAGS', ''))

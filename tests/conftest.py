@@ -7,6 +7,7 @@
 - `--no-skip` (CI's .ci/run) turns every skip into a failure: CI installs what each test
   needs, so a skip there means a test silently stopped running.
 """
+
 import os
 
 _flags = os.environ.get('XLA_FLAGS', '')
@@ -32,8 +33,11 @@ def tiny_dir(tmp_path_factory):
 
 
 def pytest_addoption(parser):
-  parser.addoption('--no-skip', action='store_true',
-                   help='Fail each test that would be skipped, with the reason of its skip.')
+  parser.addoption(
+    '--no-skip',
+    action='store_true',
+    help='Fail each test that would be skipped, with the reason of its skip.',
+  )
 
 
 def _fail_if_skipped(config, report):

@@ -1,13 +1,14 @@
 """The benchmark's pieces: the real train step it times, and the PyTorch twin of the U-Net."""
+
 import jax
 import numpy as np
 import pytest
 
 from experiments import base
+from research import cost
+from research import models
 from research.bench import measure
 from research.bench import peaks
-from research import models
-from research import cost
 from research.upsamplers import transpose_conv
 
 
@@ -38,8 +39,9 @@ def test_interleaved_timing_rewarms_each_entry_every_round():
 
 
 def test_upsampler_rows_give_each_upsampler_its_own_times():
-  rows = measure.upsampler_rows(['nearest', 'max_unpool', 'transpose_conv'], batch=1, size=4,
-                              channels=2, repeats=1)
+  rows = measure.upsampler_rows(
+    ['nearest', 'max_unpool', 'transpose_conv'], batch=1, size=4, channels=2, repeats=1
+  )
   assert [r['upsampler'] for r in rows] == ['nearest', 'max_unpool', 'transpose_conv']
   for row in rows:
     assert row['forward_ms'] > 0 and row['forward_backward_ms'] > 0
@@ -57,8 +59,9 @@ def test_pytorch_side_by_side_times_both_frameworks_on_the_same_network(tiny_dir
 
 
 def test_design_costs_are_measured_per_design():
-  rows = measure.design_rows([('unet', 4), ('fullres', 4)], num_classes=3, image_size=16,
-                           batch=2, repeats=1)
+  rows = measure.design_rows(
+    [('unet', 4), ('fullres', 4)], num_classes=3, image_size=16, batch=2, repeats=1
+  )
   assert [r['arch'] for r in rows] == ['unet', 'fullres']
   for row in rows:
     model = models.build(row['arch'], upsampler='nearest', num_classes=3, width=4)
@@ -70,10 +73,11 @@ def test_design_costs_are_measured_per_design():
 
 
 def test_group_norm_rows_time_both_implementations():
-  row, = measure.group_norm_rows(2, [(8, 16)], repeats=1)
+  (row,) = measure.group_norm_rows(2, [(8, 16)], repeats=1)
   assert row['shape'] == '2×8×8×16' and row['flax_ms'] > 0 and row['fused_ms'] > 0
   try:
     import torch  # noqa: F401  (optional dependency: skips without it)
+
     assert row['torch_ms'] > 0
   except ImportError:
     assert 'torch_ms' not in row
@@ -84,14 +88,17 @@ def test_peak_is_a_number_with_its_derivation_or_unknown():
   assert note and (peak is None or peak > 0)
 
 
-@pytest.mark.parametrize('upsampler,options,depth', [('nearest', {}, 4),
-                                                     ('transpose_conv', {}, 4),
-                                                     ('transpose_conv', {'kernel_size': 3}, 2)])
+@pytest.mark.parametrize(
+  'upsampler,options,depth',
+  [('nearest', {}, 4), ('transpose_conv', {}, 4), ('transpose_conv', {'kernel_size': 3}, 2)],
+)
 def test_pytorch_unet_is_the_same_network(upsampler, options, depth):
   torch = pytest.importorskip('torch')
   from research import torch_reference  # optional dependency: imports torch
-  flax_model = models.build('unet', upsampler=upsampler, num_classes=6, width=8,
-                            upsampler_options=options, depth=depth)
+
+  flax_model = models.build(
+    'unet', upsampler=upsampler, num_classes=6, width=8, upsampler_options=options, depth=depth
+  )
   params = flax_model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32))
   torch_model = torch_reference.UNet(6, upsampler, 8, depth=depth, upsampler_options=options)
   assert torch_reference.count_params(torch_model) == cost.count_params(params)
@@ -105,6 +112,7 @@ def test_pytorch_conv_transpose_is_the_same_linear_map(k):
   """ConvTranspose2d(k, stride 2, padding (k-1)//2, output_padding) = conv_transpose_2x."""
   torch = pytest.importorskip('torch')
   from research import torch_reference  # optional dependency: imports torch
+
   rng = np.random.default_rng(k)
   y = rng.standard_normal((2, 5, 5, 3)).astype(np.float32)
   kernel = rng.standard_normal((k, k, 3, 4)).astype(np.float32)
@@ -118,21 +126,28 @@ def test_pytorch_conv_transpose_is_the_same_linear_map(k):
 
 def test_convolution_rows_cover_every_kernel_of_the_model():
   # conv_impl='xla': model_convolutions finds lax's convolutions in the jaxpr, not oneDNN's.
-  model = models.build('unet', upsampler='nearest', num_classes=3, width=4, depth=2,
-                       conv_impl='xla')
+  model = models.build(
+    'unet', upsampler='nearest', num_classes=3, width=4, depth=2, conv_impl='xla'
+  )
   x = np.zeros((2, 16, 16, 3), np.float32)
   rows = measure.convolution_rows(model, x, repeats=1)
   params = model.init(jax.random.key(0), x)
-  kernels = sorted(tuple(v.shape) for path, v in jax.tree_util.tree_leaves_with_path(params)
-                   if 'kernel' in jax.tree_util.keystr(path))
+  kernels = sorted(
+    tuple(v.shape)
+    for path, v in jax.tree_util.tree_leaves_with_path(params)
+    if 'kernel' in jax.tree_util.keystr(path)
+  )
   found = sorted(tuple(map(int, r['kernel'].split('×'))) for r in rows for _ in range(r['count']))
   assert found == kernels
   # Only the first convolution reads the image, whose gradient a train step never needs.
   assert [r['input_grad_needed'] for r in rows].count(False) == 1
   for row in rows:
-    assert row['jax_forward_ms'] > 0 and row['jax_input_grad_ms'] > 0 and row['jax_kernel_grad_ms'] > 0
+    assert (
+      row['jax_forward_ms'] > 0 and row['jax_input_grad_ms'] > 0 and row['jax_kernel_grad_ms'] > 0
+    )
     try:
       import torch  # noqa: F401  (optional dependency: skips without it)
+
       assert row['torch_kernel_grad_ms'] > 0
     except ImportError:
       assert 'torch_kernel_grad_ms' not in row

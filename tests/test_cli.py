@@ -1,5 +1,6 @@
 """The entry points as a person meets them: configuration errors in one line, library logs off
 the terminal, details on request."""
+
 import subprocess
 import sys
 
@@ -10,16 +11,28 @@ from research import sweep
 
 
 def _train(*flags):
-  return subprocess.run([sys.executable, '-m', 'launch.train', '--config=experiments/quick.py',
-                         '--workdir=/nonexistent/never-written', *flags], cwd=sweep.REPO,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'launch.train',
+      '--config=experiments/quick.py',
+      '--workdir=/nonexistent/never-written',
+      *flags,
+    ],
+    cwd=sweep.REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def test_a_config_typo_is_one_line_and_exit_2():
   out = _train('--config.model.upsampler_typo=3')
   assert out.returncode == 2
-  assert out.stderr.startswith('error: the config has no field \'upsampler_typo\'. Did you mean '
-                               '"upsampler"'), out.stderr[-2000:]
+  assert out.stderr.startswith(
+    'error: the config has no field \'upsampler_typo\'. Did you mean "upsampler"'
+  ), out.stderr[-2000:]
   assert 'Traceback' not in out.stderr
   detailed = _train('--config.model.upsampler_typo=3', '--traceback')
   assert detailed.returncode != 0 and 'Traceback' in detailed.stderr

@@ -1,5 +1,5 @@
 """k-means segmentation and its scores against hand-made images and partitions."""
-from experiments import clustering as experiment
+
 import json
 
 import jax
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from experiments import clustering as experiment
 from research import clustering
 from research import kmeans_run
 from research import metrics
@@ -29,9 +30,7 @@ def two_colour_images(seed=0):
 
 def noisy_grey_images(seed=0):
   """Images `[2, 16, 16, 3]`: mid grey plus uniform noise of +-0.05 per channel."""
-  return (0.5 + np.random.default_rng(seed).uniform(-0.05, 0.05, (2, 16, 16, 3))).astype(
-    np.float32
-  )
+  return (0.5 + np.random.default_rng(seed).uniform(-0.05, 0.05, (2, 16, 16, 3))).astype(np.float32)
 
 
 def assert_equal_up_to_permutation(ids, reference):

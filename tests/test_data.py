@@ -4,6 +4,7 @@ Everything runs on lab_shapes' `res64_tiny` config (train 64 / validation 16 /
 test 16), built once per session into a temporary data dir; nothing touches the
 network (real TFDS datasets are mocked with `tfds.testing.mock_data`).
 """
+
 import pathlib
 import shutil
 import subprocess
@@ -31,14 +32,20 @@ def config(tiny_dir):
 
 
 def _source(tiny_dir, split):
-  return tfds.data_source('lab_shapes/res64_tiny', split=split, data_dir=str(tiny_dir),
-                          download=False, builder_kwargs={'file_format': 'array_record'})
+  return tfds.data_source(
+    'lab_shapes/res64_tiny',
+    split=split,
+    data_dir=str(tiny_dir),
+    download=False,
+    builder_kwargs={'file_format': 'array_record'},
+  )
 
 
 def _labels(tiny_dir):
   """Labels of every tiny example, uint8 [N, 64, 64]."""
-  return np.stack([ex['segmentation_mask'][..., 0]
-                   for split in TINY for ex in _source(tiny_dir, split)])
+  return np.stack(
+    [ex['segmentation_mask'][..., 0] for split in TINY for ex in _source(tiny_dir, split)]
+  )
 
 
 # Embedded dataset.
@@ -71,8 +78,9 @@ def test_examples_depend_on_seed_split_and_index():
 
 
 def test_build_is_byte_for_byte_deterministic(tiny_dir, tmp_path):
-  lab_shapes.LabShapes(config='res64_tiny', data_dir=str(tmp_path),
-                       file_format='array_record').download_and_prepare()
+  lab_shapes.LabShapes(
+    config='res64_tiny', data_dir=str(tmp_path), file_format='array_record'
+  ).download_and_prepare()
   records = sorted((tiny_dir / 'lab_shapes/res64_tiny/1.0.0').glob('*.array_record*'))
   assert len(records) == 3
   for path in records:
@@ -108,10 +116,10 @@ def test_corrupted_cache_is_rebuilt(tiny_dir, tmp_path, caplog):
   version_dir = tmp_path / 'lab_shapes/res64_tiny/1.0.0'
   config = data.default_config(variant='res64_tiny', data_dir=str(tmp_path))
   damages = {
-      'truncated records': lambda: next(version_dir.glob('*validation*')).write_bytes(b'x' * 100),
-      'missing records': lambda: next(version_dir.glob('*train*')).unlink(),
-      'missing metadata': lambda: (version_dir / 'dataset_info.json').unlink(),
-      'garbled metadata': lambda: (version_dir / 'dataset_info.json').write_text('{'),
+    'truncated records': lambda: next(version_dir.glob('*validation*')).write_bytes(b'x' * 100),
+    'missing records': lambda: next(version_dir.glob('*train*')).unlink(),
+    'missing metadata': lambda: (version_dir / 'dataset_info.json').unlink(),
+    'garbled metadata': lambda: (version_dir / 'dataset_info.json').write_text('{'),
   }
   for damage, apply in damages.items():
     apply()
@@ -131,15 +139,18 @@ def test_names():
 
 def test_unknown_name_lists_known_ones(config):
   config.name = 'imagenet_seg'
-  with pytest.raises(ValueError, match="Unknown dataset 'imagenet_seg'.*fashion_scenes, "
-                     'lab_shapes, oxford_iiit_pet, tfds'):
+  with pytest.raises(
+    ValueError,
+    match="Unknown dataset 'imagenet_seg'.*fashion_scenes, lab_shapes, oxford_iiit_pet, tfds",
+  ):
     data.dataset_info(config)
 
 
 def test_unknown_variant_lists_valid_ones(config):
   config.variant = 'res32'
-  with pytest.raises(ValueError,
-                     match='no builder config .res32.*res64, res128, res256, res64_tiny'):
+  with pytest.raises(
+    ValueError, match='no builder config .res32.*res64, res128, res256, res64_tiny'
+  ):
     data.train_batches(config, global_batch_size=4, seed=0)
 
 
@@ -150,8 +161,9 @@ def test_unknown_config_field_lists_valid_ones():
 
 def test_unprepared_real_dataset_says_how_to_prepare(tmp_path):
   config = data.default_config(name='oxford_iiit_pet', variant='', data_dir=str(tmp_path))
-  with pytest.raises(data.NotPreparedError,
-                     match='tfds build oxford_iiit_pet --file_format=array_record'):
+  with pytest.raises(
+    data.NotPreparedError, match='tfds build oxford_iiit_pet --file_format=array_record'
+  ):
     data.prepare(config)
 
 
@@ -169,8 +181,9 @@ def _resized_mask_classes(raw_mask, size, label_map):
 
 
 def test_pet_adapter_on_mock_data():
-  config = data.default_config(name='oxford_iiit_pet', variant='', image_size=32,
-                               eval_split='train[90%:]', random_crop=True)
+  config = data.default_config(
+    name='oxford_iiit_pet', variant='', image_size=32, eval_split='train[90%:]', random_crop=True
+  )
   with tfds.testing.mock_data(num_examples=10):
     info = data.dataset_info(config)
     assert info.num_classes == 3 and info.class_names == ('pet', 'background', 'border')
@@ -182,16 +195,22 @@ def test_pet_adapter_on_mock_data():
     source = tfds.data_source('oxford_iiit_pet', split='test', download=False)
     evals = list(data.eval_batches(config, 'test', global_batch_size=4))
     labels = np.concatenate([b['label'] for b in evals])[:10]
-    expected = np.stack([_resized_mask_classes(ex['segmentation_mask'], 32, catalog.PET_LABEL_MAP)
-                         for ex in source])
+    expected = np.stack(
+      [_resized_mask_classes(ex['segmentation_mask'], 32, catalog.PET_LABEL_MAP) for ex in source]
+    )
   np.testing.assert_array_equal(labels, expected)
   assert set(np.unique(expected)) == {0, 1, 2, 255}  # mock masks hold every byte value
 
 
 def test_generic_adapter_on_mock_data():
-  config = data.default_config(name='tfds', variant='', tfds_name='oxford_iiit_pet',
-                               label_map={'1': 0, '2': 1, '3': 1}, class_names=('pet', 'other'),
-                               image_size=16)
+  config = data.default_config(
+    name='tfds',
+    variant='',
+    tfds_name='oxford_iiit_pet',
+    label_map={'1': 0, '2': 1, '3': 1},
+    class_names=('pet', 'other'),
+    image_size=16,
+  )
   with tfds.testing.mock_data(num_examples=5):
     assert data.dataset_info(config).class_names == ('pet', 'other')
     batch = next(data.eval_batches(config, 'train', global_batch_size=8))
@@ -226,8 +245,14 @@ def test_resume_continues_with_the_same_batches(config, random_crop):
 
 def test_processes_split_the_global_batch(config):
   whole = next(data.train_batches(config, global_batch_size=8, seed=3, start_step=5))
-  parts = [next(data.train_batches(config, global_batch_size=8, seed=3, start_step=5,
-                                   process_index=p, process_count=2)) for p in range(2)]
+  parts = [
+    next(
+      data.train_batches(
+        config, global_batch_size=8, seed=3, start_step=5, process_index=p, process_count=2
+      )
+    )
+    for p in range(2)
+  ]
   for key in ('image', 'label'):
     assert parts[0][key].shape[0] == 4
     np.testing.assert_array_equal(whole[key][0::2], parts[0][key])
@@ -236,21 +261,36 @@ def test_processes_split_the_global_batch(config):
 
 def _tagged_source(n):
   """n examples whose constant image tells their index (flips and crops keep it)."""
-  return [{'image': np.full((8, 8, 3), i, np.uint8),
-           'segmentation_mask': np.zeros((8, 8, 1), np.uint8)} for i in range(n)]
+  return [
+    {'image': np.full((8, 8, 3), i, np.uint8), 'segmentation_mask': np.zeros((8, 8, 1), np.uint8)}
+    for i in range(n)
+  ]
 
 
 def _decode(size=8):
-  return lambda ex: pipeline.decode(ex, image_key='image', mask_key='segmentation_mask',
-                                    size=size, table=pipeline.label_table({0: 0}, 255))
+  return lambda ex: pipeline.decode(
+    ex,
+    image_key='image',
+    mask_key='segmentation_mask',
+    size=size,
+    table=pipeline.label_table({0: 0}, 255),
+  )
 
 
 def test_every_epoch_is_a_fresh_permutation_of_whole_batches():
-  ds = pipeline.train_dataset(_tagged_source(30), _decode(), global_batch_size=8, seed=0,
-                              start_step=0, process_index=0, process_count=1, flip=True,
-                              crop_padding=2)
+  ds = pipeline.train_dataset(
+    _tagged_source(30),
+    _decode(),
+    global_batch_size=8,
+    seed=0,
+    start_step=0,
+    process_index=0,
+    process_count=1,
+    flip=True,
+    crop_padding=2,
+  )
   ids = [np.round(ds[step]['image'][:, 0, 0, 0] * 255).astype(int) for step in range(9)]
-  epochs = [np.concatenate(ids[i:i + 3]) for i in (0, 3, 6)]  # 30 // 8 = 3 steps per epoch
+  epochs = [np.concatenate(ids[i : i + 3]) for i in (0, 3, 6)]  # 30 // 8 = 3 steps per epoch
   for epoch in epochs:
     assert len(set(epoch)) == 24 and set(epoch) <= set(range(30))
   assert not np.array_equal(epochs[0], epochs[1])
@@ -265,8 +305,14 @@ def test_batch_size_must_split_across_processes(config):
 
 @pytest.mark.parametrize('process_count', [1, 2])
 def test_eval_sees_every_example_once(config, tiny_dir, process_count):
-  batches = [list(data.eval_batches(config, 'validation', global_batch_size=6, process_index=p,
-                                    process_count=process_count)) for p in range(process_count)]
+  batches = [
+    list(
+      data.eval_batches(
+        config, 'validation', global_batch_size=6, process_index=p, process_count=process_count
+      )
+    )
+    for p in range(process_count)
+  ]
   everything = [b for process in batches for b in process]
   assert all(len(process) == 3 for process in batches)  # 16 examples -> 3 global batches of 6
   assert all(b['image'].shape[0] == 6 // process_count for b in everything)
@@ -306,19 +352,43 @@ def test_worker_processes_give_the_same_batches(config):
 @pytest.mark.slow
 def test_prepare_data_launcher(tiny_dir):
   result = subprocess.run(
-      [sys.executable, '-m', 'launch.prepare_data', '--name=lab_shapes', '--variant=res64_tiny',
-       f'--data_dir={tiny_dir}'],
-      cwd=pathlib.Path(__file__).parents[1], capture_output=True, text=True, check=True)
+    [
+      sys.executable,
+      '-m',
+      'launch.prepare_data',
+      '--name=lab_shapes',
+      '--variant=res64_tiny',
+      f'--data_dir={tiny_dir}',
+    ],
+    cwd=pathlib.Path(__file__).parents[1],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   assert 'train: 64 examples' in result.stdout and 'test: 16 examples' in result.stdout
 
 
 @pytest.mark.slow
 def test_concurrent_builds_of_a_missing_dataset_both_succeed(tmp_path):
   """Sweep cells open a missing dataset at once: one builds, the other waits for it."""
-  command = [sys.executable, '-m', 'launch.prepare_data', '--name=lab_shapes',
-             '--variant=res64_tiny', f'--data_dir={tmp_path}']
-  procs = [subprocess.Popen(command, cwd=pathlib.Path(__file__).parents[1], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+  command = [
+    sys.executable,
+    '-m',
+    'launch.prepare_data',
+    '--name=lab_shapes',
+    '--variant=res64_tiny',
+    f'--data_dir={tmp_path}',
+  ]
+  procs = [
+    subprocess.Popen(
+      command,
+      cwd=pathlib.Path(__file__).parents[1],
+      text=True,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+    )
+    for _ in range(2)
+  ]
   outputs = [p.communicate(timeout=300) for p in procs]
   assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outputs]
   assert all('train: 64 examples' in out for out, _ in outputs)
@@ -328,9 +398,11 @@ def test_concurrent_builds_of_a_missing_dataset_both_succeed(tmp_path):
 def test_the_variant_defaults_per_dataset():
   assert catalog.resolve(data.default_config()).tfds_name == 'lab_shapes/res64'
   assert catalog.resolve(data.default_config(name='fashion_scenes')).tfds_name == (
-      'fashion_scenes/res64')
+    'fashion_scenes/res64'
+  )
   # Naming another dataset is enough: no lab_shapes variant to unset first.
   assert catalog.resolve(data.default_config(name='oxford_iiit_pet')).tfds_name == (
-      'oxford_iiit_pet')
+    'oxford_iiit_pet'
+  )
   # A run records the variant it read, so a run written with 'res64' spelled out matches.
   assert workdir_lib.config_to_dict(base.get_config())['data']['variant'] == 'res64'

@@ -1,4 +1,5 @@
 """fashion_scenes: built from fake idx files always, from Debian's package when installed."""
+
 import gzip
 import os
 
@@ -39,8 +40,9 @@ def test_scenes_from_fake_garments(fake_fashion_mnist, tmp_path):
   assert info.num_classes == 11 and info.class_names[0] == 'background'
   assert info.thin_classes == ()
   assert info.num_examples == {'train': 64, 'validation': 16, 'test': 16}
-  labels = np.concatenate([b['label'] for b in data.eval_batches(config, 'validation',
-                                                                 global_batch_size=16)])
+  labels = np.concatenate(
+    [b['label'] for b in data.eval_batches(config, 'validation', global_batch_size=16)]
+  )
   # Validation draws from the last sixth of the training garments: 10 and 11, classes 0 and 1.
   assert set(np.unique(labels)) == {0, 1, 2}
   image, expected = fashion_scenes.generate(str(fake_fashion_mnist), 64, 0, 'validation', 0)
@@ -55,11 +57,18 @@ def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     data.prepare(_config(tmp_path / 'tfds'))
 
 
-@pytest.mark.skipif(bool(fashion_scenes.missing_files(fashion_scenes.FashionScenes.SOURCE_DIR)),
-                    reason='Debian package dataset-fashion-mnist is not installed')
+@pytest.mark.skipif(
+  bool(fashion_scenes.missing_files(fashion_scenes.FashionScenes.SOURCE_DIR)),
+  reason='Debian package dataset-fashion-mnist is not installed',
+)
 def test_scenes_from_fashion_mnist(tmp_path):
   config = _config(tmp_path)
   data.prepare(config)
-  labels = np.concatenate([b['label'] for split in ('train', 'validation', 'test')
-                           for b in data.eval_batches(config, split, global_batch_size=16)])
+  labels = np.concatenate(
+    [
+      b['label']
+      for split in ('train', 'validation', 'test')
+      for b in data.eval_batches(config, split, global_batch_size=16)
+    ]
+  )
   assert set(np.unique(labels)) == set(range(11))

@@ -13,10 +13,14 @@ from research import metrics
 def _random_batch(seed, shape=(3, 12, 14), num_classes=4, ignore=0.1):
   """Blocky labels with ignored pixels and noisy predictions, int64 [B, H, W] each."""
   rng = np.random.default_rng(seed)
-  labels = ndimage.zoom(rng.integers(0, num_classes, (shape[0], 4, 4)),
-                        (1, shape[1] / 4, shape[2] / 4), order=0)[:, :shape[1], :shape[2]]
-  preds = np.where(rng.random(labels.shape) < 0.2, rng.integers(0, num_classes, labels.shape),
-                   np.roll(labels, 1, axis=2))
+  labels = ndimage.zoom(
+    rng.integers(0, num_classes, (shape[0], 4, 4)), (1, shape[1] / 4, shape[2] / 4), order=0
+  )[:, : shape[1], : shape[2]]
+  preds = np.where(
+    rng.random(labels.shape) < 0.2,
+    rng.integers(0, num_classes, labels.shape),
+    np.roll(labels, 1, axis=2),
+  )
   labels[rng.random(labels.shape) < ignore] = 255
   return labels, preds
 
@@ -74,11 +78,22 @@ def _slow_distance(labels):
   """Per-pixel loops: distance to the nearest boundary pixel (boundary as documented)."""
   h, w = labels.shape
   scored = labels != 255
-  edge = [(y, x) for y in range(h) for x in range(w) if scored[y, x] and any(
+  edge = [
+    (y, x)
+    for y in range(h)
+    for x in range(w)
+    if scored[y, x]
+    and any(
       0 <= v < h and 0 <= u < w and scored[v, u] and labels[v, u] != labels[y, x]
-      for v, u in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)))]
-  return np.array([[min((np.hypot(y - v, x - u) for v, u in edge), default=np.inf)
-                    for x in range(w)] for y in range(h)])
+      for v, u in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1))
+    )
+  ]
+  return np.array(
+    [
+      [min((np.hypot(y - v, x - u) for v, u in edge), default=np.inf) for x in range(w)]
+      for y in range(h)
+    ]
+  )
 
 
 def test_boundary_distance_matches_brute_force():
@@ -151,8 +166,11 @@ def _slow_small_objects(labels, preds, classes, max_area):
       if (truth == t).sum() >= max_area:
         continue
       totals[c] += 1
-      ious = [((truth == t) & (found == p)).sum() / ((truth == t) | ((found == p) & (labels != 255))
-                                                     ).sum() for p in range(1, num_found + 1)]
+      ious = [
+        ((truth == t) & (found == p)).sum()
+        / ((truth == t) | ((found == p) & (labels != 255))).sum()
+        for p in range(1, num_found + 1)
+      ]
       hits[c] += max(ious, default=0) >= 0.5
   return hits, totals
 
@@ -207,8 +225,9 @@ def test_small_object_counts_reject_bad_input():
 
 # --- shift consistency -------------------------------------------------------------------------
 
-STRIPES = np.broadcast_to((np.arange(16) % 2).astype(np.float32)[None, None, :, None],
-                          (2, 16, 16, 3))  # vertical stripes of width 1: x mod 2
+STRIPES = np.broadcast_to(
+  (np.arange(16) % 2).astype(np.float32)[None, None, :, None], (2, 16, 16, 3)
+)  # vertical stripes of width 1: x mod 2
 
 
 def _threshold(images):  # per-pixel classifier: shift-equivariant
@@ -240,8 +259,12 @@ def test_shift_agreement_matches_a_pixel_loop():
   rng = np.random.default_rng(5)
   preds, shifted = rng.integers(0, 2, (2, 2, 9, 7))
   for s in (1, 3):
-    expected = [np.mean([shifted[b, y + s, x + s] == preds[b, y, x]
-                         for y in range(9 - s) for x in range(7 - s)]) for b in range(2)]
+    expected = [
+      np.mean(
+        [shifted[b, y + s, x + s] == preds[b, y, x] for y in range(9 - s) for x in range(7 - s)]
+      )
+      for b in range(2)
+    ]
     np.testing.assert_allclose(dm.shift_agreement(preds, shifted, s), expected)
 
 
@@ -274,8 +297,9 @@ def test_checkerboard_scores_per_map():
   logits = np.stack([common, own])  # [2, 16, 16, 3]
   features = np.stack([CHECKER[..., None] * np.ones(4), np.sin(0.2 * X)[..., None] * np.ones(4)])
   scores = jax.jit(dm.checkerboard_scores)(logits, features, np.array([True, True]))
-  np.testing.assert_allclose(scores['probs'],
-                             metrics.checkerboard_score(jax.nn.softmax(jnp.asarray(logits))))
+  np.testing.assert_allclose(
+    scores['probs'], metrics.checkerboard_score(jax.nn.softmax(jnp.asarray(logits)))
+  )
   assert scores['logits'][0] < 1e-4 < 0.1 < scores['logits'][1]
   assert float(metrics.checkerboard_score(logits)[0]) > 0.1  # uncentred, it would count
   np.testing.assert_allclose(scores['features'], [1, 0], atol=1e-4)
@@ -294,8 +318,12 @@ def test_batch_metrics_drop_padding_and_split_summary_pools_them():
   valid = np.array([True, False, True])
   values = dm.batch_metrics(labels, preds, 4, object_classes=(1, 2, 3), valid=valid)
   assert {k: v.shape for k, v in values.items()} == {
-    'confusion': (2, 4, 4), 'trimap': (2, 5, 4, 4), 'small_hits': (2, 4), 'small_totals': (2, 4),
-    'boundary_f1': (2,)}
+    'confusion': (2, 4, 4),
+    'trimap': (2, 5, 4, 4),
+    'small_hits': (2, 4),
+    'small_totals': (2, 4),
+    'boundary_f1': (2,),
+  }
   kept = labels[valid], preds[valid]
   np.testing.assert_array_equal(values['confusion'], dm.per_image_confusion(*kept, 4))
   np.testing.assert_array_equal(values['boundary_f1'], metrics.boundary_f1(*kept, 4))

@@ -1,5 +1,6 @@
 """The import structure: one direction (launch → experiments → runners → building blocks),
 no import circle between research modules, and no import inside a function."""
+
 import ast
 import pathlib
 
@@ -8,10 +9,22 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The building blocks: what models, upsamplers, data and metrics are made of. They never
 # import a runner (training, evaluation, sweeps, tables, benchmarks).
-BLOCKS = ('research.upsamplers', 'research.models', 'research.data', 'research.metrics',
-          'research.pooling', 'research.cost', 'research.workdir', 'research.config_utils',
-          'research.xla_flags', 'research.clustering', 'research.torch_reference',
-          'research.decoder_metrics', 'research.stats', 'research.onednn')
+BLOCKS = (
+  'research.upsamplers',
+  'research.models',
+  'research.data',
+  'research.metrics',
+  'research.pooling',
+  'research.cost',
+  'research.workdir',
+  'research.config_utils',
+  'research.xla_flags',
+  'research.clustering',
+  'research.torch_reference',
+  'research.decoder_metrics',
+  'research.stats',
+  'research.onednn',
+)
 # Optional dependencies may be imported where they are used, each with a comment saying why.
 OPTIONAL = ('torch', 'tensorboardX', 'research.torch_reference')
 
@@ -57,9 +70,12 @@ def graph(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize('package', ['research', 'launch', 'experiments'])
 def test_no_import_inside_a_function_but_optional_dependencies(package):
-  found = [f'{f.relative_to(ROOT)}:{line} {name}' for f in sorted((ROOT / package).rglob('*.py'))
-           for name, line, inside in imports(f)
-           if inside and not name.startswith(OPTIONAL)]
+  found = [
+    f'{f.relative_to(ROOT)}:{line} {name}'
+    for f in sorted((ROOT / package).rglob('*.py'))
+    for name, line, inside in imports(f)
+    if inside and not name.startswith(OPTIONAL)
+  ]
   assert not found
 
 
@@ -72,11 +88,17 @@ def test_imports_run_one_way():
         wrong.append(f'{module} -> {target} (the library imports no experiment or entry point)')
       if module.startswith('experiments') and target.startswith('launch'):
         wrong.append(f'{module} -> {target}')
-      if (module.startswith('experiments') and target.startswith('research.sweep')
-          and target != 'research.sweep.grids'):
+      if (
+        module.startswith('experiments')
+        and target.startswith('research.sweep')
+        and target != 'research.sweep.grids'
+      ):
         wrong.append(f'{module} -> {target} (experiments use only the grid helpers)')
-      if (module.startswith(BLOCKS) and target.startswith('research.')
-          and not target.startswith(BLOCKS)):
+      if (
+        module.startswith(BLOCKS)
+        and target.startswith('research.')
+        and not target.startswith(BLOCKS)
+      ):
         wrong.append(f'{module} -> {target} (a building block imports no runner)')
   assert not wrong
 
@@ -89,7 +111,7 @@ def test_no_import_circle_between_research_modules():
     state[module] = 'open'
     for target in sorted(edges.get(module, ())):
       if state.get(target) == 'open':
-        cycle = path[path.index(target):] + [target]
+        cycle = path[path.index(target) :] + [target]
         pytest.fail('import circle: ' + ' -> '.join(cycle))
       if target not in state:
         visit(target, path + [target])
@@ -102,6 +124,9 @@ def test_no_import_circle_between_research_modules():
 
 
 def test_no_research_module_over_350_lines():
-  long = {str(f.relative_to(ROOT)): n for f in sorted((ROOT / 'research').rglob('*.py'))
-          if (n := len(f.read_text().splitlines())) > 360}
+  long = {
+    str(f.relative_to(ROOT)): n
+    for f in sorted((ROOT / 'research').rglob('*.py'))
+    if (n := len(f.read_text().splitlines())) > 360
+  }
   assert not long

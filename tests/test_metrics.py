@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from research.metrics import (
-  boundary_f1,
-  boundary_map,
-  boundary_tolerance,
-  checkerboard_score,
-  confusion_matrix,
-  segmentation_scores,
-)
+from research.metrics import boundary_f1
+from research.metrics import boundary_map
+from research.metrics import boundary_tolerance
+from research.metrics import checkerboard_score
+from research.metrics import confusion_matrix
+from research.metrics import segmentation_scores
 
 # 2x3 image, K = 3, one ignored pixel. Pairs (gt, pred): (0,0) (1,2) (2,2) / (1,1) (1,0) ignored.
 HAND_LABELS = np.array([[[0, 1, 2], [1, 1, 255]]], np.uint8)  # [1, 2, 3]
@@ -83,11 +81,11 @@ def test_confusion_matrix_sums_over_batches_like_the_concatenation():
 
 
 def test_confusion_matrix_rejects_bad_input():
-  with pytest.raises(ValueError, match="num_classes"):
+  with pytest.raises(ValueError, match='num_classes'):
     confusion_matrix(HAND_LABELS, HAND_PREDS, 0)
-  with pytest.raises(ValueError, match=r"\[B, H, W\]"):
+  with pytest.raises(ValueError, match=r'\[B, H, W\]'):
     confusion_matrix(HAND_LABELS, HAND_PREDS[:, :1], 3)
-  with pytest.raises(ValueError, match="valid"):
+  with pytest.raises(ValueError, match='valid'):
     confusion_matrix(HAND_LABELS, HAND_PREDS, 3, np.ones((1, 2, 2), bool))
 
 
@@ -95,38 +93,38 @@ def test_confusion_matrix_rejects_bad_input():
 
 
 def test_segmentation_scores_match_hand_values():
-  scores = segmentation_scores(HAND_CONFUSION, ["a", "b", "c"])
-  np.testing.assert_allclose(scores["iou_per_class"], [1 / 2, 1 / 3, 1 / 2])
-  assert scores["miou"] == pytest.approx(4 / 9)
-  assert scores["pixel_accuracy"] == pytest.approx(3 / 5)
-  np.testing.assert_allclose(scores["accuracy_per_class"], [1, 1 / 3, 1])
-  assert scores["mean_class_accuracy"] == pytest.approx(7 / 9)
-  assert scores["class_names"] == ["a", "b", "c"] and scores["num_pixels"] == 5
+  scores = segmentation_scores(HAND_CONFUSION, ['a', 'b', 'c'])
+  np.testing.assert_allclose(scores['iou_per_class'], [1 / 2, 1 / 3, 1 / 2])
+  assert scores['miou'] == pytest.approx(4 / 9)
+  assert scores['pixel_accuracy'] == pytest.approx(3 / 5)
+  np.testing.assert_allclose(scores['accuracy_per_class'], [1, 1 / 3, 1])
+  assert scores['mean_class_accuracy'] == pytest.approx(7 / 9)
+  assert scores['class_names'] == ['a', 'b', 'c'] and scores['num_pixels'] == 5
 
 
 def test_segmentation_scores_absent_and_prediction_only_classes():
   # class 2 absent everywhere: NaN, not averaged; class 1 only predicted: IoU 0, averaged in.
   confusion = np.array([[3, 1, 0], [0, 0, 0], [0, 0, 0]])
   scores = segmentation_scores(confusion)
-  np.testing.assert_allclose(scores["iou_per_class"], [3 / 4, 0, np.nan])
-  assert scores["miou"] == pytest.approx(3 / 8)
-  np.testing.assert_allclose(scores["accuracy_per_class"], [3 / 4, np.nan, np.nan])
-  assert scores["mean_class_accuracy"] == pytest.approx(3 / 4)
+  np.testing.assert_allclose(scores['iou_per_class'], [3 / 4, 0, np.nan])
+  assert scores['miou'] == pytest.approx(3 / 8)
+  np.testing.assert_allclose(scores['accuracy_per_class'], [3 / 4, np.nan, np.nan])
+  assert scores['mean_class_accuracy'] == pytest.approx(3 / 4)
 
 
 def test_perfect_prediction_scores_one():
   labels = np.random.default_rng(1).integers(0, 4, (2, 5, 5))
   scores = segmentation_scores(jit_confusion(labels, labels, 4))
-  assert scores["miou"] == scores["pixel_accuracy"] == scores["mean_class_accuracy"] == 1.0
+  assert scores['miou'] == scores['pixel_accuracy'] == scores['mean_class_accuracy'] == 1.0
 
 
 def test_segmentation_scores_rejects_bad_input():
-  with pytest.raises(ValueError, match="square"):
+  with pytest.raises(ValueError, match='square'):
     segmentation_scores(np.ones((2, 3)))
-  with pytest.raises(ValueError, match="empty"):
+  with pytest.raises(ValueError, match='empty'):
     segmentation_scores(np.zeros((2, 2)))
-  with pytest.raises(ValueError, match="class_names"):
-    segmentation_scores(np.eye(2), ["only one"])
+  with pytest.raises(ValueError, match='class_names'):
+    segmentation_scores(np.eye(2), ['only one'])
 
 
 # --- boundary F1 ------------------------------------------------------------------------------
@@ -237,11 +235,11 @@ def test_boundary_f1_matches_brute_force_on_random_maps():
 
 def test_boundary_f1_rejects_bad_input_but_not_in_invalid_images():
   labels = _square(20, 5, 5)[None]
-  with pytest.raises(ValueError, match="ignore_label"):
+  with pytest.raises(ValueError, match='ignore_label'):
     boundary_f1(labels + 1, labels, 2)  # label 2 is neither a class nor ignored
-  with pytest.raises(ValueError, match="valid"):
+  with pytest.raises(ValueError, match='valid'):
     boundary_f1(labels, labels, 2, valid=np.ones(2, bool))
-  with pytest.raises(ValueError, match="num_classes"):
+  with pytest.raises(ValueError, match='num_classes'):
     boundary_f1(labels, labels, 0)
   assert np.isnan(boundary_f1(labels + 5, labels, 2, valid=np.array([False]))).all()
 
@@ -267,12 +265,12 @@ def test_checkerboard_score_hand_value_on_a_mixture():
 def test_checkerboard_score_near_zero_for_clean_maps():
   low_res = jax.nn.softmax(3 * jax.random.normal(jax.random.key(0), (1, 8, 8, 4)), axis=-1)
   clean = {
-    "smooth": _two_class(0.5 + 0.3 * np.sin(0.13 * X + 0.4) * np.cos(0.07 * Y)),
-    "one-hot disk": _two_class(DISK),
-    "step edge": _two_class((X >= 33).astype(np.float32)),
-    "diagonal step": _two_class((X + Y >= 61).astype(np.float32)),
-    "bilinear upsampled": jax.image.resize(low_res, (1, 64, 64, 4), "bilinear"),
-    "flat": np.full((1, 64, 64, 3), 1 / 3, np.float32),
+    'smooth': _two_class(0.5 + 0.3 * np.sin(0.13 * X + 0.4) * np.cos(0.07 * Y)),
+    'one-hot disk': _two_class(DISK),
+    'step edge': _two_class((X >= 33).astype(np.float32)),
+    'diagonal step': _two_class((X + Y >= 61).astype(np.float32)),
+    'bilinear upsampled': jax.image.resize(low_res, (1, 64, 64, 4), 'bilinear'),
+    'flat': np.full((1, 64, 64, 3), 1 / 3, np.float32),
   }
   for name, probs in clean.items():
     assert float(jit_checkerboard(probs)[0]) < 1e-4, name
@@ -290,7 +288,7 @@ def test_checkerboard_score_flags_uneven_transposed_convolution_overlap():
     zero_filled = np.zeros((64, 64))
     zero_filled[::2, ::2] = low_res
     taps = np.array([side_tap, 1.0, side_tap])
-    return ndimage.convolve(zero_filled, np.outer(taps, taps), mode="wrap")
+    return ndimage.convolve(zero_filled, np.outer(taps, taps), mode='wrap')
 
   assert _score(transposed_conv(0.5)) < 1e-3  # linear interpolation: only a faint spectral image
   assert _score(transposed_conv(0.75)) > 0.05
@@ -306,9 +304,9 @@ def test_checkerboard_score_batched_jit_and_valid():
 
 
 def test_checkerboard_score_rejects_bad_input():
-  with pytest.raises(ValueError, match=r"\[B, H, W, K\]"):
+  with pytest.raises(ValueError, match=r'\[B, H, W, K\]'):
     checkerboard_score(np.zeros((64, 64, 2)))
-  with pytest.raises(ValueError, match="H, W >= 8"):
+  with pytest.raises(ValueError, match='H, W >= 8'):
     checkerboard_score(np.zeros((1, 4, 64, 2)))
-  with pytest.raises(ValueError, match="valid"):
+  with pytest.raises(ValueError, match='valid'):
     checkerboard_score(_two_class(DISK), np.ones(2, bool))

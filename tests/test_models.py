@@ -1,28 +1,35 @@
 """Every architecture with every upsampler: shapes, gradients, parameter counts, errors."""
-from experiments import design_costs
-from flax import linen as nn
-from research.models import layers
+
 import functools
 
+from flax import linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import design_costs
 from research import models
 from research import upsamplers
+from research.models import layers
 
 NUM_CLASSES = 5
 PARAMETER_FREE = ('nearest', 'bed_of_nails', 'max_unpool', 'bilinear', 'sapa_i')
 # Pairs that must be refused: SegNet has no skip for these to read; FCN's skip does not have
 # the class scores' channels that FADE's gate mix and SAPA-I's projection-free q·k need.
-REFUSED = ({('segnet', name) for name in ('fade', 'sapa_i', 'sapa_b')}
-           | {(fcn, name) for fcn in ('fcn32s', 'fcn16s', 'fcn8s') for name in ('fade', 'sapa_i')})
+REFUSED = {('segnet', name) for name in ('fade', 'sapa_i', 'sapa_b')} | {
+  (fcn, name) for fcn in ('fcn32s', 'fcn16s', 'fcn8s') for name in ('fade', 'sapa_i')
+}
 
 
 # Structurally complete but shallow, so that compiling 40 models stays cheap on CPU.
-SMALL = {'fcn32s': {'stage_convs': (1,) * 5}, 'fcn16s': {'stage_convs': (1,) * 5},
-         'fcn8s': {'stage_convs': (1,) * 5}, 'unet': {'depth': 2}, 'segnet': {'depth': 2}}
+SMALL = {
+  'fcn32s': {'stage_convs': (1,) * 5},
+  'fcn16s': {'stage_convs': (1,) * 5},
+  'fcn8s': {'stage_convs': (1,) * 5},
+  'unet': {'depth': 2},
+  'segnet': {'depth': 2},
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -67,9 +74,13 @@ def test_every_architecture_with_every_upsampler(arch, upsampler):
   leaves = jax.tree.leaves(grads)
   assert all(np.isfinite(g).all() for g in leaves)
   # Gradient reaches the first layer through the whole decoder.
-  first = [g for path, g in jax.tree_util.tree_leaves_with_path(grads)
-           if 'stage1' in jax.tree_util.keystr(path) or 'down0' in jax.tree_util.keystr(path)
-           or 'enc0' in jax.tree_util.keystr(path)]
+  first = [
+    g
+    for path, g in jax.tree_util.tree_leaves_with_path(grads)
+    if 'stage1' in jax.tree_util.keystr(path)
+    or 'down0' in jax.tree_util.keystr(path)
+    or 'enc0' in jax.tree_util.keystr(path)
+  ]
   assert first and any(np.abs(g).max() > 0 for g in first)
   # Parameter-free upsamplers add nothing; learned ones add their own weights.
   base = num_params(init_and_grad(arch, 'nearest')[0])
@@ -92,7 +103,7 @@ def test_parameter_count_of_unet_by_hand():
   def block(cin, cout):  # two (3×3 conv without bias + GroupNorm scale/bias)
     return 9 * cin * cout + 2 * cout + 9 * cout * cout + 2 * cout
 
-  widths = [w * 2 ** i for i in range(5)]
+  widths = [w * 2**i for i in range(5)]
   expected = block(3, widths[0])
   expected += sum(block(widths[i], widths[i + 1]) for i in range(4))  # down1..3 and bottleneck
   for level in range(4):
@@ -113,14 +124,16 @@ def test_fcn8s_starts_out_as_fcn32s():
   params, logits, _, _ = init_and_grad('fcn8s', 'nearest')
   assert not np.asarray(params['score_pool4']['kernel']).any()
   coarse = logits.reshape(2, 1, 32, 1, 32, NUM_CLASSES)
-  np.testing.assert_allclose(logits.reshape(coarse.shape),
-                             np.broadcast_to(coarse[:, :, :1, :, :1], coarse.shape), rtol=1e-6)
+  np.testing.assert_allclose(
+    logits.reshape(coarse.shape), np.broadcast_to(coarse[:, :, :1, :, :1], coarse.shape), rtol=1e-6
+  )
 
 
 def test_transpose_conv_adds_its_kernels_to_the_count():
   """U-Net: four ×2 steps, each a k×k kernel C_l -> C_l plus bias, on top of nearest's count."""
   extra = num_params(full_size_params('unet', 'transpose_conv')) - num_params(
-      full_size_params('unet'))
+    full_size_params('unet')
+  )
   assert extra == sum(16 * c * c + c for c in (4, 8, 16, 32))
 
 
@@ -135,8 +148,9 @@ def test_unknown_names_list_what_exists():
     models.build('fcn8s', upsampler='nearest', num_classes=3, skips=0)
 
 
-@pytest.mark.parametrize('arch,size,stride', [('fcn8s', 48, 32), ('unet', 40, 16),
-                                              ('segnet', 36, 16)])
+@pytest.mark.parametrize(
+  'arch,size,stride', [('fcn8s', 48, 32), ('unet', 40, 16), ('segnet', 36, 16)]
+)
 def test_size_not_divisible_by_the_stride_is_refused(arch, size, stride):
   model = models.build(arch, upsampler='nearest', num_classes=3, width=4)
   with pytest.raises(ValueError, match=f'{size}×{size} is not divisible by {stride}'):
@@ -152,8 +166,9 @@ def test_wrong_rank_is_refused():
 def test_sliding_window_classifies_each_pixel_from_its_own_patch():
   """Logits at a pixel = the patch classifier on the zero-padded window around it, and
   nothing outside that window matters."""
-  model = models.build('sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14,
-                       hidden=8)
+  model = models.build(
+    'sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14, hidden=8
+  )
   x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 3))
   params = model.init(jax.random.key(1), x)
   logits = model.apply(params, x)
@@ -161,7 +176,7 @@ def test_sliding_window_classifies_each_pixel_from_its_own_patch():
   pad = ((0, 0), (6, 7), (6, 7), (0, 0))  # the window: 6 above/left of its pixel, 7 below/right
   padded = jnp.pad(x, pad)
   for i, j in [(0, 0), (5, 9), (15, 15)]:
-    window = padded[:, i:i + 14, j:j + 14]  # the 14×14 window, classified as its own image
+    window = padded[:, i : i + 14, j : j + 14]  # the 14×14 window, classified as its own image
     alone = model.apply(params, window)  # its pixel (6, 6) sees exactly that window
     np.testing.assert_allclose(alone[0, 6, 6], logits[0, i, j], rtol=1e-5, atol=1e-5)
   far = x.at[0, 15, 15].set(5.0)  # outside the window of pixel (0, 0)
@@ -169,14 +184,16 @@ def test_sliding_window_classifies_each_pixel_from_its_own_patch():
   assert not np.allclose(model.apply(params, far)[0, 15, 15], logits[0, 15, 15])
   with pytest.raises(ValueError, match='an even patch >= 14'):
     models.build('sliding_window', upsampler='nearest', num_classes=3, patch=10).init(
-        jax.random.key(0), x)
+      jax.random.key(0), x
+    )
 
 
 def test_sliding_window_on_sampled_pixels_is_the_dense_pass_there():
   """pixels=[B, N] classifies exactly those pixels, as the dense pass does (training on
   sampled patches, config.loss.pixels_per_image), border windows included."""
-  model = models.build('sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14,
-                       hidden=8)
+  model = models.build(
+    'sliding_window', upsampler='nearest', num_classes=3, width=2, patch=14, hidden=8
+  )
   x = jax.random.uniform(jax.random.key(0), (2, 16, 12, 3))
   params = model.init(jax.random.key(1), x)
   dense = model.apply(params, x)  # [2, 16, 12, 3]
@@ -202,12 +219,16 @@ def test_design_cost_baselines_match_the_unet_in_parameters():
   assert model.apply(model.init(jax.random.key(0), x), x).shape == (2, 8, 8, 6)
 
 
-@pytest.mark.parametrize('shape,groups,in_dtype,dtype,rtol', [
+@pytest.mark.parametrize(
+  'shape,groups,in_dtype,dtype,rtol',
+  [
     ((2, 8, 8, 16), 8, jnp.float32, jnp.float32, 1e-5),
     ((3, 4, 6, 12), 6, jnp.float32, jnp.float32, 1e-5),  # the width-12 case of layers.groups
     ((2, 4, 4, 32), 8, jnp.float32, jnp.bfloat16, 2e-2),
     ((2, 4, 4, 32), 8, jnp.bfloat16, jnp.bfloat16, 2e-2),  # bf16 activations, as in the blocks
-    ((2, 4, 4, 32), 8, jnp.bfloat16, jnp.float32, 1e-2)])  # dx is bf16: one rounding apart
+    ((2, 4, 4, 32), 8, jnp.bfloat16, jnp.float32, 1e-2),
+  ],
+)  # dx is bf16: one rounding apart
 def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, in_dtype, dtype, rtol):
   """layers.GroupNorm (gradient by hand) computes nn.GroupNorm's function and gradients,
   with the same parameter names, for an input that is not centred and a non-trivial
@@ -228,23 +249,29 @@ def test_group_norm_is_flax_group_norm_with_its_gradient(shape, groups, in_dtype
   assert ours.apply(params, x).dtype == dtype
   for a, b in zip(jax.tree.leaves(ours_out), jax.tree.leaves(flax_out)):
     assert a.dtype == b.dtype, (a.dtype, b.dtype)
-    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=rtol,
-                               atol=rtol * float(jnp.max(jnp.abs(b))))
+    np.testing.assert_allclose(
+      np.float32(a), np.float32(b), rtol=rtol, atol=rtol * float(jnp.max(jnp.abs(b)))
+    )
 
 
 def test_group_norm_gradient_under_vmap_over_seeds():
   """The train step vmaps over a seed axis of params and batch: same as Flax there too."""
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(2, 3, 4, 4, 16)), jnp.float32)  # [S, B, H, W, C]
-  params = {'params': {'scale': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
-                       'bias': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32)}}
+  params = {
+    'params': {
+      'scale': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
+      'bias': jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
+    }
+  }
 
   def grads(module):
     loss = lambda p, x: jnp.sum(jax.nn.relu(module.apply(p, x)) ** 2)
     return jax.jit(jax.vmap(jax.grad(loss, argnums=(0, 1))))(params, x)
 
-  for a, b in zip(jax.tree.leaves(grads(layers.GroupNorm(8))),
-                  jax.tree.leaves(grads(nn.GroupNorm(8)))):
+  for a, b in zip(
+    jax.tree.leaves(grads(layers.GroupNorm(8))), jax.tree.leaves(grads(nn.GroupNorm(8)))
+  ):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 

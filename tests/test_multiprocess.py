@@ -1,6 +1,7 @@
 """JAX's multi-controller runtime for real: two processes of two CPU devices each (gloo
 collectives between them, a coordinator on localhost) train the same run as one process of
 four devices, and either resumes the other's checkpoints."""
+
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from research import sweep
 
 pytestmark = pytest.mark.slow
 
-TINY = '''\
+TINY = """\
 from experiments import quick
 
 
@@ -33,7 +34,7 @@ def get_config(arg=None):
   c.eval_every = 2
   c.progress = False
   return c
-'''
+"""
 
 
 def _free_port() -> int:
@@ -44,16 +45,32 @@ def _free_port() -> int:
 
 def _train(experiment, workdir, tiny_dir, devices: int, processes: int = 1):
   """Runs launch.train in `processes` processes of `devices` CPU devices each; waits."""
-  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices} '
-                                    '--xla_backend_optimization_level=0'}
-  command = [sys.executable, '-m', 'launch.train', f'--config={experiment}',
-             f'--workdir={workdir}', f'--config.data.data_dir={tiny_dir}']
+  env = {
+    **os.environ,
+    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices} '
+    '--xla_backend_optimization_level=0',
+  }
+  command = [
+    sys.executable,
+    '-m',
+    'launch.train',
+    f'--config={experiment}',
+    f'--workdir={workdir}',
+    f'--config.data.data_dir={tiny_dir}',
+  ]
   if processes > 1:
-    command += [f'--coordinator_address=localhost:{_free_port()}',
-                f'--num_processes={processes}']
-  procs = [subprocess.Popen(command + ([f'--process_id={i}'] if processes > 1 else []),
-                            cwd=sweep.REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True) for i in range(processes)]
+    command += [f'--coordinator_address=localhost:{_free_port()}', f'--num_processes={processes}']
+  procs = [
+    subprocess.Popen(
+      command + ([f'--process_id={i}'] if processes > 1 else []),
+      cwd=sweep.REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for i in range(processes)
+  ]
   outputs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
@@ -62,8 +79,12 @@ def _train(experiment, workdir, tiny_dir, devices: int, processes: int = 1):
 
 
 def _quality(final):
-  return {f'{split}/{k}': v for split in ('val', 'test') for k, v in final[split].items()
-          if isinstance(v, float)}
+  return {
+    f'{split}/{k}': v
+    for split in ('val', 'test')
+    for k, v in final[split].items()
+    if isinstance(v, float)
+  }
 
 
 def test_two_processes_train_as_one_and_resume_each_other(tmp_path, tiny_dir):
@@ -78,13 +99,18 @@ def test_two_processes_train_as_one_and_resume_each_other(tmp_path, tiny_dir):
   # Process 0 alone writes the run's files: one of each.
   files = sorted(os.listdir(tmp_path / 'two'))
   assert {'config.json', 'metrics.jsonl', 'final.json', 'checkpoints'} <= set(files)
-  steps = [json.loads(line)['step'] for line in open(tmp_path / 'two' / 'metrics.jsonl')
-           if 'train/loss' in line]
+  steps = [
+    json.loads(line)['step']
+    for line in open(tmp_path / 'two' / 'metrics.jsonl')
+    if 'train/loss' in line
+  ]
   assert steps == [1, 2, 3, 4]  # each step logged once
   # Per-image values in the split's order whatever the process count, so that runs pair by
   # image: the ground truth's pixel counts per class and its small objects, image by image.
-  with np.load(tmp_path / 'one' / 'per_image_test.npz') as a, \
-       np.load(tmp_path / 'two' / 'per_image_test.npz') as b:
+  with (
+    np.load(tmp_path / 'one' / 'per_image_test.npz') as a,
+    np.load(tmp_path / 'two' / 'per_image_test.npz') as b,
+  ):
     np.testing.assert_array_equal(a['confusion'].sum(-1), b['confusion'].sum(-1))
     np.testing.assert_array_equal(a['small_totals'], b['small_totals'])
   # The two-process run's step-2 checkpoint, resumed by one process, ends where one did.

@@ -1,4 +1,5 @@
 """conftest's --no-skip (what CI runs with): every kind of skip fails, naming its reason."""
+
 import os
 import pathlib
 import shutil
@@ -6,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-TESTS = '''\
+TESTS = """\
 import pytest
 
 
@@ -26,23 +27,39 @@ def test_imports():
 @pytest.mark.xfail(reason='known bug', strict=True)
 def test_known_bug():
   assert False
-'''
+"""
 
 
 def _pytest(directory, *args):
   env = {k: v for k, v in os.environ.items() if k != 'PYTEST_ADDOPTS'}  # CI's --no-skip
-  return subprocess.run([sys.executable, '-m', 'pytest', '-ra', '-p', 'no:cacheprovider',
-                         f'--rootdir={directory}', *args],
-                        cwd=directory, env=env, capture_output=True, text=True, check=False)
+  return subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'pytest',
+      '-ra',
+      '-p',
+      'no:cacheprovider',
+      f'--rootdir={directory}',
+      *args,
+    ],
+    cwd=directory,
+    env=env,
+    capture_output=True,
+    text=True,
+    check=False,
+  )
 
 
 def test_no_skip_turns_skips_into_failures(tmp_path):
   shutil.copy(pathlib.Path(__file__).with_name('conftest.py'), tmp_path)
   (tmp_path / 'test_some.py').write_text(TESTS)
-  (tmp_path / 'test_module_skip.py').write_text(textwrap.dedent('''\
+  (tmp_path / 'test_module_skip.py').write_text(
+    textwrap.dedent("""\
       import pytest
       pytest.skip('whole module needs torch', allow_module_level=True)
-      '''))
+      """)
+  )
 
   plain = _pytest(tmp_path)
   assert plain.returncode == 0, plain.stdout

@@ -1,5 +1,6 @@
 """research.onednn against lax.conv_general_dilated: forward, input and kernel gradients of
 every convolution shape the models use, under jit, vmap (seeds) and the 4-device mesh."""
+
 import logging
 
 from flax import linen as nn
@@ -16,8 +17,9 @@ from research.models import layers
 from research.upsamplers import transpose_conv
 
 needs_library = pytest.mark.skipif(
-    onednn.load_error() is not None,
-    reason=f'oneDNN library not built ({onednn.load_error()}): run `make onednn`')
+  onednn.load_error() is not None,
+  reason=f'oneDNN library not built ({onednn.load_error()}): run `make onednn`',
+)
 DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -30,8 +32,15 @@ def rel_error(a, b):
 def conv(impl, x, w, strides, padding, dilation=(1, 1), groups=1):
   """The convolution by 'lax' (the reference) or by onednn.conv_general_dilated's `impl`."""
   if impl == 'lax':
-    return lax.conv_general_dilated(x, w, strides, padding, rhs_dilation=dilation,
-                                    dimension_numbers=DIMS, feature_group_count=groups)
+    return lax.conv_general_dilated(
+      x,
+      w,
+      strides,
+      padding,
+      rhs_dilation=dilation,
+      dimension_numbers=DIMS,
+      feature_group_count=groups,
+    )
   return onednn.conv_general_dilated(x, w, strides, padding, dilation, groups, impl)
 
 
@@ -49,8 +58,9 @@ def fwd_dx_dw(impl, x, w, strides, padding, dilation=(1, 1), groups=1, dy=None):
   return run(x, w, dy)
 
 
-def check(x_shape, w_shape, strides, padding, dilation=(1, 1), groups=1,
-          dtype=jnp.float32, tol=1e-5):
+def check(
+  x_shape, w_shape, strides, padding, dilation=(1, 1), groups=1, dtype=jnp.float32, tol=1e-5
+):
   kx, kw = jax.random.split(jax.random.key(0))
   x = jax.random.normal(kx, x_shape, dtype)
   w = (jax.random.normal(kw, w_shape) * 0.1).astype(dtype)
@@ -64,14 +74,21 @@ def check(x_shape, w_shape, strides, padding, dilation=(1, 1), groups=1,
 @needs_library
 def test_every_unet_convolution():
   """The default U-Net's convolutions (3×3 and 1×1, widths 3 to 256), at batch 4."""
-  model = models.build('unet', upsampler='nearest', num_classes=6, width=16,
-                       conv_impl='xla')  # so that its jaxpr shows lax's convolutions
+  model = models.build(
+    'unet', upsampler='nearest', num_classes=6, width=16, conv_impl='xla'
+  )  # so that its jaxpr shows lax's convolutions
   convs = bench.model_convolutions(model, jnp.zeros((4, 64, 64, 3)))
   assert len(convs) >= 10
   for conv in convs:
     p = conv['params']
-    check(conv['x'], conv['kernel'], p['window_strides'], p['padding'], p['rhs_dilation'],
-          p['feature_group_count'])
+    check(
+      conv['x'],
+      conv['kernel'],
+      p['window_strides'],
+      p['padding'],
+      p['rhs_dilation'],
+      p['feature_group_count'],
+    )
 
 
 @needs_library
@@ -84,7 +101,9 @@ def test_transpose_conv_polyphase_kernels(kernel_size):
 
 
 @needs_library
-@pytest.mark.parametrize('x_shape,w_shape,strides,padding,dilation,groups', [
+@pytest.mark.parametrize(
+  'x_shape,w_shape,strides,padding,dilation,groups',
+  [
     ((2, 9, 9, 6), (3, 3, 6, 5), (2, 2), 'SAME', (1, 1), 1),
     ((2, 9, 8, 6), (3, 3, 6, 5), (2, 1), 'VALID', (1, 1), 1),
     ((2, 8, 8, 4), (1, 1, 4, 6), (2, 2), 'VALID', (1, 1), 1),
@@ -93,7 +112,8 @@ def test_transpose_conv_polyphase_kernels(kernel_size):
     ((2, 10, 10, 4), (3, 3, 4, 4), (1, 1), 'SAME', (2, 2), 1),
     ((2, 8, 8, 12), (3, 3, 4, 6), (1, 1), 'SAME', (1, 1), 3),
     ((2, 8, 8, 4), (3, 3, 4, 6), (1, 1), ((0, 2), (1, 0)), (1, 1), 1),
-])
+  ],
+)
 def test_strides_dilation_groups_padding(x_shape, w_shape, strides, padding, dilation, groups):
   check(x_shape, w_shape, strides, padding, dilation, groups)
 
@@ -157,8 +177,9 @@ def test_batch_sharded_over_four_devices():
 
   def grads(impl):
     f = lambda x, w: (jnp.tanh(conv(impl, x, w, (1, 1), 'SAME')) ** 2).sum()
-    return jax.jit(jax.grad(f, (0, 1)), in_shardings=(data, replicated),
-                   out_shardings=(data, replicated))
+    return jax.jit(
+      jax.grad(f, (0, 1)), in_shardings=(data, replicated), out_shardings=(data, replicated)
+    )
 
   for a, b in zip(grads('onednn')(x, w), grads('lax')(x, w)):
     assert rel_error(a, b) <= 1e-5
@@ -211,14 +232,16 @@ def test_missing_library(monkeypatch, caplog):
     assert onednn.resolve('auto') == 'xla'
     assert onednn.resolve('auto') == 'xla'
   assert [r.message for r in caplog.records].count(
-      'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: '
-      'build/libonednn_conv.so is not built.') == 1
+    'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: '
+    'build/libonednn_conv.so is not built.'
+  ) == 1
 
 
 def test_mixed_dtypes_are_refused():
   with pytest.raises(ValueError, match='must both be float32 or both bfloat16'):
-    onednn.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2), jnp.bfloat16),
-                                (1, 1), 'SAME')
+    onednn.conv_general_dilated(
+      jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2), jnp.bfloat16), (1, 1), 'SAME'
+    )
 
 
 @needs_library
@@ -233,8 +256,9 @@ def test_one_thread_gives_the_same_result():
 def test_explicit_onednn_without_library_is_refused(monkeypatch):
   monkeypatch.setattr(onednn, 'load_error', lambda: 'build/libonednn_conv.so is not built')
   with pytest.raises(RuntimeError, match='cannot run: build/libonednn_conv.so is not built'):
-    onednn.conv_general_dilated(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), (1, 1),
-                                'SAME', impl='onednn')
+    onednn.conv_general_dilated(
+      jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 2, 2)), (1, 1), 'SAME', impl='onednn'
+    )
 
 
 @needs_library

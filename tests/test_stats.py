@@ -11,8 +11,9 @@ from research.tables import stats_figures
 def _confusions(rng, num_seeds=3, num_images=7, num_classes=3):
   """Random per-image confusions int [S, N, K, K], mostly on the diagonal."""
   off = rng.integers(0, 5, (num_seeds, num_images, num_classes, num_classes))
-  return off + np.eye(num_classes, dtype=np.int64) * rng.integers(0, 40, (num_seeds, num_images,
-                                                                          1, 1))
+  return off + np.eye(num_classes, dtype=np.int64) * rng.integers(
+    0, 40, (num_seeds, num_images, 1, 1)
+  )
 
 
 def _slow_bootstrap(reference, candidate, metric, num_resamples, seed):
@@ -35,8 +36,9 @@ def _slow_bootstrap(reference, candidate, metric, num_resamples, seed):
 def test_confusion_difference_replays_the_documented_draws():
   rng = np.random.default_rng(0)
   reference, candidate = _confusions(rng), _confusions(rng)
-  result = stats.confusion_difference(reference, candidate, classes=(1, 2), num_resamples=50,
-                                      seed=3)
+  result = stats.confusion_difference(
+    reference, candidate, classes=(1, 2), num_resamples=50, seed=3
+  )
   slow = _slow_bootstrap(reference, candidate, lambda c: dm.mean_iou(c, (1, 2)), 50, 3)
   assert (result.num_seeds, result.num_images, result.num_resamples) == (3, 7, 50)
   np.testing.assert_allclose([result.low, result.high], np.percentile(slow, [2.5, 97.5]))
@@ -51,14 +53,16 @@ def test_score_difference_replays_the_documented_draws_with_weights_and_nan():
   reference, candidate = rng.random((2, 4, 6))
   reference[0, 2] = np.nan  # an image without a score weighs nothing
   weights = rng.integers(0, 4, (4, 6)).astype(float)  # e.g. small-object totals
-  result = stats.score_difference(reference, candidate, weights, weights, num_resamples=40,
-                                  seed=2)
-  as_pairs = [np.stack([np.nan_to_num(s) * w * ~np.isnan(s), w * ~np.isnan(s)], -1)
-              for s, w in ((reference, weights), (candidate, weights))]  # [S, N, 2] each
+  result = stats.score_difference(reference, candidate, weights, weights, num_resamples=40, seed=2)
+  as_pairs = [
+    np.stack([np.nan_to_num(s) * w * ~np.isnan(s), w * ~np.isnan(s)], -1)
+    for s, w in ((reference, weights), (candidate, weights))
+  ]  # [S, N, 2] each
   slow = _slow_bootstrap(*as_pairs, lambda p: p[0] / p[1], 40, 2)
   np.testing.assert_allclose([result.low, result.high], np.percentile(slow, [2.5, 97.5]))
-  per_seed = [np.nansum(s * weights, 1) / np.sum(weights * ~np.isnan(s), 1)
-              for s in (reference, candidate)]
+  per_seed = [
+    np.nansum(s * weights, 1) / np.sum(weights * ~np.isnan(s), 1) for s in (reference, candidate)
+  ]
   assert result.difference == pytest.approx(np.mean(per_seed[1] - per_seed[0]))
 
 
@@ -129,8 +133,10 @@ def test_bootstrap_rejects_bad_input():
 
 def test_forest_plot_fills_the_dots_whose_interval_excludes_zero(tmp_path):
   better = stats.PairedDifference(0.02, 0.01, 0.03, 0.005, 0.014, True, 5, 300, 2000, 0.95)
-  differences = {'bilinear': better, 'transpose_conv': dict(difference=-0.004, low=-0.012,
-                                                             high=0.003, excludes_zero=False)}
+  differences = {
+    'bilinear': better,
+    'transpose_conv': dict(difference=-0.004, low=-0.012, high=0.003, excludes_zero=False),
+  }
   path = tmp_path / 'forest.png'
   fig = stats_figures.plot_differences(differences, 'nearest', 'mIoU', str(path))
   assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -147,13 +153,15 @@ def test_forest_plot_fills_the_dots_whose_interval_excludes_zero(tmp_path):
 def test_curve_plots_draw_one_line_per_decoder(tmp_path):
   widths = dm.TRIMAP_WIDTHS
   iou = {'nearest': [40, 50, 60, 65, 70], 'bilinear': [45, 55, 62, 66, 70]}
-  fig = stats_figures.plot_trimap(widths, iou, str(tmp_path / 'trimap.png'),
-                                  spread={k: np.ones(5) for k in iou})
+  fig = stats_figures.plot_trimap(
+    widths, iou, str(tmp_path / 'trimap.png'), spread={k: np.ones(5) for k in iou}
+  )
   ax = fig.axes[0]
   assert ax.get_xscale() == 'log' and len(ax.containers) == 2
   np.testing.assert_array_equal(ax.containers[1].lines[0].get_ydata(), iou['bilinear'])
-  fig = stats_figures.plot_shift_consistency(dm.SHIFTS, {'nearest': np.linspace(0.9, 1, 7)},
-                                             str(tmp_path / 'shift.png'))
+  fig = stats_figures.plot_shift_consistency(
+    dm.SHIFTS, {'nearest': np.linspace(0.9, 1, 7)}, str(tmp_path / 'shift.png')
+  )
   np.testing.assert_array_equal(fig.axes[0].containers[0].lines[0].get_xdata(), dm.SHIFTS)
   assert (tmp_path / 'shift.png').stat().st_size > 0
   with pytest.raises(ValueError, match='5 numbers, one per band width'):

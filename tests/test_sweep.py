@@ -1,7 +1,6 @@
 """Sweeps: grids, workdir names, status and locks, the Slurm script, and one tiny sweep end
 to end (a finished cell skipped, a partial one run, a failing one reported)."""
-from research import models
-import jax
+
 import json
 import os
 import pathlib
@@ -13,10 +12,12 @@ import sys
 import textwrap
 
 from absl import flags
+import jax
 from ml_collections import config_flags
 import numpy as np
 import pytest
 
+from research import models
 from research import sweep
 from research import workdir as workdir_lib
 
@@ -33,10 +34,13 @@ def test_axis_product_zip():
   assert grid[-1] == {'model.arch': 'unet', 'model.upsampler': 'b', 'seed': 2}
   assert len({json.dumps(c, sort_keys=True) for c in grid}) == 12
 
-  zipped = sweep.zip_(sweep.axis('model.width', [8, 16]),
-                      sweep.axis('optim.learning_rate', [3e-3, 1e-3]))
-  assert zipped == [{'model.width': 8, 'optim.learning_rate': 3e-3},
-                    {'model.width': 16, 'optim.learning_rate': 1e-3}]
+  zipped = sweep.zip_(
+    sweep.axis('model.width', [8, 16]), sweep.axis('optim.learning_rate', [3e-3, 1e-3])
+  )
+  assert zipped == [
+    {'model.width': 8, 'optim.learning_rate': 3e-3},
+    {'model.width': 16, 'optim.learning_rate': 1e-3},
+  ]
   assert len(sweep.product(zipped, seeds)) == 6
   with pytest.raises(ValueError, match='equal length'):
     sweep.zip_(arch, seeds)
@@ -57,8 +61,15 @@ def test_cell_names_are_short_safe_unique_and_stable():
   clash = [{'model.width': 8, 'data.width': 64}]
   assert sweep.cell_names(clash) == ['model.width=8,data.width=64']
   # Unsafe characters are replaced, and a hash of the exact cell keeps names unique.
-  odd = [{'data.name': 'a/b'}, {'data.name': 'a b'}, {'data.name': 'a_b'}, {'t': (1, 2)},
-         {'lr': 1e-3}, {'flag': True}, {}]
+  odd = [
+    {'data.name': 'a/b'},
+    {'data.name': 'a b'},
+    {'data.name': 'a_b'},
+    {'t': (1, 2)},
+    {'lr': 1e-3},
+    {'flag': True},
+    {},
+  ]
   names = sweep.cell_names(odd)
   assert len(set(names)) == len(names)
   assert names[2] == 'name=a_b' and names[0].startswith('name=a_b-') and names[1] != names[0]
@@ -83,8 +94,14 @@ def test_experiment_grids():
   names = sweep.cell_names(cells)
   assert len(set(names)) == 72 and 'arch=segnet,upsampler=max_unpool,seed=2' in names
   assert [c['seed'] for c in cells[:24]] == [0] * 24  # every configuration's seed 0 first
-  assert len(sweep.get_sweep(str(EXPERIMENTS / 'decoder_ablation.py')
-                             + ':steps=2,seeds=1,decoders=classic')) == 24
+  assert (
+    len(
+      sweep.get_sweep(
+        str(EXPERIMENTS / 'decoder_ablation.py') + ':steps=2,seeds=1,decoders=classic'
+      )
+    )
+    == 24
+  )
   skips = sweep.get_sweep(str(EXPERIMENTS / 'fcn_skips.py'))
   assert len(skips) == 36 and {c['model.arch'] for c in skips} == {'fcn32s', 'fcn16s', 'fcn8s'}
 
@@ -93,8 +110,10 @@ def test_experiment_grids():
   config = ablation.get_config('steps=2')
   assert config.num_steps == 2 and config.model.width == 8
   cell = {'model.arch': 'fcn8s', 'model.upsampler': 'max_unpool', 'seed': 1}
-  assert (sweep.apply_overrides(fcn_skips.get_config(), cell).to_dict()
-          == sweep.apply_overrides(ablation.get_config(), cell).to_dict())
+  assert (
+    sweep.apply_overrides(fcn_skips.get_config(), cell).to_dict()
+    == sweep.apply_overrides(ablation.get_config(), cell).to_dict()
+  )
   with pytest.raises(ValueError, match='no get_sweep'):
     sweep.get_sweep(str(EXPERIMENTS / 'quick.py'))
 
@@ -119,8 +138,14 @@ def test_checkerboard_and_clustering_grids():
   config = sweep.load_experiment(spec).get_config()
   for cell in cells[:8]:  # every decoder of the study builds and runs in the U-Net
     c = sweep.apply_overrides(config, cell)
-    model = models.build('unet', upsampler=c.model.upsampler, num_classes=3, width=2,
-                         upsampler_options=c.model.upsampler_options.to_dict(), depth=1)
+    model = models.build(
+      'unet',
+      upsampler=c.model.upsampler,
+      num_classes=3,
+      width=2,
+      upsampler_options=c.model.upsampler_options.to_dict(),
+      depth=1,
+    )
     x = np.zeros((1, 8, 8, 3), np.float32)
     assert model.apply(model.init(jax.random.key(0), x), x).shape == (1, 8, 8, 3)
   clustering = sweep.get_sweep(str(EXPERIMENTS / 'clustering.py'))
@@ -143,7 +168,8 @@ def test_apply_overrides_refuses_unknown_keys_and_types():
 def test_override_flags_parse_back_to_the_same_config(tmp_path):
   """The command of a cell, parsed by config_flags, gives the config the sweep checked."""
   path = tmp_path / 'cfg.py'
-  path.write_text(textwrap.dedent('''\
+  path.write_text(
+    textwrap.dedent("""\
       import ml_collections
       def get_config(arg=None):
         return ml_collections.ConfigDict(dict(a=1, lr=0.1, name='x', flag=False, t=(1, 2),
@@ -151,10 +177,13 @@ def test_override_flags_parse_back_to_the_same_config(tmp_path):
       def get_sweep(arg=None):
         return [{'a': 3, 'lr': 1e-5, 'name': 'a b,c=d', 'flag': True, 't': (3, 4, 5),
                  'opts': {'kernel_size': 3}, 'nested.k': 'w'}]
-      '''))
+      """)
+  )
   [cell] = sweep.plan(str(path), sweep.get_sweep(str(path)), str(tmp_path / 'root'))
-  argv = ['prog', *[a for a in cell.command[3:]
-                    if not a.startswith(('--workdir', '--config.progress'))]]
+  argv = [
+    'prog',
+    *[a for a in cell.command[3:] if not a.startswith(('--workdir', '--config.progress'))],
+  ]
   values = flags.FlagValues()
   config_flags.DEFINE_config_file('config', None, '', flag_values=values, sys_argv=argv)
   values(argv)
@@ -177,13 +206,17 @@ def _dead_pid():
 
 
 def test_seeds_together_share_one_command(tmp_path):
-  cells = sweep.product(sweep.axis('model.upsampler', ['nearest', 'bilinear']),
-                        sweep.axis('seed', range(3)))
+  cells = sweep.product(
+    sweep.axis('model.upsampler', ['nearest', 'bilinear']), sweep.axis('seed', range(3))
+  )
   planned = sweep.plan('experiments/quick.py', cells, str(tmp_path), seeds_together=2)
   jobs = sweep.jobs(planned)
   assert [[c.name for c in job] for job in jobs] == [
-      ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1'], ['upsampler=nearest,seed=2'],
-      ['upsampler=bilinear,seed=0', 'upsampler=bilinear,seed=1'], ['upsampler=bilinear,seed=2']]
+    ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1'],
+    ['upsampler=nearest,seed=2'],
+    ['upsampler=bilinear,seed=0', 'upsampler=bilinear,seed=1'],
+    ['upsampler=bilinear,seed=2'],
+  ]
   together = jobs[0][0].command
   assert f'--workdir={tmp_path}/upsampler=nearest,seed={{seed}}' in together
   assert '--seeds=0,1' in together and '--config.model.upsampler=nearest' in together
@@ -195,20 +228,26 @@ def test_seeds_together_share_one_command(tmp_path):
   assert '#SBATCH --array=0-3\n' in script
   branch = shlex.split(next(l for l in script.splitlines() if l.strip().startswith('0)')))
   pointer = branch.index('echo')  # seed 1's log.txt points to seed 0's, as in local sweeps
-  assert branch[pointer + 1:pointer + 4] == [
-      f'Trained together with upsampler=nearest,seed=0: see {jobs[0][0].workdir}/log.txt', '>>',
-      f'{jobs[0][1].workdir}/log.txt']
-  assert branch[branch.index('run_cell') + 2:-1] == list(together)
+  assert branch[pointer + 1 : pointer + 4] == [
+    f'Trained together with upsampler=nearest,seed=0: see {jobs[0][0].workdir}/log.txt',
+    '>>',
+    f'{jobs[0][1].workdir}/log.txt',
+  ]
+  assert branch[branch.index('run_cell') + 2 : -1] == list(together)
   sweep.write_index(str(tmp_path), 'experiments/quick.py', {}, planned)
   assert [c['task'] for c in sweep.read_index(str(tmp_path))['cells']] == [0, 0, 1, 2, 2, 3]
   # Names hashed for their unsafe characters still group: the hash leaves the seed out.
-  dicts = sweep.product([{'model.upsampler_options': {'kernel_size': 3}}], sweep.axis('seed', [0, 1]))
-  assert len(sweep.jobs(sweep.plan('experiments/quick.py', dicts, str(tmp_path),
-                                   seeds_together=2))) == 1
+  dicts = sweep.product(
+    [{'model.upsampler_options': {'kernel_size': 3}}], sweep.axis('seed', [0, 1])
+  )
+  assert (
+    len(sweep.jobs(sweep.plan('experiments/quick.py', dicts, str(tmp_path), seeds_together=2))) == 1
+  )
 
 
 class FakeProcess:
   """Stands in for launch.train's process: records its command, trains nothing."""
+
   pid = _dead_pid()  # not this test's: handing a lock to it must show
   launched = []
 
@@ -221,8 +260,9 @@ class FakeProcess:
 
 
 def test_a_seed_held_elsewhere_is_left_out_of_its_group(tmp_path, monkeypatch):
-  cells = sweep.plan('experiments/quick.py', [{'seed': s} for s in range(3)], str(tmp_path),
-                     seeds_together=3)
+  cells = sweep.plan(
+    'experiments/quick.py', [{'seed': s} for s in range(3)], str(tmp_path), seeds_together=3
+  )
   (job,) = sweep.jobs(cells)
   for cell in cells:
     os.makedirs(cell.workdir)
@@ -249,7 +289,8 @@ def test_a_seed_held_elsewhere_is_left_out_of_its_group(tmp_path, monkeypatch):
   assert '--seeds=0,2' in command and '--seeds=0,1,2' in job[0].command
   log = lambda seed: (pathlib.Path(cells[seed].workdir) / sweep.LOG).read_text()
   assert '--seeds=0,2' in log(0) and log(2).endswith(
-      f'Trained together with seed=0: see {cells[0].workdir}/log.txt\n')
+    f'Trained together with seed=0: see {cells[0].workdir}/log.txt\n'
+  )
   assert not os.path.exists(os.path.join(cells[1].workdir, sweep.LOG))
   results, command = run(busy=[0, 2])  # one seed left: it trains alone, in its own log
   assert results == {0: 'running', 1: 'failed', 2: 'running'} and '--seeds=1' in command
@@ -266,8 +307,13 @@ def test_status_and_locks(tmp_path):
   os.makedirs(stale)
   with open(os.path.join(stale, sweep.LOCK), 'w') as f:
     json.dump({'pid': _dead_pid(), 'host': socket.gethostname()}, f)
-  assert [sweep.status(c.workdir) for c in cells] == ['done', 'partial', 'running', 'missing',
-                                                       'missing']
+  assert [sweep.status(c.workdir) for c in cells] == [
+    'done',
+    'partial',
+    'running',
+    'missing',
+    'missing',
+  ]
   listing = sweep.format_status(cells)
   assert 'done     seed=0' in listing and 'running  seed=2' in listing
   assert listing.endswith('5 cells: 1 done, 1 running, 1 partial, 2 missing.')
@@ -302,11 +348,22 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   root = tmp_path / 'root'
   spec = 'experiments/decoder_ablation.py:steps=2,seeds=1'
   out = subprocess.run(
-      [sys.executable, '-m', 'launch.sweep', f'--config={spec}', f'--root={root}',
-       '--backend=slurm', '--sbatch_options=--partition=cpu,--time=1:00:00',
-       '--config.data.variant=res64_tiny', f'--config.data.data_dir={tiny_dir}'],
-      cwd=sweep.REPO, capture_output=True, text=True,
-      env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}'})
+    [
+      sys.executable,
+      '-m',
+      'launch.sweep',
+      f'--config={spec}',
+      f'--root={root}',
+      '--backend=slurm',
+      '--sbatch_options=--partition=cpu,--time=1:00:00',
+      '--config.data.variant=res64_tiny',
+      f'--config.data.data_dir={tiny_dir}',
+    ],
+    cwd=sweep.REPO,
+    capture_output=True,
+    text=True,
+    env={**os.environ, 'PATH': f'{bin_dir}:{os.environ["PATH"]}'},
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   script_path = root / 'sweep.sbatch'
   assert (tmp_path / 'submitted').read_text().strip() == str(script_path)
@@ -333,7 +390,7 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   assert sorted(branches) == list(range(24))
   for cell in index['cells']:
     words = branches[cell['task']]
-    command = words[words.index('run_cell') + 2:]
+    command = words[words.index('run_cell') + 2 :]
     assert command == shlex.split(cell['command'])
     assert f'--workdir={root}/{cell["name"]}' in command
     assert f'--config.data.data_dir={tiny_dir}' in command
@@ -342,7 +399,7 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
       assert f'--config.{key}={value}' in command
 
 
-TINY_EXPERIMENT = '''\
+TINY_EXPERIMENT = """\
 from experiments import quick
 from research import sweep
 
@@ -362,7 +419,7 @@ def get_config(arg=None):
 def get_sweep(arg=None):
   return (sweep.product(sweep.axis('model.upsampler', ['nearest']), sweep.axis('seed', [0, 1]))
           + [{'model.upsampler': 'bogus', 'seed': 0}])
-'''
+"""
 
 
 @pytest.mark.slow
@@ -374,11 +431,16 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   common = {'data.data_dir': str(tiny_dir)}
   cells = sweep.plan(spec, sweep.get_sweep(spec), str(root), common)
   done, partial, failing = cells
-  assert [c.name for c in cells] == ['upsampler=nearest,seed=0', 'upsampler=nearest,seed=1',
-                                     'upsampler=bogus,seed=0']
+  assert [c.name for c in cells] == [
+    'upsampler=nearest,seed=0',
+    'upsampler=nearest,seed=1',
+    'upsampler=bogus,seed=0',
+  ]
+
   def cell_config(cell, arg='steps=2'):
-    return sweep.apply_overrides(sweep.load_experiment(str(experiment)).get_config(arg),
-                                 {**common, **cell.overrides})
+    return sweep.apply_overrides(
+      sweep.load_experiment(str(experiment)).get_config(arg), {**common, **cell.overrides}
+    )
 
   _finished(done.workdir)
   workdir_lib.write_config(cell_config(done), done.workdir)
@@ -389,9 +451,20 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   with open(os.path.join(partial.workdir, sweep.LOCK), 'w') as f:
     json.dump({'pid': _dead_pid(), 'host': socket.gethostname()}, f)
 
-  out = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={spec}', f'--root={root}',
-                        '--parallel=2', f'--config.data.data_dir={tiny_dir}'],
-                       cwd=sweep.REPO, capture_output=True, text=True)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'launch.sweep',
+      f'--config={spec}',
+      f'--root={root}',
+      '--parallel=2',
+      f'--config.data.data_dir={tiny_dir}',
+    ],
+    cwd=sweep.REPO,
+    capture_output=True,
+    text=True,
+  )
   assert out.returncode == 1, out.stderr[-3000:]
   assert '1 of 3 cells already done; running 2' in out.stdout
   assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
@@ -409,9 +482,20 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
   assert [c['name'] for c in sweep.read_index(str(root))['cells']] == [c.name for c in cells]
 
   # The experiment changed (3 steps): finished cells of the old one are refused, not reused.
-  changed = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={experiment}:steps=3',
-                            f'--root={root}', f'--config.data.data_dir={tiny_dir}', '--dry_run'],
-                           cwd=sweep.REPO, capture_output=True, text=True)
+  changed = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'launch.sweep',
+      f'--config={experiment}:steps=3',
+      f'--root={root}',
+      f'--config.data.data_dir={tiny_dir}',
+      '--dry_run',
+    ],
+    cwd=sweep.REPO,
+    capture_output=True,
+    text=True,
+  )
   assert changed.returncode != 0
   assert 'hold runs of a different config' in changed.stderr
   assert 'upsampler=nearest,seed=0:' in changed.stderr and 'num_steps: 2 -> 3' in changed.stderr
@@ -423,10 +507,20 @@ def test_local_sweep_trains_seeds_together(tmp_path, tiny_dir):
   experiment = tmp_path / 'tiny.py'
   experiment.write_text(TINY_EXPERIMENT)
   root = tmp_path / 'root'
-  out = subprocess.run([sys.executable, '-m', 'launch.sweep', f'--config={experiment}:steps=2',
-                        f'--root={root}', '--config.seeds_together=2',
-                        f'--config.data.data_dir={tiny_dir}'],
-                       cwd=sweep.REPO, capture_output=True, text=True)
+  out = subprocess.run(
+    [
+      sys.executable,
+      '-m',
+      'launch.sweep',
+      f'--config={experiment}:steps=2',
+      f'--root={root}',
+      '--config.seeds_together=2',
+      f'--config.data.data_dir={tiny_dir}',
+    ],
+    cwd=sweep.REPO,
+    capture_output=True,
+    text=True,
+  )
   assert out.returncode == 1, out.stderr[-3000:]  # the 'bogus' cell fails alone
   assert 'running 3 in 2 processes' in out.stdout
   assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
@@ -447,8 +541,9 @@ def test_progress_lines_from_the_cells_metrics(tmp_path):
       json.dump({'num_steps': 100}, f)
   with open(os.path.join(cells[0].workdir, 'metrics.jsonl'), 'w') as f:
     for step in (25, 50):
-      f.write(json.dumps({'step': step, 'train/loss': 1.0 / step, 'train/step_seconds': 0.5})
-              + '\n')
+      f.write(
+        json.dumps({'step': step, 'train/loss': 1.0 / step, 'train/step_seconds': 0.5}) + '\n'
+      )
   now = 1000.0
   running = {0: (cells[0], now - 30), 1: (cells[1], now - 5)}
   text = sweep.progress.lines(running, [], 3, 2, now)
@@ -458,4 +553,5 @@ def test_progress_lines_from_the_cells_metrics(tmp_path):
   # at a time.
   assert text[2] == '  sweep: 3 cell(s) to finish, about 1m22s left'
   assert sweep.progress.lines({}, [60.0, 120.0], 2, 1, now)[-1] == (
-      '  sweep: 2 cell(s) to finish, about 3m00s left')
+    '  sweep: 2 cell(s) to finish, about 3m00s left'
+  )

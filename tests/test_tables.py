@@ -1,52 +1,80 @@
 """Tables of a sweep against hand-made workdirs (config.json + final.json written here),
 and the figures that restore checkpoints."""
-from experiments import quick
-from research import inference
-from research import steps
-from research import workdir as workdir_lib
-import jax
-import jax.numpy as jnp
-import orbax.checkpoint as ocp
+
 import csv
 import io
 import json
 import os
 import shutil
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
+from experiments import quick
+from research import inference
+from research import steps
 from research import sweep
 from research import tables
+from research import workdir as workdir_lib
 
 # (arch, upsampler) -> per seed: None (not finished) or (miou, pixel acc., BF, checkerboard,
 # params, GFLOPs, seconds per step).
 RESULTS = {
-    ('unet', 'nearest'): [(.60, .91, .50, .01, 1000, .5, .10), (.62, .91, .52, .02, 1000, .5, .12),
-                          (.64, .91, .54, .03, 1000, .5, .14)],
-    ('unet', 'transpose_conv'): [(.70, .905, .40, .05, 2000, .4, .20),
-                                 (.66, .915, .42, .07, 2000, .4, .22), None],
-    ('segnet', 'bed_of_nails'): [None, None, None],
+  ('unet', 'nearest'): [
+    (0.60, 0.91, 0.50, 0.01, 1000, 0.5, 0.10),
+    (0.62, 0.91, 0.52, 0.02, 1000, 0.5, 0.12),
+    (0.64, 0.91, 0.54, 0.03, 1000, 0.5, 0.14),
+  ],
+  ('unet', 'transpose_conv'): [
+    (0.70, 0.905, 0.40, 0.05, 2000, 0.4, 0.20),
+    (0.66, 0.915, 0.42, 0.07, 2000, 0.4, 0.22),
+    None,
+  ],
+  ('segnet', 'bed_of_nails'): [None, None, None],
 }
 COMMAND = 'python -m launch.table --root ROOT --name exp'
 
 
 def _final(miou, pixel_accuracy, boundary_f1, checkerboard, params, gflops, step_seconds):
-  split = {'miou': miou, 'pixel_accuracy': pixel_accuracy, 'mean_class_accuracy': miou,
-           'boundary_f1': boundary_f1, 'checkerboard': checkerboard, 'iou_per_class': {}}
-  return {'step': 10, 'val': split, 'test': split,
-          'cost': {'params': params, 'gflops_per_image': gflops, 'step_seconds': step_seconds,
-                   'images_per_second': 16 / step_seconds, 'train_step_gflops': 3 * gflops,
-                   'compile_seconds': 1.0, 'devices': 1, 'platform': 'cpu',
-                   'peak_device_memory_mb': None, 'peak_host_memory_mb': 100.0}}
+  split = {
+    'miou': miou,
+    'pixel_accuracy': pixel_accuracy,
+    'mean_class_accuracy': miou,
+    'boundary_f1': boundary_f1,
+    'checkerboard': checkerboard,
+    'iou_per_class': {},
+  }
+  return {
+    'step': 10,
+    'val': split,
+    'test': split,
+    'cost': {
+      'params': params,
+      'gflops_per_image': gflops,
+      'step_seconds': step_seconds,
+      'images_per_second': 16 / step_seconds,
+      'train_step_gflops': 3 * gflops,
+      'compile_seconds': 1.0,
+      'devices': 1,
+      'platform': 'cpu',
+      'peak_device_memory_mb': None,
+      'peak_host_memory_mb': 100.0,
+    },
+  }
 
 
 @pytest.fixture
 def root(tmp_path):
   """A sweep root: one configuration done, one 2/3 done, one with nothing done (one cell
   running, one partial, one never started)."""
-  grid = [{'model.arch': a, 'model.upsampler': u, 'seed': s}
-          for (a, u), seeds in RESULTS.items() for s in range(len(seeds))]
+  grid = [
+    {'model.arch': a, 'model.upsampler': u, 'seed': s}
+    for (a, u), seeds in RESULTS.items()
+    for s in range(len(seeds))
+  ]
   path = str(tmp_path / 'root')
   cells = sweep.plan('experiments/decoder_ablation.py', grid, path)
   sweep.write_index(path, 'experiments/decoder_ablation.py', {}, cells)
@@ -76,7 +104,7 @@ def test_rows_aggregate_seeds(root):
   assert rows[1].statuses == ['done', 'done', 'partial']
   assert rows[2].statuses == ['running', 'partial', 'missing']
   mean, std, n = tables.summarize(rows[1].values(tables.COLUMNS[0], 'test'))
-  assert n == 2 and (mean, std) == pytest.approx(_stats([.70, .66]))
+  assert n == 2 and (mean, std) == pytest.approx(_stats([0.70, 0.66]))
   assert np.isnan(tables.summarize(rows[2].values(tables.COLUMNS[0], 'test'))[0])
   assert np.isnan(tables.summarize(np.array([0.5]))[1])  # no spread from one seed
 
@@ -88,34 +116,42 @@ def test_markdown_table(root):
   assert lines[0] == f'Command: `{COMMAND}`' and lines[1].startswith('Commit: `')
   header = next(l for l in lines if l.startswith('| arch'))
   assert header.split(' | ')[1:4] == ['upsampler', 'n', 'mIoU (%)']
-  table = {tuple(c.strip() for c in l.split('|')[1:3]): [c.strip() for c in l.split('|')[3:-1]]
-           for l in lines if l.startswith('| ') and l is not header}
-  nearest, transpose, missing = (table[k] for k in [('unet', 'nearest'),
-                                                    ('unet', 'transpose_conv'),
-                                                    ('segnet', 'bed_of_nails')])
-  m, s = _stats([.60, .62, .64])
+  table = {
+    tuple(c.strip() for c in l.split('|')[1:3]): [c.strip() for c in l.split('|')[3:-1]]
+    for l in lines
+    if l.startswith('| ') and l is not header
+  }
+  nearest, transpose, missing = (
+    table[k] for k in [('unet', 'nearest'), ('unet', 'transpose_conv'), ('segnet', 'bed_of_nails')]
+  )
+  m, s = _stats([0.60, 0.62, 0.64])
   assert nearest[:2] == ['3/3', f'{m:.1f} ± {s:.1f}'] == ['3/3', '62.0 ± 2.0']
-  m, s = _stats([.70, .66])
+  m, s = _stats([0.70, 0.66])
   assert transpose[:2] == ['2/3', f'**{m:.1f} ± {s:.1f}**'] == ['2/3', '**68.0 ± 2.8**']
   assert (nearest[2], transpose[2]) == ('**91.0 ± 0.0**', '**91.0 ± 0.7**')  # a tie: both bold
   assert nearest[3] == '**52.0 ± 2.0**' and transpose[3] == '41.0 ± 1.4'  # boundary F1: max
   assert nearest[4] == '**2.00 ± 1.00**' and transpose[4] == '6.00 ± 1.41'  # checkerboard: min
   assert nearest[5:7] == ['**1.0**', '0.500'] and transpose[5:7] == ['2.0', '**0.400**']  # no ±
   assert nearest[7] == '**120.0 ± 20.0**'  # ms/step: min
-  ips = tables.summarize(16 / np.array([.10, .12, .14]))
+  ips = tables.summarize(16 / np.array([0.10, 0.12, 0.14]))
   assert nearest[8] == f'**{ips[0]:.0f} ± {ips[1]:.0f}**'  # images/s: max
   assert missing == ['0/3'] + [tables.MISSING] * len(tables.COLUMNS)
-  assert ('Not finished: 4 of 9 cells: arch=unet,upsampler=transpose_conv,seed=2 (partial), '
-          'arch=segnet,upsampler=bed_of_nails,seed=0 (running), '
-          'arch=segnet,upsampler=bed_of_nails,seed=1 (partial), '
-          'arch=segnet,upsampler=bed_of_nails,seed=2 (missing).') in text
+  assert (
+    'Not finished: 4 of 9 cells: arch=unet,upsampler=transpose_conv,seed=2 (partial), '
+    'arch=segnet,upsampler=bed_of_nails,seed=0 (running), '
+    'arch=segnet,upsampler=bed_of_nails,seed=1 (partial), '
+    'arch=segnet,upsampler=bed_of_nails,seed=2 (missing).'
+  ) in text
 
 
 def test_csv_and_latex(root):
   _, rows = tables.read_sweep(root)
   records = list(csv.DictReader(io.StringIO(tables.to_csv(rows, 'test'))))
   assert [(r['model.arch'], r['seeds_done'], r['seeds_total']) for r in records] == [
-      ('unet', '3', '3'), ('unet', '2', '3'), ('segnet', '0', '3')]
+    ('unet', '3', '3'),
+    ('unet', '2', '3'),
+    ('segnet', '0', '3'),
+  ]
   assert float(records[0]['miou_mean']) == pytest.approx(0.62)
   assert float(records[0]['miou_std']) == pytest.approx(0.02)
   assert float(records[1]['step_seconds_mean']) == pytest.approx(0.21)
@@ -167,8 +203,10 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
   and the qualitative and checkerboard figures are drawn from them."""
 
   root = str(tmp_path / 'root')
-  grid = [{'model.arch': 'unet', 'model.upsampler': u, 'seed': 0}
-          for u in ('transpose_conv', 'resize_conv')]
+  grid = [
+    {'model.arch': 'unet', 'model.upsampler': u, 'seed': 0}
+    for u in ('transpose_conv', 'resize_conv')
+  ]
   cells = sweep.plan('experiments/quick.py', grid, root)
   sweep.write_index(root, 'experiments/quick.py', {}, cells)
   saved = {}
@@ -180,12 +218,13 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
     model, tx = steps.build_model(config, 6), steps.make_optimizer(config)
     params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))['params']
     state = {'step': jnp.array(3, jnp.int32), 'params': params, 'opt_state': tx.init(params)}
-    with ocp.CheckpointManager(os.path.join(cell.workdir, 'checkpoints'),
-                               options=ocp.CheckpointManagerOptions(create=True)) as manager:
+    with ocp.CheckpointManager(
+      os.path.join(cell.workdir, 'checkpoints'), options=ocp.CheckpointManagerOptions(create=True)
+    ) as manager:
       manager.save(3, args=ocp.args.StandardSave(state))
       manager.wait_until_finished()
     with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
-      json.dump(_final(.5, .9, .5, .01, 1000, .5, .1), f)
+      json.dump(_final(0.5, 0.9, 0.5, 0.01, 1000, 0.5, 0.1), f)
     saved[cell.workdir] = params
 
   model, params, config = inference.load(cells[0].workdir)
@@ -199,8 +238,10 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
 
   _, rows = tables.read_sweep(root)
   written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig'), num_images=2)
-  assert [os.path.basename(p) for p in written] == ['fig_qualitative_unet.png',
-                                                    'fig_checkerboard_unet.png']
+  assert [os.path.basename(p) for p in written] == [
+    'fig_qualitative_unet.png',
+    'fig_checkerboard_unet.png',
+  ]
   for path in written:
     assert open(path, 'rb').read(8) == b'\x89PNG\r\n\x1a\n'
   # An unreadable checkpoint costs its decoder the figure, with a warning, not the table.
@@ -208,8 +249,9 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
     if cells[1].workdir in str(path):
       path.write_text('{"truncated')
   messages = []
-  written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig2'), num_images=2,
-                                       echo=messages.append)
+  written = tables.qualitative_figures(
+    rows, 'test', str(tmp_path / 'fig2'), num_images=2, echo=messages.append
+  )
   assert [os.path.basename(p) for p in written] == ['fig2_qualitative_unet.png']
   assert any('leaving resize_conv out' in m for m in messages)
 
@@ -221,7 +263,7 @@ def _per_image(rng, num_images, accuracy, num_classes=6):
   right = rng.binomial(50, accuracy, size=(num_images, num_classes))
   for c in range(num_classes):
     confusion[:, c, c], confusion[:, c, (c + 1) % num_classes] = right[:, c], 50 - right[:, c]
-  return {'confusion': confusion, 'boundary_f1': rng.uniform(accuracy - .1, accuracy, num_images)}
+  return {'confusion': confusion, 'boundary_f1': rng.uniform(accuracy - 0.1, accuracy, num_images)}
 
 
 def test_paired_differences_to_a_reference_decoder(tmp_path):
@@ -238,17 +280,37 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
     np.savez(os.path.join(cell.workdir, 'per_image_test.npz'), **arrays)
     c = arrays['confusion'].sum(0)
     miou[cell.overrides['model.upsampler'], cell.overrides['seed']] = np.mean(
-        np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c)))
+      np.diag(c) / (c.sum(0) + c.sum(1) - np.diag(c))
+    )
     with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
-      json.dump({'seed': cell.overrides['seed'], 'data': {
-          'name': 'lab_shapes', 'variant': 'res64', 'eval_split': 'validation',
-          'test_split': 'test', 'data_dir': ''}}, f)
+      json.dump(
+        {
+          'seed': cell.overrides['seed'],
+          'data': {
+            'name': 'lab_shapes',
+            'variant': 'res64',
+            'eval_split': 'validation',
+            'test_split': 'test',
+            'data_dir': '',
+          },
+        },
+        f,
+      )
     with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
-      json.dump(_final(miou[cell.overrides['model.upsampler'], cell.overrides['seed']], .9, .5,
-                       .01, 1000, .5, .1), f)
+      json.dump(
+        _final(
+          miou[cell.overrides['model.upsampler'], cell.overrides['seed']],
+          0.9,
+          0.5,
+          0.01,
+          1000,
+          0.5,
+          0.1,
+        ),
+        f,
+      )
   out = str(tmp_path / 'out')
-  written = tables.write(path, out, 'exp', 'test', COMMAND, qualitative=False,
-                         reference='nearest')
+  written = tables.write(path, out, 'exp', 'test', COMMAND, qualitative=False, reference='nearest')
   text = open(os.path.join(out, 'exp.md')).read()
   expected = np.mean([miou['resize_conv', s] - miou['nearest', s] for s in range(3)])
   line = next(line for line in text.splitlines() if line.startswith('| model.upsampler=resize'))

@@ -1,4 +1,5 @@
 """The training loop end to end: real steps on the embedded dataset, sharding, resume."""
+
 import json
 import os
 import shutil
@@ -13,9 +14,9 @@ import tensorflow_datasets as tfds
 from experiments import quick
 from research import checkpoints
 from research import data
+from research import preemption
 from research import steps
 from research import sweep
-from research import preemption
 from research import train
 
 pytestmark = pytest.mark.slow
@@ -46,8 +47,12 @@ def read_jsonl(workdir):
 
 def quality(final):
   """The quality metrics of both splits, flat (pytest.approx compares flat mappings)."""
-  return {f'{split}/{k}': v for split in ('val', 'test') for k, v in final[split].items()
-          if k != 'iou_per_class'}
+  return {
+    f'{split}/{k}': v
+    for split in ('val', 'test')
+    for k, v in final[split].items()
+    if k != 'iou_per_class'
+  }
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +67,9 @@ def test_one_run_writes_its_workdir(reference):
   assert jax.device_count() == 4 and final['cost']['devices'] == 4
   for name in ('config.json', 'metrics.jsonl', 'final.json'):
     assert os.path.exists(os.path.join(workdir, name)), name
-  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  assert any(
+    f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard'))
+  )
   lines = read_jsonl(workdir)
   assert [l['step'] for l in lines if 'train/loss' in l] == [1, 2, 3, 4]
   assert [l['step'] for l in lines if 'val/miou' in l] == [2, 4]
@@ -80,8 +87,9 @@ def test_one_run_writes_its_workdir(reference):
   timed = [l for l in lines if 'train/step_seconds' in l]
   assert [l['step'] for l in timed] == [2, 3, 4]
   assert cost['step_seconds'] == np.median([l['train/step_seconds'] for l in timed])
-  assert sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints'))
-                if d.isdigit()) == [2, 4]
+  assert sorted(
+    int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit()
+  ) == [2, 4]
 
 
 def test_finished_run_is_not_trained_again(reference, tiny_dir, monkeypatch):
@@ -92,8 +100,9 @@ def test_finished_run_is_not_trained_again(reference, tiny_dir, monkeypatch):
 
 def test_same_seed_same_metrics(reference, tiny_dir, tmp_path):
   final = train.train_and_evaluate(tiny_config(tiny_dir), str(tmp_path))
-  np.testing.assert_allclose(read_jsonl(str(tmp_path))[0]['train/loss'],
-                             read_jsonl(reference[0])[0]['train/loss'], rtol=1e-6)
+  np.testing.assert_allclose(
+    read_jsonl(str(tmp_path))[0]['train/loss'], read_jsonl(reference[0])[0]['train/loss'], rtol=1e-6
+  )
   assert quality(final) == pytest.approx(quality(reference[1]), abs=1e-6)
 
 
@@ -160,8 +169,9 @@ def test_seeds_trained_together_match_separate_runs(reference, tiny_dir, tmp_pat
 
 
 def test_finished_seeds_are_not_trained_again(reference, tiny_dir, tmp_path):
-  finals = train.train_and_evaluate_seeds(tiny_config(tiny_dir),
-                                          {0: reference[0], 2: str(tmp_path)})
+  finals = train.train_and_evaluate_seeds(
+    tiny_config(tiny_dir), {0: reference[0], 2: str(tmp_path)}
+  )
   assert finals[0] == json.loads(json.dumps(reference[1]))
   assert finals[2]['cost']['seeds_together'] == 1 and finals[2]['step'] == 4
 
@@ -185,8 +195,7 @@ def test_a_seed_going_non_finite_stops_alone(tiny_dir, tmp_path, monkeypatch):
   assert max(l['step'] for l in read_jsonl(str(workdirs[1]))) == 2
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_path,
-                                                                 monkeypatch):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_path, monkeypatch):
   real = data.train_batches
 
   def nan_at_step_three(*args, **kwargs):
@@ -205,7 +214,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dir, tmp_
 def test_workdir_of_another_config_is_refused(reference, tiny_dir):
   workdir, _ = reference
   before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
-  with pytest.raises(ValueError, match=r'(?s)different config.*model.upsampler: .nearest. -> .bilinear.'):
+  with pytest.raises(
+    ValueError, match=r'(?s)different config.*model.upsampler: .nearest. -> .bilinear.'
+  ):
     train.train_and_evaluate(tiny_config(tiny_dir, **{'model.upsampler': 'bilinear'}), workdir)
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
   with open(os.path.join(workdir, 'config.json')) as f:
@@ -229,8 +240,14 @@ def test_sliding_window_trains_on_the_sampled_pixels(tiny_dir, tmp_path):
   """loss.pixels_per_image: the first logged loss is the cross-entropy of the initial
   patch classifier at exactly the pixels sample_pixels drew for step 1 of this seed, on
   the first batch."""
-  c = tiny_config(tiny_dir, num_steps=2, eval_every=0, checkpoint_every=2, seed=1,
-                  **{'model.arch': 'sliding_window', 'model.width': 2})
+  c = tiny_config(
+    tiny_dir,
+    num_steps=2,
+    eval_every=0,
+    checkpoint_every=2,
+    seed=1,
+    **{'model.arch': 'sliding_window', 'model.width': 2},
+  )
   c.model.options = {'patch': 14, 'hidden': 8}
   c.loss.pixels_per_image = 16
   final = train.train_and_evaluate(c, str(tmp_path))
@@ -240,8 +257,10 @@ def test_sliding_window_trains_on_the_sampled_pixels(tiny_dir, tmp_path):
   batch = next(data.train_batches(c.data, global_batch_size=8, seed=1, start_step=0))
   pixels = steps.sample_pixels(1, 1, 8, 32 * 32, 16)  # [8, 16]
   logits = model.apply({'params': params}, batch['image']).reshape(8, -1, 6)
-  expected = steps.pixel_cross_entropy(np.take_along_axis(logits, pixels[..., None], axis=1),
-                                       np.take_along_axis(batch['label'].reshape(8, -1), pixels, 1))
+  expected = steps.pixel_cross_entropy(
+    np.take_along_axis(logits, pixels[..., None], axis=1),
+    np.take_along_axis(batch['label'].reshape(8, -1), pixels, 1),
+  )
   first = next(l['train/loss'] for l in read_jsonl(str(tmp_path)) if 'train/loss' in l)
   assert first == pytest.approx(float(expected), rel=1e-5)
 
@@ -260,7 +279,9 @@ def test_sampled_pixels_are_distinct_and_repeatable():
 def test_pixel_sampling_is_refused_where_it_cannot_apply(tiny_dir, tmp_path):
   c = tiny_config(tiny_dir)
   c.loss.pixels_per_image = 4
-  with pytest.raises(ValueError, match="needs an architecture that classifies chosen pixels.*'unet'"):
+  with pytest.raises(
+    ValueError, match="needs an architecture that classifies chosen pixels.*'unet'"
+  ):
     train.train_and_evaluate(c, str(tmp_path))
   c.model.arch, c.model.options = 'sliding_window', {}
   c.loss.pixels_per_image = 32 * 32 + 1
@@ -271,8 +292,9 @@ def test_pixel_sampling_is_refused_where_it_cannot_apply(tiny_dir, tmp_path):
 
 def test_one_step_on_mock_pets(tmp_path):
   c = tiny_config('', num_steps=1, eval_every=0, checkpoint_every=1)
-  c.data = data.default_config(name='oxford_iiit_pet', variant='', image_size=32,
-                               eval_split='train[90%:]')
+  c.data = data.default_config(
+    name='oxford_iiit_pet', variant='', image_size=32, eval_split='train[90%:]'
+  )
   c.model.upsampler = 'max_unpool'
   with tfds.testing.mock_data(num_examples=8):
     final = train.train_and_evaluate(c, str(tmp_path))
@@ -283,15 +305,26 @@ def test_one_step_on_mock_pets(tmp_path):
 def test_final_evaluation_keeps_every_image_for_paired_statistics(reference):
   workdir, final = reference
   test = final['test']
-  for key in ('thin_iou', 'small_object_recall', 'shift_consistency', 'shift_consistency_s1',
-              'trimap_miou_w2', 'trimap_miou_w4', 'checkerboard_logits', 'checkerboard_features'):
+  for key in (
+    'thin_iou',
+    'small_object_recall',
+    'shift_consistency',
+    'shift_consistency_s1',
+    'trimap_miou_w2',
+    'trimap_miou_w4',
+    'checkerboard_logits',
+    'checkerboard_features',
+  ):
     assert key in test, key
   assert 0 <= test['trimap_miou_w1'] <= 1 and 0 <= test['shift_consistency'] <= 1
   assert set(final['init']) == {'checkerboard', 'checkerboard_logits', 'checkerboard_features'}
   with np.load(os.path.join(workdir, 'per_image_test.npz')) as per_image:
     n = len(per_image['confusion'])
     assert n == 16  # res64_tiny's test split, every image once, padding dropped
-    assert per_image['shift_consistency'].shape == (n, 7) and per_image['trimap'].shape[:2] == (n, 5)
+    assert per_image['shift_consistency'].shape == (n, 7) and per_image['trimap'].shape[:2] == (
+      n,
+      5,
+    )
     # The split's mIoU is the one of the summed per-image confusions.
     confusion = per_image['confusion'].sum(0)
     iou = np.diag(confusion) / (confusion.sum(0) + confusion.sum(1) - np.diag(confusion))
@@ -300,7 +333,8 @@ def test_final_evaluation_keeps_every_image_for_paired_statistics(reference):
 
 
 def test_a_preemption_notice_checkpoints_the_current_step_and_resume_continues(
-    reference, tiny_dir, tmp_path, monkeypatch):
+  reference, tiny_dir, tmp_path, monkeypatch
+):
   """SIGTERM mid-run: the run saves at the step it reached (3, between the periodic
   checkpoints at 2 and 4), stops with Preempted, and the same call resumes from there to the
   uninterrupted run's result."""
@@ -322,7 +356,8 @@ def test_a_preemption_notice_checkpoints_the_current_step_and_resume_continues(
 
 
 def test_an_unreadable_checkpoint_is_set_aside_and_the_previous_one_restored(
-    reference, tiny_dir, tmp_path):
+  reference, tiny_dir, tmp_path
+):
   workdir = tmp_path / 'run'
   shutil.copytree(reference[0], workdir)
   os.remove(workdir / 'final.json')  # as if killed after saving step 4

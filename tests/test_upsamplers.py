@@ -1,5 +1,7 @@
 """The upsamplers against their definitions."""
+
 import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,8 +24,15 @@ def apply(name, x, switches=None, **options):
 def test_registry_lists_all_and_rejects_unknown_names():
   names = upsamplers.names()
   assert names == sorted(names) and set(names) >= {
-      'nearest', 'bed_of_nails', 'max_unpool', 'transpose_conv', 'bilinear', 'resize_conv',
-      'pixel_shuffle', 'bilinear_additive'}  # a superset: adding a decoder breaks nothing
+    'nearest',
+    'bed_of_nails',
+    'max_unpool',
+    'transpose_conv',
+    'bilinear',
+    'resize_conv',
+    'pixel_shuffle',
+    'bilinear_additive',
+  }  # a superset: adding a decoder breaks nothing
   with pytest.raises(ValueError, match="Unknown upsampler 'cubic'.*bed_of_nails.*transpose_conv"):
     upsamplers.build('cubic')
   with pytest.raises(ValueError, match="'nearest' has no option.*kernel_size.*features"):
@@ -58,7 +67,7 @@ def first_argmax_reference(x):
   switches = np.zeros((b, h // 2, w // 2, c), np.int64)
   unpooled = np.zeros_like(x)
   for n, i, j, ch in np.ndindex(b, h // 2, w // 2, c):
-    window = x[n, 2 * i:2 * i + 2, 2 * j:2 * j + 2, ch].ravel()
+    window = x[n, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2, ch].ravel()
     s = int(np.argmax(window))  # numpy's argmax takes the first maximum
     switches[n, i, j, ch] = s
     unpooled[n, 2 * i + s // 2, 2 * j + s % 2, ch] = window[s]
@@ -119,7 +128,7 @@ def test_channel_shared_switches_broadcast_over_channels():
   out, _ = apply('max_unpool', scores, switches=switches)
   summed = np.asarray(x.sum(-1))
   for i, j in np.ndindex(2, 2):
-    s = int(np.argmax(summed[0, 2 * i:2 * i + 2, 2 * j:2 * j + 2].ravel()))
+    s = int(np.argmax(summed[0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel()))
     assert (out[0, 2 * i + s // 2, 2 * j + s % 2] == 1).all()
   assert out.sum() == 4 * 6
 
@@ -145,8 +154,9 @@ def test_transpose_conv_is_the_adjoint_of_stride2_conv_2d(k):
   matrix = tc.stride2_conv_matrix(kernel, out_size=3)  # [3·3·2, 6·6·3]
   x = rng.normal(size=(1, 6, 6, 3)).astype(np.float32)
   y = rng.normal(size=(1, 3, 3, 2)).astype(np.float32)
-  np.testing.assert_allclose(np.asarray(tc.stride2_conv(x, kernel)).ravel(), matrix @ x.ravel(),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(tc.stride2_conv(x, kernel)).ravel(), matrix @ x.ravel(), rtol=1e-5, atol=1e-5
+  )
   # The module computes Cᵀ y (+ bias, zero at init).
   module = upsamplers.build('transpose_conv', kernel_size=k, features=3)
   variables = module.init(jax.random.key(0), y)
@@ -186,9 +196,11 @@ def test_bilinear_matches_half_pixel_formula():
   out, _ = apply('bilinear', x)
   # Output 2i+1 lies a quarter pixel past input i: 0.75 x[i] + 0.25 x[i+1], on each axis.
   np.testing.assert_allclose(
-      out[0, 3, 3, 0],
-      0.75 * (0.75 * x[0, 1, 1, 0] + 0.25 * x[0, 1, 2, 0]) +
-      0.25 * (0.75 * x[0, 2, 1, 0] + 0.25 * x[0, 2, 2, 0]), rtol=1e-5)
+    out[0, 3, 3, 0],
+    0.75 * (0.75 * x[0, 1, 1, 0] + 0.25 * x[0, 1, 2, 0])
+    + 0.25 * (0.75 * x[0, 2, 1, 0] + 0.25 * x[0, 2, 2, 0]),
+    rtol=1e-5,
+  )
 
 
 def test_bilinear_additive_sums_consecutive_channel_groups():
@@ -208,8 +220,9 @@ def test_pixel_shuffle_depth_to_space_order_and_icnr():
   # ICNR: all four sub-pixels equal at init, so the output is nearest-neighbour-like.
   y, _ = apply('pixel_shuffle', jax.random.normal(jax.random.key(1), (1, 3, 3, 4)), icnr=True)
   blocks = y.reshape(1, 3, 2, 3, 2, 4)
-  np.testing.assert_allclose(blocks, np.broadcast_to(blocks[:, :, :1, :, :1], blocks.shape),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    blocks, np.broadcast_to(blocks[:, :, :1, :, :1], blocks.shape), rtol=1e-6
+  )
 
 
 def test_resize_conv_is_conv_of_nearest():
@@ -217,8 +230,9 @@ def test_resize_conv_is_conv_of_nearest():
   out, variables = apply('resize_conv', x, features=4)
   kernel = variables['params']['conv']['kernel']
   near = jnp.repeat(jnp.repeat(x, 2, 1), 2, 2)
-  ref = jax.lax.conv_general_dilated(near, kernel, (1, 1), 'SAME',
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  ref = jax.lax.conv_general_dilated(
+    near, kernel, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )
   np.testing.assert_allclose(out, ref + variables['params']['conv']['bias'], rtol=1e-5, atol=1e-5)
 
 
@@ -236,7 +250,9 @@ def test_max_unpool_gradient_with_channel_shared_switches():
   switches = jnp.asarray(rng.integers(0, 4, size=(2, 3, 3, 1)), jnp.uint8)
   cotangent = rng.normal(size=(2, 6, 6, 4)).astype(np.float32)
   unpool = upsamplers.build('max_unpool')
-  grad = jax.grad(lambda x: jnp.vdot(unpool.apply({}, x, upsamplers.Guide(switches=switches)), cotangent))(x)
+  grad = jax.grad(
+    lambda x: jnp.vdot(unpool.apply({}, x, upsamplers.Guide(switches=switches)), cotangent)
+  )(x)
   s = np.asarray(switches)[..., 0]
   expected = np.zeros(x.shape, np.float32)
   for n, i, j in np.ndindex(2, 3, 3):
@@ -265,16 +281,18 @@ def test_transpose_conv_max_overlap_matches_scatter_max(k):
   out = np.asarray(tc.conv_transpose_2x_max(jnp.asarray(y), jnp.asarray(kernel)))
   assert np.isfinite(out).all()  # every output has a contribution from inside the input
   np.testing.assert_allclose(out, scatter_max_reference(y, kernel), rtol=1e-5, atol=1e-5)
-  module = upsamplers.build('transpose_conv', kernel_size=k, features=3, overlap='max',
-                            use_bias=False)
+  module = upsamplers.build(
+    'transpose_conv', kernel_size=k, features=3, overlap='max', use_bias=False
+  )
   np.testing.assert_allclose(module.apply({'params': {'kernel': kernel}}, y), out, rtol=1e-6)
 
 
 def test_without_overlap_max_equals_sum():
   y = jax.random.normal(jax.random.key(3), (1, 3, 3, 2))
   kernel = jax.random.normal(jax.random.key(4), (2, 2, 2, 4))
-  np.testing.assert_allclose(tc.conv_transpose_2x_max(y, kernel), tc.conv_transpose_2x(y, kernel),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    tc.conv_transpose_2x_max(y, kernel), tc.conv_transpose_2x(y, kernel), rtol=1e-5, atol=1e-6
+  )
   with pytest.raises(ValueError, match="overlap must be one of sum, max; got 'mean'"):
     apply('transpose_conv', y, overlap='mean')
 
@@ -282,7 +300,9 @@ def test_without_overlap_max_equals_sum():
 def test_readme_matrix_example_prints_what_it_says(capsys):
   """The README's transposed-convolution example runs and prints its commented output."""
   readme = (pathlib.Path(__file__).resolve().parents[1] / 'README.md').read_text()
-  block = readme.split('## Transposed convolution, exactly')[1].split('```python')[1].split('```')[0]
+  block = (
+    readme.split('## Transposed convolution, exactly')[1].split('```python')[1].split('```')[0]
+  )
   exec(compile(block, 'README.md', 'exec'), {})  # the README's own example, run as written
   expected = [line[2:] for line in block.splitlines() if line.startswith('# ')]
   assert capsys.readouterr().out.splitlines() == expected

@@ -1,4 +1,5 @@
 """CARAFE, FADE and SAPA against slow references, invariants, torch conversions and models."""
+
 import functools
 
 import jax
@@ -29,7 +30,7 @@ def ref_conv(x, kernel, bias=None, dilation=1):
   out = np.zeros((b, h, w, kernel.shape[-1]))
   for u in range(kh):
     for v in range(kw):
-      window = xp[:, u * dilation:u * dilation + h, v * dilation:v * dilation + w]
+      window = xp[:, u * dilation : u * dilation + h, v * dilation : v * dilation + w]
       out += np.einsum('bhwi,io->bhwo', window, kernel[u, v])
   return out if bias is None else out + bias
 
@@ -66,10 +67,10 @@ def ref_carafe(x, p, up_kernel, up_group, dilation):
   """CARAFE from the paper: compressor, content encoder, pixel shuffle, softmax, reassembly."""
   comp = ref_conv(x, p['channel_compressor']['kernel'], p['channel_compressor']['bias'])
   enc = ref_conv(comp, p['content_encoder']['kernel'], p['content_encoder']['bias'], dilation)
-  kk = up_kernel ** 2
+  kk = up_kernel**2
 
   def kernel_at(n, oy, ox):  # channel m·4 + r1·2 + r2 of the coarse logits, m = g·k² + t
-    logits = enc[n, oy // 2, ox // 2, (oy % 2) * 2 + ox % 2::4]
+    logits = enc[n, oy // 2, ox // 2, (oy % 2) * 2 + ox % 2 :: 4]
     return softmax(logits.reshape(up_group, kk))
 
   return ref_reassemble(x, kernel_at)
@@ -96,7 +97,7 @@ def ref_sapa(x, q, k, up_kernel):
   h, w = x.shape[1:3]
 
   def kernel_at(n, oy, ox):
-    sims = np.zeros(up_kernel ** 2)
+    sims = np.zeros(up_kernel**2)
     for ty, tx in np.ndindex(up_kernel, up_kernel):
       sy, sx = oy // 2 + ty - up_kernel // 2, ox // 2 + tx - up_kernel // 2
       if 0 <= sy < h and 0 <= sx < w:
@@ -111,7 +112,7 @@ def box_average(x, k):
   r = k // 2
   h, w = x.shape[1:3]
   xp = np.pad(x, [(0, 0), (r, r), (r, r), (0, 0)])
-  box = sum(xp[:, u:u + h, v:v + w] for u in range(k) for v in range(k)) / k ** 2
+  box = sum(xp[:, u : u + h, v : v + w] for u in range(k) for v in range(k)) / k**2
   return np.repeat(np.repeat(box, 2, 1), 2, 2)
 
 
@@ -149,14 +150,16 @@ def to_numpy(tree):
 # ---------------------------------------------------------------- the reassembly op
 
 
-@pytest.mark.parametrize('shape,groups,k', [((2, 3, 5, 4), 1, 5), ((1, 5, 3, 6), 3, 3),
-                                            ((1, 2, 3, 2), 2, 1)])
+@pytest.mark.parametrize(
+  'shape,groups,k', [((2, 3, 5, 4), 1, 5), ((1, 5, 3, 6), 3, 3), ((1, 2, 3, 2), 2, 1)]
+)
 def test_reassemble_is_the_loop_definition(shape, groups, k):
   rng = np.random.default_rng(0)
   x = rng.normal(size=shape)
   kernels = rng.normal(size=(shape[0], 2 * shape[1], 2 * shape[2], groups, k * k))
-  out = np.asarray(reassembly.reassemble(jnp.asarray(x, jnp.float32),
-                                         jnp.asarray(kernels, jnp.float32)))
+  out = np.asarray(
+    reassembly.reassemble(jnp.asarray(x, jnp.float32), jnp.asarray(kernels, jnp.float32))
+  )
   expected = ref_reassemble(x, lambda n, oy, ox: kernels[n, oy, ox])
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -164,8 +167,9 @@ def test_reassemble_is_the_loop_definition(shape, groups, k):
 def test_window_similarity_is_the_loop_definition():
   rng = np.random.default_rng(1)
   q, k = rng.normal(size=(2, 6, 10, 3)), rng.normal(size=(2, 3, 5, 3))
-  sims = np.asarray(reassembly.window_similarity(jnp.asarray(q, jnp.float32),
-                                                 jnp.asarray(k, jnp.float32), 3))
+  sims = np.asarray(
+    reassembly.window_similarity(jnp.asarray(q, jnp.float32), jnp.asarray(k, jnp.float32), 3)
+  )
   for n, oy, ox, ty, tx in np.ndindex(2, 6, 10, 3, 3):
     sy, sx = oy // 2 + ty - 1, ox // 2 + tx - 1
     inside = 0 <= sy < 3 and 0 <= sx < 5
@@ -188,26 +192,37 @@ def test_reassembly_ops_refuse_bad_shapes():
 # ---------------------------------------------------------------- forward vs reference
 
 
-@pytest.mark.parametrize('shape,options', [
+@pytest.mark.parametrize(
+  'shape,options',
+  [
     ((2, 3, 5, 4), {}),
     ((1, 5, 3, 6), {'up_kernel': 3, 'up_group': 2, 'compressed_channels': 8}),
     ((1, 3, 5, 3), {'encoder_kernel': 5, 'encoder_dilation': 2, 'compressed_channels': 4}),
-])
+  ],
+)
 def test_carafe_is_the_reference(shape, options):
   x, skip = data(shape, 2)
   module, params = init('carafe', x, skip, **options)
-  expected = ref_carafe(x, to_numpy(params), options.get('up_kernel', 5),
-                        options.get('up_group', 1), options.get('encoder_dilation', 1))
+  expected = ref_carafe(
+    x,
+    to_numpy(params),
+    options.get('up_kernel', 5),
+    options.get('up_group', 1),
+    options.get('encoder_dilation', 1),
+  )
   np.testing.assert_allclose(run(module, params, x, skip), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('shape,options', [((2, 3, 5, 4), {}), ((1, 5, 3, 1), {}),
-                                           ((1, 3, 5, 6), {'up_kernel': 3, 'embedding_dim': 8})])
+@pytest.mark.parametrize(
+  'shape,options',
+  [((2, 3, 5, 4), {}), ((1, 5, 3, 1), {}), ((1, 3, 5, 6), {'up_kernel': 3, 'embedding_dim': 8})],
+)
 def test_fade_is_the_reference(shape, options):
   x, skip = data(shape, 3)
   module, params = init('fade', x, skip, **options)
-  np.testing.assert_allclose(run(module, params, x, skip), ref_fade(x, skip, to_numpy(params)),
-                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    run(module, params, x, skip), ref_fade(x, skip, to_numpy(params)), rtol=1e-4, atol=1e-5
+  )
 
 
 @pytest.mark.parametrize('shape,k', [((2, 3, 5, 4), 5), ((1, 5, 3, 7), 3)])
@@ -218,9 +233,14 @@ def test_sapa_i_is_the_reference(shape, k):
   np.testing.assert_allclose(run(module, params, x, skip), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('shape,skip_channels,options', [
-    ((2, 3, 5, 4), 4, {}), ((1, 5, 3, 3), 6, {'up_kernel': 3, 'embedding_dim': 5}),
-    ((1, 3, 5, 2), 3, {'qkv_bias': False})])
+@pytest.mark.parametrize(
+  'shape,skip_channels,options',
+  [
+    ((2, 3, 5, 4), 4, {}),
+    ((1, 5, 3, 3), 6, {'up_kernel': 3, 'embedding_dim': 5}),
+    ((1, 3, 5, 2), 3, {'qkv_bias': False}),
+  ],
+)
 def test_sapa_b_is_the_reference(shape, skip_channels, options):
   x, skip = data(shape, 5, skip_channels)
   module, params = init('sapa_b', x, skip, **options)
@@ -246,17 +266,20 @@ def test_carafe_with_uniform_kernels_is_the_zero_padded_box_average():
 def test_fade_with_uniform_kernels_and_closed_gate_is_the_box_average():
   x, skip = data((2, 3, 5, 4), 7)
   module, params = init('fade', x, skip)
-  params = dict(params, content_encoder=jax.tree.map(jnp.zeros_like, params['content_encoder']),
-                gate={'kernel': jnp.zeros_like(params['gate']['kernel']),
-                      'bias': jnp.full((1,), -200.0)})
+  params = dict(
+    params,
+    content_encoder=jax.tree.map(jnp.zeros_like, params['content_encoder']),
+    gate={'kernel': jnp.zeros_like(params['gate']['kernel']), 'bias': jnp.full((1,), -200.0)},
+  )
   np.testing.assert_allclose(run(module, params, x, skip), box_average(x, 5), atol=1e-6)
 
 
 def test_fade_with_open_gate_returns_the_skip():
   x, skip = data((2, 3, 5, 4), 8)
   module, params = init('fade', x, skip)
-  params = dict(params, gate={'kernel': jnp.zeros_like(params['gate']['kernel']),
-                              'bias': jnp.full((1,), 200.0)})
+  params = dict(
+    params, gate={'kernel': jnp.zeros_like(params['gate']['kernel']), 'bias': jnp.full((1,), 200.0)}
+  )
   np.testing.assert_array_equal(run(module, params, x, skip), skip)
 
 
@@ -281,8 +304,10 @@ def test_kernels_are_a_partition_of_unity_inside(name):
   x = np.full((1, 5, 5, 4), 3.0, np.float32)
   module, params = init(name, x, skip)
   if name == 'fade':
-    params = dict(params, gate={'kernel': jnp.zeros_like(params['gate']['kernel']),
-                                'bias': jnp.full((1,), -200.0)})
+    params = dict(
+      params,
+      gate={'kernel': jnp.zeros_like(params['gate']['kernel']), 'bias': jnp.full((1,), -200.0)},
+    )
   out = run(module, params, x, skip)
   np.testing.assert_allclose(out[:, 4:6, 4:6], 3.0, rtol=1e-5)  # source pixel (2, 2)
   assert np.all(out[:, 0, 0] < 3.0 - 1e-3)  # the corner's window is partly outside: damped
@@ -291,7 +316,9 @@ def test_kernels_are_a_partition_of_unity_inside(name):
 # ---------------------------------------------------------------- gradients
 
 
-@pytest.mark.parametrize('name,shape,skip_channels,options', [
+@pytest.mark.parametrize(
+  'name,shape,skip_channels,options',
+  [
     ('carafe', (1, 3, 5, 2), None, {'compressed_channels': 4}),
     ('carafe', (1, 3, 3, 4), None, {'compressed_channels': 3, 'up_kernel': 3, 'up_group': 2}),
     ('fade', (1, 3, 5, 2), None, {'embedding_dim': 4}),
@@ -300,7 +327,8 @@ def test_kernels_are_a_partition_of_unity_inside(name):
     ('sapa_i', (1, 3, 3, 5), None, {'up_kernel': 3}),
     ('sapa_b', (1, 3, 5, 2), 3, {'embedding_dim': 4}),
     ('sapa_b', (1, 3, 3, 4), 1, {'embedding_dim': 3, 'up_kernel': 3}),
-])
+  ],
+)
 def test_gradients_match_finite_differences(name, shape, skip_channels, options):
   x, skip = data(shape, 12, skip_channels)
   module, params = init(name, x, skip, **options)
@@ -354,23 +382,24 @@ def torch_modules():
   nn, fn = torch.nn, torch.nn.functional
 
   class CARAFEPack(nn.Module):
-
-    def __init__(self, channels, up_kernel=5, up_group=1, encoder_kernel=3,
-                 compressed_channels=64):
+    def __init__(self, channels, up_kernel=5, up_group=1, encoder_kernel=3, compressed_channels=64):
       super().__init__()
       self.k, self.g = up_kernel, up_group
       self.channel_compressor = nn.Conv2d(channels, compressed_channels, 1)
-      self.content_encoder = nn.Conv2d(compressed_channels, up_kernel ** 2 * up_group * 4,
-                                       encoder_kernel, padding=encoder_kernel // 2)
+      self.content_encoder = nn.Conv2d(
+        compressed_channels,
+        up_kernel**2 * up_group * 4,
+        encoder_kernel,
+        padding=encoder_kernel // 2,
+      )
 
     def forward(self, x):
       mask = fn.pixel_shuffle(self.content_encoder(self.channel_compressor(x)), 2)
       n, _, h, w = mask.shape
-      mask = fn.softmax(mask.view(n, self.g, self.k ** 2, h, w), dim=2)
+      mask = fn.softmax(mask.view(n, self.g, self.k**2, h, w), dim=2)
       return torch_reassemble(torch, x, mask, self.k)
 
   class GateGenerator(nn.Module):
-
     def __init__(self, channels):
       super().__init__()
       self.conv = nn.Conv2d(channels, 1, 1)
@@ -379,30 +408,29 @@ def torch_modules():
       return torch.sigmoid(fn.interpolate(self.conv(x), scale_factor=2))
 
   class SemiShift(nn.Module):
-
     def __init__(self, channels_en, channels_de, embedding_dim, up_kernel):
       super().__init__()
       self.e = embedding_dim
       self.conv1_en = nn.Conv2d(channels_en, embedding_dim, 1)
       self.conv1_de = nn.Conv2d(channels_de, embedding_dim, 1, bias=False)
-      self.conv2_kernels = nn.Parameter(torch.randn(up_kernel ** 2, embedding_dim, 3, 3))
-      self.conv2_bias = nn.Parameter(torch.randn(up_kernel ** 2))
+      self.conv2_kernels = nn.Parameter(torch.randn(up_kernel**2, embedding_dim, 3, 3))
+      self.conv2_bias = nn.Parameter(torch.randn(up_kernel**2))
 
     def forward(self, en, de):  # the official shifted-padding, stride-2 form
       b, _, h, w = de.shape
       ce, cd = self.conv1_en(en), self.conv1_de(de)
       pads = [[1, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 1], [0, 1, 0, 1]]
       shifted = torch.cat([fn.pad(ce, p) for p in pads], 1).reshape(
-          4 * b, self.e, 2 * h + 1, 2 * w + 1)  # the four paddings of one image in a row
+        4 * b, self.e, 2 * h + 1, 2 * w + 1
+      )  # the four paddings of one image in a row
       fine = fn.conv2d(shifted, self.conv2_kernels, self.conv2_bias, stride=2)
       kernels = fine.view(b, 4, -1, h, w) + fn.conv2d(
-          cd, self.conv2_kernels, self.conv2_bias, padding=1).unsqueeze(1)
+        cd, self.conv2_kernels, self.conv2_bias, padding=1
+      ).unsqueeze(1)
       kk = kernels.shape[2]  # sub-pixel (r1, r2) = channel block r1·2 + r2
-      return kernels.view(b, 2, 2, kk, h, w).permute(0, 3, 4, 1, 5, 2).reshape(
-          b, kk, 2 * h, 2 * w)
+      return kernels.view(b, 2, 2, kk, h, w).permute(0, 3, 4, 1, 5, 2).reshape(b, kk, 2 * h, 2 * w)
 
   class FADE(nn.Module):
-
     def __init__(self, channels, embedding_dim=64, up_kernel=5):
       super().__init__()
       self.k = up_kernel
@@ -415,7 +443,6 @@ def torch_modules():
       return gate * en + (1 - gate) * torch_reassemble(torch, de, kernels[:, None], self.k)
 
   class SAPA(nn.Module):
-
     def __init__(self, dim_y, dim_x, up_kernel=5, embedding_dim=64, qkv_bias=True):
       super().__init__()
       self.up_kernel_size = up_kernel
@@ -438,8 +465,9 @@ def torch_modules():
 
 def compare_with_torch(torch, module, params, torch_out, x, skip):
   out = run(module, params, x, skip)
-  np.testing.assert_allclose(out, torch_out.detach().permute(0, 2, 3, 1).numpy(),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    out, torch_out.detach().permute(0, 2, 3, 1).numpy(), rtol=1e-5, atol=1e-5
+  )
 
 
 def randomized(torch, net, seed):
@@ -450,41 +478,53 @@ def randomized(torch, net, seed):
   return net
 
 
-@pytest.mark.parametrize('shape,options', [((2, 3, 5, 4), {}),
-                                           ((1, 5, 3, 6), {'up_kernel': 3, 'up_group': 3,
-                                                           'compressed_channels': 8})])
+@pytest.mark.parametrize(
+  'shape,options',
+  [((2, 3, 5, 4), {}), ((1, 5, 3, 6), {'up_kernel': 3, 'up_group': 3, 'compressed_channels': 8})],
+)
 def test_carafe_converts_the_official_state_dict(shape, options):
   torch, CARAFEPack, _, _ = torch_modules()
   x, skip = data(shape, 14)
   net = randomized(torch, CARAFEPack(shape[-1], **options), 0)
   expected = net(torch.from_numpy(x).permute(0, 3, 1, 2))
-  assert set(net.state_dict()) == {'channel_compressor.weight', 'channel_compressor.bias',
-                                   'content_encoder.weight', 'content_encoder.bias'}
+  assert set(net.state_dict()) == {
+    'channel_compressor.weight',
+    'channel_compressor.bias',
+    'content_encoder.weight',
+    'content_encoder.bias',
+  }
   params = carafe.from_torch_state_dict(net.state_dict())
   compare_with_torch(torch, upsamplers.build('carafe', **options), params, expected, x, skip)
 
 
-@pytest.mark.parametrize('shape,options', [((2, 3, 5, 4), {}),
-                                           ((1, 5, 3, 3), {'up_kernel': 3, 'embedding_dim': 8})])
+@pytest.mark.parametrize(
+  'shape,options', [((2, 3, 5, 4), {}), ((1, 5, 3, 3), {'up_kernel': 3, 'embedding_dim': 8})]
+)
 def test_fade_converts_the_official_state_dict(shape, options):
   torch, _, FADE, _ = torch_modules()
   x, skip = data(shape, 15)
   net = randomized(torch, FADE(shape[-1], **options), 1)
-  expected = net(torch.from_numpy(skip).permute(0, 3, 1, 2),
-                 torch.from_numpy(x).permute(0, 3, 1, 2))
+  expected = net(
+    torch.from_numpy(skip).permute(0, 3, 1, 2), torch.from_numpy(x).permute(0, 3, 1, 2)
+  )
   params = fade.from_torch_state_dict(net.state_dict())
   compare_with_torch(torch, upsamplers.build('fade', **options), params, expected, x, skip)
 
 
-@pytest.mark.parametrize('shape,skip_channels,options', [
-    ((2, 3, 5, 4), 6, {}), ((1, 5, 3, 3), 3, {'up_kernel': 3, 'embedding_dim': 8,
-                                               'qkv_bias': False})])
+@pytest.mark.parametrize(
+  'shape,skip_channels,options',
+  [
+    ((2, 3, 5, 4), 6, {}),
+    ((1, 5, 3, 3), 3, {'up_kernel': 3, 'embedding_dim': 8, 'qkv_bias': False}),
+  ],
+)
 def test_sapa_b_converts_the_official_state_dict(shape, skip_channels, options):
   torch, _, _, SAPA = torch_modules()
   x, skip = data(shape, 16, skip_channels)
   net = randomized(torch, SAPA(skip_channels, shape[-1], **options), 2)
-  expected = net(torch.from_numpy(skip).permute(0, 3, 1, 2),
-                 torch.from_numpy(x).permute(0, 3, 1, 2))
+  expected = net(
+    torch.from_numpy(skip).permute(0, 3, 1, 2), torch.from_numpy(x).permute(0, 3, 1, 2)
+  )
   params = sapa.from_torch_state_dict(net.state_dict())
   compare_with_torch(torch, upsamplers.build('sapa_b', **options), params, expected, x, skip)
 

@@ -1,6 +1,7 @@
 """DySample, IndexNet's pooling and unpooling, and the encoders' choice of pool, against
 slow references written from the papers' equations, their invariants, the official
 PyTorch modules (re-implemented here) and the architectures."""
+
 import jax
 from jax import test_util
 import jax.numpy as jnp
@@ -23,7 +24,8 @@ def random_tree(tree, seed, scale=1.0):
   leaves, treedef = jax.tree.flatten(tree)
   rng = np.random.default_rng(seed)
   return jax.tree.unflatten(
-      treedef, [jnp.asarray(scale * rng.normal(size=np.shape(v)), jnp.float32) for v in leaves])
+    treedef, [jnp.asarray(scale * rng.normal(size=np.shape(v)), jnp.float32) for v in leaves]
+  )
 
 
 # ---------------------------------------------------------------- DySample
@@ -33,12 +35,16 @@ def bilinear_border_reference(x, n, py, px, ch):
   """x[n, py, px, ch] by bilinear interpolation, the position clamped to the image first
   (grid_sample's padding_mode='border'); pixel centres at integers."""
   h, w = x.shape[1:3]
-  py, px = min(max(py, 0.), h - 1.), min(max(px, 0.), w - 1.)
+  py, px = min(max(py, 0.0), h - 1.0), min(max(px, 0.0), w - 1.0)
   y0, x0 = int(np.floor(py)), int(np.floor(px))
   y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
   fy, fx = py - y0, px - x0
-  return ((1 - fy) * (1 - fx) * x[n, y0, x0, ch] + (1 - fy) * fx * x[n, y0, x1, ch]
-          + fy * (1 - fx) * x[n, y1, x0, ch] + fy * fx * x[n, y1, x1, ch])
+  return (
+    (1 - fy) * (1 - fx) * x[n, y0, x0, ch]
+    + (1 - fy) * fx * x[n, y0, x1, ch]
+    + fy * (1 - fx) * x[n, y1, x0, ch]
+    + fy * fx * x[n, y1, x1, ch]
+  )
 
 
 def dysample_reference(x, params, style, groups, dyscope):
@@ -73,8 +79,12 @@ def dysample_reference(x, params, style, groups, dyscope):
 
 
 DYSAMPLE_CASES = [  # channels, style, groups, dyscope
-    (4, 'lp', None, False), (6, 'lp', None, True), (8, 'pl', 2, False), (12, 'pl', 4, True),
-    (8, 'lp', 1, True)]
+  (4, 'lp', None, False),
+  (6, 'lp', None, True),
+  (8, 'pl', 2, False),
+  (12, 'pl', 4, True),
+  (8, 'lp', 1, True),
+]
 
 
 @pytest.mark.parametrize('c, style, groups, dyscope', DYSAMPLE_CASES)
@@ -86,8 +96,9 @@ def test_dysample_matches_the_slow_reference(c, style, groups, dyscope):
   params = random_tree(params, seed=c, scale=1.5)
   out = np.asarray(module.apply({'params': params}, x))
   g = groups or max(d for d in (4, 2, 1) if c % d == 0)
-  np.testing.assert_allclose(out, dysample_reference(x, params, style, g, dyscope),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    out, dysample_reference(x, params, style, g, dyscope), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_resize_edges_are_border_padding():
@@ -96,8 +107,9 @@ def test_resize_edges_are_border_padding():
   x = np.random.default_rng(0).normal(size=(1, 3, 4, 2)).astype(np.float32)
   ref = np.zeros((1, 6, 8, 2))
   for oy, ox, ch in np.ndindex(6, 8, 2):
-    ref[0, oy, ox, ch] = bilinear_border_reference(x, 0, (oy + 0.5) / 2 - 0.5,
-                                                   (ox + 0.5) / 2 - 0.5, ch)
+    ref[0, oy, ox, ch] = bilinear_border_reference(
+      x, 0, (oy + 0.5) / 2 - 0.5, (ox + 0.5) / 2 - 0.5, ch
+    )
   np.testing.assert_allclose(np.asarray(bilinear.bilinear_2x(x)), ref, rtol=0, atol=1e-6)
 
 
@@ -111,8 +123,9 @@ def test_dysample_with_zero_offsets_is_bilinear(style):
   out = module.apply({'params': params}, x)
   np.testing.assert_array_equal(np.asarray(out), np.asarray(bilinear.bilinear_2x(x)))
   x = rng.normal(size=(2, 3, 5, 8)).astype(np.float32)  # and to rounding for any input
-  np.testing.assert_allclose(module.apply({'params': params}, x), bilinear.bilinear_2x(x),
-                             rtol=0, atol=1e-6)
+  np.testing.assert_allclose(
+    module.apply({'params': params}, x), bilinear.bilinear_2x(x), rtol=0, atol=1e-6
+  )
 
 
 @pytest.mark.parametrize('dyscope', [False, True])
@@ -135,8 +148,12 @@ def test_dysample_starts_near_bilinear_with_the_official_initialisation(dyscope)
 
 def test_dysample_refuses_what_it_cannot_do():
   x = jnp.zeros((1, 2, 2, 6))
-  cases = [({'style': 'pl'}, 'divisible by 4; got 6'), ({'groups': 4}, 'divisible by groups'),
-           ({'style': 'xy'}, "lp, pl; got 'xy'"), ({'features': 3}, 'keeps its 6 channels')]
+  cases = [
+    ({'style': 'pl'}, 'divisible by 4; got 6'),
+    ({'groups': 4}, 'divisible by groups'),
+    ({'style': 'xy'}, "lp, pl; got 'xy'"),
+    ({'features': 3}, 'keeps its 6 channels'),
+  ]
   for options, message in cases:
     module = upsamplers.build('dysample', **options)
     with pytest.raises(ValueError, match=message):
@@ -148,10 +165,13 @@ def test_dysample_gradients(c, style, groups, dyscope):
   with jax.enable_x64(True):
     x = jnp.asarray(np.random.default_rng(5).normal(size=(1, 3, 5, c)))
     module = upsamplers.build('dysample', style=style, groups=groups, dyscope=dyscope)
-    params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64),
-                          random_tree(module.init(jax.random.key(0), x)['params'], c, 0.7))
-    test_util.check_grads(lambda p, x: module.apply({'params': p}, x), (params, x), order=1,
-                          modes=['rev'])
+    params = jax.tree.map(
+      lambda p: jnp.asarray(p, jnp.float64),
+      random_tree(module.init(jax.random.key(0), x)['params'], c, 0.7),
+    )
+    test_util.check_grads(
+      lambda p, x: module.apply({'params': p}, x), (params, x), order=1, modes=['rev']
+    )
 
 
 # ---------------------------------------------------------------- IndexNet
@@ -167,7 +187,7 @@ def conv_reference(x, kernel, stride, pad, groups):
   per_group = cout // groups
   for n, i, j, o in np.ndindex(b, ho, wo, cout):
     g = o // per_group
-    patch = xp[n, i * stride:i * stride + k, j * stride:j * stride + k, g * cin:(g + 1) * cin]
+    patch = xp[n, i * stride : i * stride + k, j * stride : j * stride + k, g * cin : (g + 1) * cin]
     out[n, i, j, o] = np.sum(patch * kernel[..., o])
   return out
 
@@ -176,9 +196,10 @@ def group_norm_reference(x, groups, scale, bias, eps=1e-6):
   out = np.zeros_like(x)
   c = x.shape[-1]
   for n, g in np.ndindex(x.shape[0], groups):
-    part = x[n, ..., g * c // groups:(g + 1) * c // groups]
-    out[n, ..., g * c // groups:(g + 1) * c // groups] = (
-        (part - part.mean()) / np.sqrt(part.var() + eps))
+    part = x[n, ..., g * c // groups : (g + 1) * c // groups]
+    out[n, ..., g * c // groups : (g + 1) * c // groups] = (part - part.mean()) / np.sqrt(
+      part.var() + eps
+    )
   return out * scale + bias
 
 
@@ -190,8 +211,9 @@ def branch_reference(x, p, groups, nonlinear, context):
     return z
   width = z.shape[-1]
   norm_groups = max(d for d in range(1, 9) if width % d == 0)
-  z = group_norm_reference(z, norm_groups, np.asarray(p['norm1']['scale']),
-                           np.asarray(p['norm1']['bias']))
+  z = group_norm_reference(
+    z, norm_groups, np.asarray(p['norm1']['scale']), np.asarray(p['norm1']['bias'])
+  )
   z = np.clip(z, 0, 6)
   return conv_reference(z, np.asarray(p['conv3']['kernel'], np.float64), 1, 0, groups)
 
@@ -205,8 +227,10 @@ def index_pool_reference(x, params, block, mode, nonlinear, context):
     logits = branch_reference(x, params['indexnet'], 1, nonlinear, context)[..., None, :]
   else:
     groups = c if mode == 'o2o' else 1
-    logits = np.stack([branch_reference(x, params[f'index{k}'], groups, nonlinear, context)
-                       for k in range(1, 5)], axis=-1)
+    logits = np.stack(
+      [branch_reference(x, params[f'index{k}'], groups, nonlinear, context) for k in range(1, 5)],
+      axis=-1,
+    )
   y = 1 / (1 + np.exp(-logits))  # [B, H, W, C', 4]
   z = np.exp(y) / np.exp(y).sum(-1, keepdims=True)
   pooled = np.zeros((b, h2 // 2, w2 // 2, c))
@@ -221,14 +245,19 @@ def index_pool_reference(x, params, block, mode, nonlinear, context):
 
 
 INDEX_CASES = [  # channels, indexnet, index_mode, use_nonlinear, use_context
-    (3, 'holistic', 'o2o', False, False), (5, 'holistic', 'o2o', True, True),
-    (4, 'depthwise', 'o2o', False, True), (3, 'depthwise', 'o2o', True, False),
-    (2, 'depthwise', 'm2o', True, True), (6, 'depthwise', 'm2o', False, False)]
+  (3, 'holistic', 'o2o', False, False),
+  (5, 'holistic', 'o2o', True, True),
+  (4, 'depthwise', 'o2o', False, True),
+  (3, 'depthwise', 'o2o', True, False),
+  (2, 'depthwise', 'm2o', True, True),
+  (6, 'depthwise', 'm2o', False, False),
+]
 
 
 def index_pool_module(block, mode, nonlinear, context):
-  return index_pool.IndexPool(indexnet=block, index_mode=mode, use_nonlinear=nonlinear,
-                              use_context=context)
+  return index_pool.IndexPool(
+    indexnet=block, index_mode=mode, use_nonlinear=nonlinear, use_context=context
+  )
 
 
 @pytest.mark.parametrize('c, block, mode, nonlinear, context', INDEX_CASES)
@@ -290,10 +319,12 @@ def test_index_pool_and_unpool_refuse_bad_shapes():
 
 
 GRADIENT_CASES = [  # and the tolerance of check_grads
-    (3, 'holistic', 'o2o', False, True, 1e-5), (4, 'depthwise', 'o2o', False, True, 1e-5),
-    (5, 'depthwise', 'm2o', False, False, 1e-5),
-    # layers.GroupNorm keeps its statistics in float32, even under x64: a looser tolerance.
-    (2, 'depthwise', 'm2o', True, True, 1e-3)]
+  (3, 'holistic', 'o2o', False, True, 1e-5),
+  (4, 'depthwise', 'o2o', False, True, 1e-5),
+  (5, 'depthwise', 'm2o', False, False, 1e-5),
+  # layers.GroupNorm keeps its statistics in float32, even under x64: a looser tolerance.
+  (2, 'depthwise', 'm2o', True, True, 1e-3),
+]
 
 
 @pytest.mark.parametrize('c, block, mode, nonlinear, context, tol', GRADIENT_CASES)
@@ -301,8 +332,13 @@ def test_index_pool_and_unpool_gradients(c, block, mode, nonlinear, context, tol
   with jax.enable_x64(True):
     rng = np.random.default_rng(9)
     x = jnp.asarray(rng.normal(size=(1, 6, 4, c)))
-    module = index_pool.IndexPool(indexnet=block, index_mode=mode, use_nonlinear=nonlinear,
-                                  use_context=context, dtype=jnp.float64)
+    module = index_pool.IndexPool(
+      indexnet=block,
+      index_mode=mode,
+      use_nonlinear=nonlinear,
+      use_context=context,
+      dtype=jnp.float64,
+    )
     params = module.init(jax.random.key(0), x.astype(jnp.float32))['params']
     params = jax.tree.map(lambda p: jnp.asarray(p, jnp.float64), params)
 
@@ -310,8 +346,7 @@ def test_index_pool_and_unpool_gradients(c, block, mode, nonlinear, context, tol
       pooled, indices = module.apply({'params': params}, x)
       return indexnet.index_unpool(pooled, indices)
 
-    test_util.check_grads(pool_then_unpool, (params, x), order=1, modes=['rev'], atol=tol,
-                          rtol=tol)
+    test_util.check_grads(pool_then_unpool, (params, x), order=1, modes=['rev'], atol=tol, rtol=tol)
 
 
 # ---------------------------------------------------------------- Official modules (PyTorch)
@@ -323,7 +358,6 @@ def torch_modules():
   nn, F = torch.nn, torch.nn.functional
 
   class DySample(nn.Module):  # tiny-smart/dysample, dysample.py
-
     def __init__(self, in_channels, style, groups, dyscope):
       super().__init__()
       self.style, self.groups = style, groups
@@ -332,21 +366,37 @@ def torch_modules():
       self.offset = nn.Conv2d(cin, cout, 1)
       if dyscope:
         self.scope = nn.Conv2d(cin, cout, 1, bias=False)
-      h = torch.arange(-0.5, 1.) / 2
-      self.register_buffer('init_pos', torch.stack(torch.meshgrid([h, h], indexing='ij'))
-                           .transpose(1, 2).repeat(1, groups, 1).reshape(1, -1, 1, 1))
+      h = torch.arange(-0.5, 1.0) / 2
+      self.register_buffer(
+        'init_pos',
+        torch.stack(torch.meshgrid([h, h], indexing='ij'))
+        .transpose(1, 2)
+        .repeat(1, groups, 1)
+        .reshape(1, -1, 1, 1),
+      )
 
     def sample(self, x, offset):
       b, _, h, w = offset.shape
       offset = offset.view(b, 2, -1, h, w)
-      coords = torch.stack(torch.meshgrid([torch.arange(w) + 0.5, torch.arange(h) + 0.5],
-                                          indexing='ij')).transpose(1, 2)[None, :, None]
+      coords = torch.stack(
+        torch.meshgrid([torch.arange(w) + 0.5, torch.arange(h) + 0.5], indexing='ij')
+      ).transpose(1, 2)[None, :, None]
       normalizer = torch.tensor([w, h], dtype=x.dtype).view(1, 2, 1, 1, 1)
       coords = 2 * (coords + offset) / normalizer - 1
-      coords = F.pixel_shuffle(coords.reshape(b, -1, h, w), 2).view(
-          b, 2, -1, 2 * h, 2 * w).permute(0, 2, 3, 4, 1).contiguous().flatten(0, 1)
-      return F.grid_sample(x.reshape(b * self.groups, -1, h, w), coords, mode='bilinear',
-                           align_corners=False, padding_mode='border').view(b, -1, 2 * h, 2 * w)
+      coords = (
+        F.pixel_shuffle(coords.reshape(b, -1, h, w), 2)
+        .view(b, 2, -1, 2 * h, 2 * w)
+        .permute(0, 2, 3, 4, 1)
+        .contiguous()
+        .flatten(0, 1)
+      )
+      return F.grid_sample(
+        x.reshape(b * self.groups, -1, h, w),
+        coords,
+        mode='bilinear',
+        align_corners=False,
+        padding_mode='border',
+      ).view(b, -1, 2 * h, 2 * w)
 
     def forward(self, x):
       source = F.pixel_shuffle(x, 2) if self.style == 'pl' else x
@@ -362,11 +412,14 @@ def torch_modules():
     if not nonlinear:
       conv = nn.Conv2d(cin, cout, k, 2, p, groups=groups, bias=False)
       return nn.Sequential(conv) if sequential else conv
-    return nn.Sequential(nn.Conv2d(cin, hidden, k, 2, p, groups=groups, bias=False), norm(hidden),
-                         nn.ReLU6(), nn.Conv2d(hidden, cout, 1, groups=groups, bias=False))
+    return nn.Sequential(
+      nn.Conv2d(cin, hidden, k, 2, p, groups=groups, bias=False),
+      norm(hidden),
+      nn.ReLU6(),
+      nn.Conv2d(hidden, cout, 1, groups=groups, bias=False),
+    )
 
   class Holistic(nn.Module):  # poppinace/indexnet_matting, scripts/hlindex.py
-
     def __init__(self, inp, nonlinear, context, norm):
       super().__init__()
       self.indexnet = branch(inp, 2 * inp, 4, 1, nonlinear, context, norm, False)
@@ -376,12 +429,14 @@ def torch_modules():
       return F.pixel_shuffle(F.softmax(y, dim=1), 2), F.pixel_shuffle(y, 2)
 
   class Depthwise(nn.Module):  # DepthwiseO2OIndexBlock (groups=inp), DepthwiseM2OIndexBlock
-
     def __init__(self, inp, nonlinear, context, norm, o2o):
       super().__init__()
       for n in range(1, 5):
-        setattr(self, f'indexnet{n}',
-                branch(inp, inp, inp, inp if o2o else 1, nonlinear, context, norm, True))
+        setattr(
+          self,
+          f'indexnet{n}',
+          branch(inp, inp, inp, inp if o2o else 1, nonlinear, context, norm, True),
+        )
 
     def forward(self, x):
       bs, c, h, w = x.size()
@@ -412,9 +467,9 @@ def test_dysample_converter_matches_the_official_module(c, style, groups, dyscop
   params = dysample.from_torch_state_dict(ref.state_dict())
   module = upsamplers.build('dysample', style=style, groups=groups, dyscope=dyscope)
   assert jax.tree.structure(params) == jax.tree.structure(
-      jax.tree.map(np.asarray, module.init(jax.random.key(0), x)['params']))
-  np.testing.assert_allclose(module.apply({'params': params}, x), expected, rtol=1e-5,
-                             atol=1e-5)
+    jax.tree.map(np.asarray, module.init(jax.random.key(0), x)['params'])
+  )
+  np.testing.assert_allclose(module.apply({'params': params}, x), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('c, block, mode, nonlinear, context', INDEX_CASES)
@@ -436,10 +491,8 @@ def test_index_block_converter_matches_the_official_module(c, block, mode, nonli
   z, y = ref(torch.from_numpy(nchw(x)))
   expected_pooled = 4 * torch.nn.functional.avg_pool2d(z * torch.from_numpy(nchw(x)), 2)
   params = index_pool.from_torch_state_dict(ref.state_dict())
-  pooled, indices = index_pool_module(block, mode, nonlinear, context).apply(
-      {'params': params}, x)
-  np.testing.assert_allclose(nchw(pooled), expected_pooled.detach().numpy(), rtol=1e-5,
-                             atol=1e-5)
+  pooled, indices = index_pool_module(block, mode, nonlinear, context).apply({'params': params}, x)
+  np.testing.assert_allclose(nchw(pooled), expected_pooled.detach().numpy(), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(nchw(indices), y.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -457,25 +510,35 @@ def test_index_block_converter_refuses_batch_norm_statistics_unless_told():
 # ---------------------------------------------------------------- Architectures
 
 SMALL = {'unet': {'depth': 2}, 'segnet': {'depth': 2}, 'fcn8s': {'stage_convs': (1,) * 5}}
-DEEP_INDEX = {'indexnet': 'depthwise', 'index_mode': 'm2o', 'use_nonlinear': True,
-              'use_context': True}
+DEEP_INDEX = {
+  'indexnet': 'depthwise',
+  'index_mode': 'm2o',
+  'use_nonlinear': True,
+  'use_context': True,
+}
 
 
-@pytest.mark.parametrize('arch, upsampler, options', [
-    ('unet', 'dysample', {}), ('segnet', 'dysample', {'upsampler_options': {'style': 'pl'}}),
-    ('fcn8s', 'dysample', {}), ('unet', 'indexnet', {'pool_options': DEEP_INDEX}),
-    ('segnet', 'indexnet', {'pool': 'index'}), ('fcn8s', 'indexnet', {}),
-    ('segnet', 'nearest', {'pool': 'avg'}), ('unet', 'dysample', {'pool': 'index'})])
+@pytest.mark.parametrize(
+  'arch, upsampler, options',
+  [
+    ('unet', 'dysample', {}),
+    ('segnet', 'dysample', {'upsampler_options': {'style': 'pl'}}),
+    ('fcn8s', 'dysample', {}),
+    ('unet', 'indexnet', {'pool_options': DEEP_INDEX}),
+    ('segnet', 'indexnet', {'pool': 'index'}),
+    ('fcn8s', 'indexnet', {}),
+    ('segnet', 'nearest', {'pool': 'avg'}),
+    ('unet', 'dysample', {'pool': 'index'}),
+  ],
+)
 def test_architectures_run_with_the_new_upsamplers_and_pools(arch, upsampler, options):
-  model = models.build(arch, upsampler=upsampler, num_classes=3, width=4, **SMALL[arch],
-                       **options)
+  model = models.build(arch, upsampler=upsampler, num_classes=3, width=4, **SMALL[arch], **options)
   x = jax.random.uniform(jax.random.key(1), (1, 32, 32, 3))
   variables = model.init(jax.random.key(0), x)
   logits = model.apply(variables, x)
   assert logits.shape == (1, 32, 32, 3) and np.isfinite(logits).all()
   index_pools = [k for k in variables['params'] if k.startswith('pool')]
-  assert len(index_pools) == ((5 if arch == 'fcn8s' else 2) if model.pool_kind() == 'index'
-                              else 0)
+  assert len(index_pools) == ((5 if arch == 'fcn8s' else 2) if model.pool_kind() == 'index' else 0)
 
 
 @pytest.mark.parametrize('arch', ['unet', 'segnet'])
@@ -483,8 +546,9 @@ def test_default_pool_is_max_pooling_unchanged(arch):
   x = jax.random.uniform(jax.random.key(1), (1, 16, 16, 3))
   outputs = []
   for options in [{}, {'pool': 'max'}]:
-    model = models.build(arch, upsampler='max_unpool', num_classes=3, width=4, **SMALL[arch],
-                         **options)
+    model = models.build(
+      arch, upsampler='max_unpool', num_classes=3, width=4, **SMALL[arch], **options
+    )
     variables = model.init(jax.random.key(0), x)
     outputs.append((variables, model.apply(variables, x)))
   (v_default, y_default), (v_max, y_max) = outputs
@@ -505,11 +569,17 @@ def build(arch, upsampler, **options):
 
 
 def test_impossible_combinations_are_refused_clearly():
-  with pytest.raises(ValueError, match=r"'unet' with pool=avg does not give.*fcn16s, fcn32s, "
-                                       r'fcn8s, segnet, unet with model.options.pool=max'):
+  with pytest.raises(
+    ValueError,
+    match=r"'unet' with pool=avg does not give.*fcn16s, fcn32s, "
+    r'fcn8s, segnet, unet with model.options.pool=max',
+  ):
     build('unet', 'max_unpool', pool='avg')
-  with pytest.raises(ValueError, match=r"'segnet' with pool=max does not give.*segnet, unet "
-                                       r'with model.options.pool=index'):
+  with pytest.raises(
+    ValueError,
+    match=r"'segnet' with pool=max does not give.*segnet, unet "
+    r'with model.options.pool=index',
+  ):
     build('segnet', 'indexnet', pool='max')
   with pytest.raises(ValueError, match="channel-shared indices.*indexnet='holistic'"):
     build('fcn8s', 'indexnet', pool_options={'indexnet': 'depthwise'})
@@ -520,7 +590,9 @@ def test_impossible_combinations_are_refused_clearly():
   with pytest.raises(ValueError, match='configure the index pooling'):
     build('unet', 'nearest', pool_options={'use_context': True})
   # The options listed are the fields, not the ClassVars (GUIDE_FIELDS, FEATURE_FIELDS).
-  with pytest.raises(ValueError, match=r"'kernel'\]; its options are: conv_impl, depth, dtype, "
-                                       r'pool, pool_options\.$'):
+  with pytest.raises(
+    ValueError,
+    match=r"'kernel'\]; its options are: conv_impl, depth, dtype, "
+    r'pool, pool_options\.$',
+  ):
     build('unet', 'nearest', kernel=3)
-

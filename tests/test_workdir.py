@@ -1,9 +1,10 @@
-"""The run's files: a resumed run's metrics read as one clean run, in metrics.jsonl and TensorBoard."""
+"""The run's files: a resumed run's metrics read as one clean run, in metrics.jsonl and
+TensorBoard."""
+
 import json
 import os
 
 import pytest
-
 from tensorboardX.proto import event_pb2
 
 from experiments import base
@@ -20,8 +21,8 @@ def tensorboard_steps(workdir, tag):
       data = f.read()
     offset = 0
     while offset < len(data):  # TFRecord: u64 length, u32 crc, payload, u32 crc
-      length = int.from_bytes(data[offset:offset + 8], 'little')
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      length = int.from_bytes(data[offset : offset + 8], 'little')
+      event = event_pb2.Event.FromString(data[offset + 12 : offset + 12 + length])
       offset += 16 + length
       if event.session_log.status == event_pb2.SessionLog.START:
         steps = [s for s in steps if s < event.step]

@@ -1,4 +1,5 @@
 """The XLA flags research sets by default, and the user's flags winning over them."""
+
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ def test_defaults_are_appended_to_the_users_flags():
 def test_a_flag_the_user_set_is_left_as_it_is():
   name = next(iter(xla_flags.DEFAULTS))
   assert xla_flags.with_defaults(f'{name}=') == f'{name}='
-  assert xla_flags.with_defaults(f"{name}=").count(name) == 1
+  assert xla_flags.with_defaults(f'{name}=').count(name) == 1
 
 
 def test_the_test_session_applies_them_as_entry_points_do():
@@ -34,6 +35,12 @@ def test_they_can_be_turned_off(monkeypatch):
 def test_importing_the_library_leaves_xla_flags_alone():
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   code = 'import os, research, research.train, research.models; print(os.environ.get("XLA_FLAGS"))'
-  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True,
-                       check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  out = subprocess.run(
+    [sys.executable, '-c', code],
+    env=env,
+    capture_output=True,
+    text=True,
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(__file__)),
+  )
   assert out.stdout.strip() == 'None'

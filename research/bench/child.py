@@ -1,6 +1,7 @@
 """A train step timed in a fresh process, so that XLA flags (read once per process) and the
 compilation cache can be measured: `python -m research.bench.child CONFIG_JSON REPEATS`
 prints measure.train_step's row as one JSON line."""
+
 import json
 import sys
 

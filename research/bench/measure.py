@@ -5,6 +5,7 @@ Every timing is a median of `repeats` calls after warm-up, each ended with
 compares side by side is timed in turn (cost.interleaved_median_seconds), so that the
 shared machine's slow spells do not fall on one row.
 """
+
 import functools
 import json
 import os
@@ -67,15 +68,21 @@ def upsampler_rows(names, batch: int, size: int, channels: int, repeats: int):
       XLA from skipping the forward pass, whose result the backward of a linear op
       does not need (as in a network, where the next layer consumes it)."""
       out, vjp = jax.vjp(forward, params, x)
-      return out, vjp(cotangent[..., :out.shape[-1]])
+      return out, vjp(cotangent[..., : out.shape[-1]])
 
     fwd = jax.jit(forward).lower(params, x).compile()
     fwd_bwd = jax.jit(forward_backward).lower(params, x).compile()
     calls[name, 'forward_ms'] = functools.partial(fwd, params, x)
     calls[name, 'forward_backward_ms'] = functools.partial(fwd_bwd, params, x)
-    rows.append({'upsampler': name, 'forward_backward_memory_mb': _memory_mb(fwd_bwd),
-                 'forward_memory_mb': _memory_mb(fwd), 'params': cost.count_params(params),
-                 'forward_gflops': cost.compiled_flops(fwd) / 1e9})
+    rows.append(
+      {
+        'upsampler': name,
+        'forward_backward_memory_mb': _memory_mb(fwd_bwd),
+        'forward_memory_mb': _memory_mb(fwd),
+        'params': cost.count_params(params),
+        'forward_gflops': cost.compiled_flops(fwd) / 1e9,
+      }
+    )
   ms = milliseconds(calls, repeats)
   for row in rows:
     for key in ('forward_ms', 'forward_backward_ms'):
@@ -96,8 +103,10 @@ def group_norm_rows(batch: int, shapes, repeats: int):
     x = jax.random.normal(jax.random.key(0), (batch, size, size, channels))
     groups = layers.groups(channels)
     calls = {}
-    for key, module in [('flax_ms', flax.linen.GroupNorm(num_groups=groups)),
-                        ('fused_ms', layers.GroupNorm(groups))]:
+    for key, module in [
+      ('flax_ms', flax.linen.GroupNorm(num_groups=groups)),
+      ('fused_ms', layers.GroupNorm(groups)),
+    ]:
       params = module.init(jax.random.key(1), x)
       loss = lambda p, x, m=module: (jax.nn.relu(m.apply(p, x)) ** 2).sum()
       grad = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, x).compile()
@@ -124,11 +133,14 @@ def model_convolutions(model, x) -> list[dict]:
       if eqn.primitive.name == 'conv_general_dilated':
         lhs, rhs = (v.aval.shape for v in eqn.invars)
         key = (lhs, rhs, repr(sorted(eqn.params.items())))
-        found.setdefault(key, {'x': lhs, 'kernel': rhs, 'primitive': eqn.primitive,
-                              'params': eqn.params, 'count': 0})
+        found.setdefault(
+          key,
+          {'x': lhs, 'kernel': rhs, 'primitive': eqn.primitive, 'params': eqn.params, 'count': 0},
+        )
         found[key]['count'] += 1
       for sub in jax_core.jaxprs_in_params(eqn.params):
         visit(sub)
+
   visit(jaxpr.jaxpr)
   return list(found.values())
 
@@ -150,21 +162,35 @@ def convolution_rows(model, x, repeats: int) -> list[dict]:
     ck = jax.random.normal(kk, k_shape) * 0.1
     fwd = lambda a, k, conv=conv: conv['primitive'].bind(a, k, **conv['params'])
     dy = jax.random.normal(kd, jax.eval_shape(fwd, cx, ck).shape)
-    programs = {'forward': (fwd, (cx, ck)),
-                'input_grad': (lambda a, k, g: jax.vjp(lambda a: fwd(a, k), a)[1](g)[0], (cx, ck, dy)),
-                'kernel_grad': (lambda a, k, g: jax.vjp(lambda k: fwd(a, k), k)[1](g)[0], (cx, ck, dy))}
+    programs = {
+      'forward': (fwd, (cx, ck)),
+      'input_grad': (lambda a, k, g: jax.vjp(lambda a: fwd(a, k), a)[1](g)[0], (cx, ck, dy)),
+      'kernel_grad': (lambda a, k, g: jax.vjp(lambda k: fwd(a, k), k)[1](g)[0], (cx, ck, dy)),
+    }
     # The image's own gradient is never needed: a train step skips it (XLA and PyTorch).
-    row = {'x': '×'.join(map(str, x_shape)), 'kernel': '×'.join(map(str, k_shape)),
-           'count': conv['count'], 'input_grad_needed': x_shape != x.shape}
-    calls = {f'jax_{name}_ms': functools.partial(jax.jit(fn).lower(*args).compile(), *args)
-             for name, (fn, args) in programs.items()}
+    row = {
+      'x': '×'.join(map(str, x_shape)),
+      'kernel': '×'.join(map(str, k_shape)),
+      'count': conv['count'],
+      'input_grad_needed': x_shape != x.shape,
+    }
+    calls = {
+      f'jax_{name}_ms': functools.partial(jax.jit(fn).lower(*args).compile(), *args)
+      for name, (fn, args) in programs.items()
+    }
     kh, kw = k_shape[:2]
-    plain = (p['window_strides'] == (1, 1) and p['lhs_dilation'] == (1, 1)
-             and p['rhs_dilation'] == (1, 1) and p['feature_group_count'] == 1
-             and p['batch_group_count'] == 1 and kh % 2 and kw % 2
-             and tuple(p['padding']) == ((kh // 2, kh // 2), (kw // 2, kw // 2))
-             and p['dimension_numbers'] == jax.lax.conv_dimension_numbers(
-                 x_shape, k_shape, ('NHWC', 'HWIO', 'NHWC')))
+    plain = (
+      p['window_strides'] == (1, 1)
+      and p['lhs_dilation'] == (1, 1)
+      and p['rhs_dilation'] == (1, 1)
+      and p['feature_group_count'] == 1
+      and p['batch_group_count'] == 1
+      and kh % 2
+      and kw % 2
+      and tuple(p['padding']) == ((kh // 2, kh // 2), (kw // 2, kw // 2))
+      and p['dimension_numbers']
+      == jax.lax.conv_dimension_numbers(x_shape, k_shape, ('NHWC', 'HWIO', 'NHWC'))
+    )
     if torch is not None and plain:
       last = torch.channels_last
       tx = torch.from_numpy(np.array(cx)).permute(0, 3, 1, 2).contiguous(memory_format=last)
@@ -173,9 +199,11 @@ def convolution_rows(model, x, repeats: int) -> list[dict]:
       pad = (kh // 2, kw // 2)
       calls['torch_forward_ms'] = lambda: torch.nn.functional.conv2d(tx, tk, padding=pad)
       calls['torch_input_grad_ms'] = lambda: torch.nn.grad.conv2d_input(
-          tx.shape, tk, tg, padding=pad)
+        tx.shape, tk, tg, padding=pad
+      )
       calls['torch_kernel_grad_ms'] = lambda: torch.nn.grad.conv2d_weight(
-          tx, tk.shape, tg, padding=pad)
+        tx, tk.shape, tg, padding=pad
+      )
     elif torch is not None:
       row.update({f'torch_{name}_ms': float('nan') for name in programs})
     # (No autograd graph is recorded: none of these tensors requires grad.)
@@ -195,10 +223,15 @@ def design_rows(designs, num_classes: int, image_size: int, batch: int, repeats:
     params = model.init(jax.random.key(0), x[:1])
     forward = jax.jit(model.apply).lower(params, x).compile()  # timed and measured once
     calls[arch, width] = functools.partial(forward, params, x)
-    rows.append({
-        'arch': arch, 'width': width, 'params': cost.count_params(params),
+    rows.append(
+      {
+        'arch': arch,
+        'width': width,
+        'params': cost.count_params(params),
         'gflops_per_image': cost.forward_gflops_per_image(model.apply, params, x.shape[1:]),
-        'forward_memory_mb': _memory_mb(forward)})
+        'forward_memory_mb': _memory_mb(forward),
+      }
+    )
   ms = milliseconds(calls, repeats)
   for row in rows:
     row['forward_ms_per_image'] = ms[row['arch'], row['width']] / batch
@@ -219,19 +252,26 @@ def compile_train_step(config, num_seeds: int = 1, donate: bool = True):
   mesh = steps.make_mesh(config)
   s, b = info.image_size, config.batch_size
   rng = np.random.default_rng(0)
-  batch_np = {'image': rng.random((num_seeds, b, s, s, 3), np.float32),
-              'label': rng.integers(0, info.num_classes, (num_seeds, b, s, s)).astype(np.int32)}
+  batch_np = {
+    'image': rng.random((num_seeds, b, s, s, 3), np.float32),
+    'label': rng.integers(0, info.num_classes, (num_seeds, b, s, s)).astype(np.int32),
+  }
   model = steps.build_model(config, info.num_classes)
   n = steps.pixels_per_image(config, model, s)
   if n:  # sampled pixels, as the training loop draws them
-    batch_np['pixels'] = np.stack([steps.sample_pixels(i, 1, b, s * s, n) for i in range(num_seeds)])
+    batch_np['pixels'] = np.stack(
+      [steps.sample_pixels(i, 1, b, s * s, n) for i in range(num_seeds)]
+    )
   tx = steps.make_optimizer(config)
-  compiled_steps = steps.make_steps(model, tx, config, info.num_classes, mesh, num_seeds,
-                                    donate=donate)
+  compiled_steps = steps.make_steps(
+    model, tx, config, info.num_classes, mesh, num_seeds, donate=donate
+  )
   step_fn, batch_sharding = compiled_steps.train, compiled_steps.seeds_batch_sharding
   replicated = compiled_steps.replicated
-  init = jax.jit(steps.over_seeds(lambda k: steps.create_state(model, tx, s, k), num_seeds),
-                 out_shardings=replicated)
+  init = jax.jit(
+    steps.over_seeds(lambda k: steps.create_state(model, tx, s, k), num_seeds),
+    out_shardings=replicated,
+  )
   state = init(steps.seed_keys(range(num_seeds)))
   params = cost.count_params(state['params']) // num_seeds
   batch = steps.to_global(batch_np, batch_sharding)
@@ -249,16 +289,26 @@ def compile_train_step(config, num_seeds: int = 1, donate: bool = True):
     holder[0], metrics = compiled(holder[0], batch)
     return metrics['loss']
 
-  return {'params': params, 'images': num_seeds * b, 'flops': cost.compiled_flops(compiled),
-          'compile_seconds': t3 - t0, 'trace_seconds': t1 - t0, 'lower_seconds': t2 - t1,
-          'xla_compile_seconds': t3 - t2}, step
+  return {
+    'params': params,
+    'images': num_seeds * b,
+    'flops': cost.compiled_flops(compiled),
+    'compile_seconds': t3 - t0,
+    'trace_seconds': t1 - t0,
+    'lower_seconds': t2 - t1,
+    'xla_compile_seconds': t3 - t2,
+  }, step
 
 
 def timed(row: dict, seconds: float) -> dict:
   """A compile_train_step row with its measured seconds per step: ms/step, images/s
   (all seeds), GFLOP/s."""
-  return {**row, 'step_ms': 1e3 * seconds, 'images_per_second': row['images'] / seconds,
-          'gflops_per_second': row['flops'] / seconds / 1e9}
+  return {
+    **row,
+    'step_ms': 1e3 * seconds,
+    'images_per_second': row['images'] / seconds,
+    'gflops_per_second': row['flops'] / seconds / 1e9,
+  }
 
 
 def train_step(config, num_seeds: int = 1, repeats: int = 10, donate: bool = True) -> dict:
@@ -275,21 +325,28 @@ def train_step_rows(config, archs, names, repeats: int):
       c = config.copy_and_resolve_references()
       c.model.arch, c.model.upsampler = arch, name
       compiled[arch, name] = compile_train_step(c)
-  seconds = cost.interleaved_median_seconds({k: step for k, (_, step) in compiled.items()},
-                                            repeats)
-  return [{'arch': arch, 'upsampler': name, **timed(row, seconds[arch, name])}
-          for (arch, name), (row, _) in compiled.items()]
+  seconds = cost.interleaved_median_seconds({k: step for k, (_, step) in compiled.items()}, repeats)
+  return [
+    {'arch': arch, 'upsampler': name, **timed(row, seconds[arch, name])}
+    for (arch, name), (row, _) in compiled.items()
+  ]
 
 
-def train_step_in_subprocess(config, repeats: int, xla_flags: str = '', env: dict | None = None) -> dict:
+def train_step_in_subprocess(
+  config, repeats: int, xla_flags: str = '', env: dict | None = None
+) -> dict:
   """`train_step` of `config` in a fresh process (research.bench.child), with
   `xla_flags` added to XLA_FLAGS, replacing the flags of the same names (XLA reads its
   flags once, when the backend starts), and `env` set."""
   inherited = xla_flags_lib.without(os.environ.get('XLA_FLAGS', ''), xla_flags)
   env = {**os.environ, **(env or {}), 'XLA_FLAGS': ' '.join(inherited + xla_flags.split())}
-  out = subprocess.run([sys.executable, '-m', 'research.bench.child', config.to_json(), str(repeats)],
-                       env=env, capture_output=True, text=True,
-                       cwd=pathlib.Path(__file__).resolve().parents[2])
+  out = subprocess.run(
+    [sys.executable, '-m', 'research.bench.child', config.to_json(), str(repeats)],
+    env=env,
+    capture_output=True,
+    text=True,
+    cwd=pathlib.Path(__file__).resolve().parents[2],
+  )
   if out.returncode != 0:
     return {'error': out.stderr.strip().splitlines()[-1] if out.stderr.strip() else 'failed'}
   return json.loads(out.stdout.strip().splitlines()[-1])
@@ -302,6 +359,7 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
   import torch  # optional dependency: only the PyTorch comparison needs it
 
   from research import torch_reference  # imports torch
+
   c = unet_config(config, upsampler, width)
   jax_row, jax_step = compile_train_step(c)
   info = data.dataset_info(c.data)
@@ -312,18 +370,34 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
   calls = {'jax_ms': jax_step}
   for layout, channels_last in [('nchw', False), ('channels_last', True)]:
     torch.manual_seed(0)
-    model = torch_reference.UNet(info.num_classes, upsampler, width,
-                                 depth=c.model.options.get('depth', 4),
-                                 upsampler_options=c.model.upsampler_options.to_dict())
+    model = torch_reference.UNet(
+      info.num_classes,
+      upsampler,
+      width,
+      depth=c.model.options.get('depth', 4),
+      upsampler_options=c.model.upsampler_options.to_dict(),
+    )
     if torch_reference.count_params(model) != jax_row['params']:
-      raise ValueError(f'PyTorch U-Net has {torch_reference.count_params(model):,} parameters, '
-                       f'the Flax one {jax_row["params"]:,}: they are not the same network.')
+      raise ValueError(
+        f'PyTorch U-Net has {torch_reference.count_params(model):,} parameters, '
+        f'the Flax one {jax_row["params"]:,}: they are not the same network.'
+      )
     calls[f'torch_{layout}_ms'] = torch_reference.make_train_step(
-        model, images, labels, c.optim.learning_rate, c.optim.weight_decay, c.optim.grad_clip,
-        channels_last=channels_last)
-  row = {'upsampler': upsampler, 'width': width, 'params': jax_row['params'],
-         'torch_threads': torch.get_num_threads(),
-         **milliseconds(calls, repeats, warmup=3)}
+      model,
+      images,
+      labels,
+      c.optim.learning_rate,
+      c.optim.weight_decay,
+      c.optim.grad_clip,
+      channels_last=channels_last,
+    )
+  row = {
+    'upsampler': upsampler,
+    'width': width,
+    'params': jax_row['params'],
+    'torch_threads': torch.get_num_threads(),
+    **milliseconds(calls, repeats, warmup=3),
+  }
   row['speedup'] = min(row['torch_nchw_ms'], row['torch_channels_last_ms']) / row['jax_ms']
   return row
 

@@ -3,6 +3,7 @@ timed in turn in one run: each convolution of the model's forward pass (forward 
 gradients) by XLA, oneDNN with OpenMP's default threads and with one ('onednn', 'onednn_1t'),
 and PyTorch channels_last; and the real sharded train step with conv_impl 'xla' and 'onednn'
 against PyTorch eager."""
+
 import functools
 
 import jax
@@ -15,15 +16,18 @@ from research.bench import measure
 
 def with_threads(n: int, call):
   """call, run with n oneDNN threads (0: OpenMP's default)."""
+
   def run():
     onednn.set_threads(n)
     return call()
+
   return run
 
 
 def layer_rows(config, repeats: int) -> list[dict]:
   """{x, kernel, count, then ms per (who, what)} for each convolution of config's model."""
   import torch  # optional dependency: the comparison needs PyTorch
+
   c = config.copy_and_resolve_references()
   c.model.conv_impl = 'xla'  # its jaxpr then lists lax's convolutions
   model = steps.build_model(c, 6)
@@ -34,18 +38,20 @@ def layer_rows(config, repeats: int) -> list[dict]:
     kx, kk, kd = jax.random.split(jax.random.key(0), 3)
     cx = jax.random.normal(kx, conv['x'])
     ck = jax.random.normal(kk, conv['kernel']) * 0.1
-    impls = {'xla': lambda a, k, conv=conv: conv['primitive'].bind(a, k, **conv['params']),
-             'onednn': lambda a, k, p=p: onednn.conv_general_dilated(
-                 a, k, p['window_strides'], p['padding'], p['rhs_dilation'],
-                 p['feature_group_count'])}
+    impls = {
+      'xla': lambda a, k, conv=conv: conv['primitive'].bind(a, k, **conv['params']),
+      'onednn': lambda a, k, p=p: onednn.conv_general_dilated(
+        a, k, p['window_strides'], p['padding'], p['rhs_dilation'], p['feature_group_count']
+      ),
+    }
     dy = jax.random.normal(kd, jax.eval_shape(impls['xla'], cx, ck).shape)
     calls = {}
     for who, f in impls.items():
-      programs = {'forward': (f, (cx, ck)),
-                  'input_grad': (lambda a, k, g, f=f: jax.vjp(lambda a: f(a, k), a)[1](g)[0],
-                                 (cx, ck, dy)),
-                  'kernel_grad': (lambda a, k, g, f=f: jax.vjp(lambda k: f(a, k), k)[1](g)[0],
-                                  (cx, ck, dy))}
+      programs = {
+        'forward': (f, (cx, ck)),
+        'input_grad': (lambda a, k, g, f=f: jax.vjp(lambda a: f(a, k), a)[1](g)[0], (cx, ck, dy)),
+        'kernel_grad': (lambda a, k, g, f=f: jax.vjp(lambda k: f(a, k), k)[1](g)[0], (cx, ck, dy)),
+      }
       for what, (fn, args) in programs.items():
         calls[who, what] = functools.partial(jax.jit(fn).lower(*args).compile(), *args)
         if who == 'onednn':
@@ -58,12 +64,16 @@ def layer_rows(config, repeats: int) -> list[dict]:
     tg = torch.from_numpy(np.array(dy)).permute(0, 3, 1, 2).contiguous(memory_format=last)
     pad = (kh // 2, kw // 2)  # the U-Net's convolutions are all stride-1 'SAME'
     calls['torch', 'forward'] = lambda: torch.nn.functional.conv2d(tx, tk, padding=pad)
-    calls['torch', 'input_grad'] = lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg,
-                                                                      padding=pad)
-    calls['torch', 'kernel_grad'] = lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg,
-                                                                        padding=pad)
-    row = {'x': '×'.join(map(str, conv['x'])), 'kernel': '×'.join(map(str, conv['kernel'])),
-           'count': conv['count'], 'input_grad_needed': conv['x'] != x.shape}
+    calls['torch', 'input_grad'] = lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=pad)
+    calls['torch', 'kernel_grad'] = lambda: torch.nn.grad.conv2d_weight(
+      tx, tk.shape, tg, padding=pad
+    )
+    row = {
+      'x': '×'.join(map(str, conv['x'])),
+      'kernel': '×'.join(map(str, conv['kernel'])),
+      'count': conv['count'],
+      'input_grad_needed': conv['x'] != x.shape,
+    }
     row.update(measure.milliseconds(calls, repeats))
     rows.append(row)
   return rows
@@ -74,6 +84,7 @@ def step_row(config, repeats: int) -> dict:
   import torch  # optional dependency: the comparison needs PyTorch
 
   from research import torch_reference  # imports torch
+
   calls = {}
   for impl in ('xla', 'onednn'):
     c = config.copy_and_resolve_references()
@@ -84,10 +95,20 @@ def step_row(config, repeats: int) -> dict:
   s, b = config.data.image_size, config.batch_size
   rng = np.random.default_rng(0)
   torch.manual_seed(0)
-  model = torch_reference.UNet(6, config.model.upsampler, config.model.width, depth=4,
-                               upsampler_options=config.model.upsampler_options.to_dict())
+  model = torch_reference.UNet(
+    6,
+    config.model.upsampler,
+    config.model.width,
+    depth=4,
+    upsampler_options=config.model.upsampler_options.to_dict(),
+  )
   calls['torch'] = torch_reference.make_train_step(
-      model, rng.random((b, s, s, 3), np.float32), rng.integers(0, 6, (b, s, s)),
-      config.optim.learning_rate, config.optim.weight_decay, config.optim.grad_clip,
-      channels_last=True)
+    model,
+    rng.random((b, s, s, 3), np.float32),
+    rng.integers(0, 6, (b, s, s)),
+    config.optim.learning_rate,
+    config.optim.weight_decay,
+    config.optim.grad_clip,
+    channels_last=True,
+  )
   return measure.milliseconds(calls, repeats, warmup=3)

@@ -1,13 +1,13 @@
 """Nominal peak FLOP/s of the processors and GPUs the bench knows, for its "% of peak"."""
+
 import os
 
 import jax
 
-
 # Nominal peak FP32 FLOP/s per core and cycle (FMA = 2 FLOPs) for processors whose vector
 # units are documented; None elsewhere. AMD Zen 4 (family 25, models 0x10-0x1f, 0x60-0x7f,
 # 0xa0-0xaf): two 256-bit FMA pipes, AVX-512 issued as two halves -> 2 × 8 × 2 = 32.
-_ZEN4_MODELS = set(range(0x10, 0x20)) | set(range(0x60, 0x80)) | set(range(0xa0, 0xb0))
+_ZEN4_MODELS = set(range(0x10, 0x20)) | set(range(0x60, 0x80)) | set(range(0xA0, 0xB0))
 # GPUs: dense FP32 without tensor cores (NVIDIA data sheets, SXM parts).
 _GPU_PEAK_TFLOPS = {'H100': 67.0, 'H200': 67.0, 'A100': 19.5}
 
@@ -18,8 +18,11 @@ def _cpuinfo() -> dict:
       first = f.read().split('\n\n')[0]
   except OSError:
     return {}
-  return dict((k.strip(), v.strip()) for k, _, v in
-              (line.partition(':') for line in first.splitlines()) if k.strip())
+  return dict(
+    (k.strip(), v.strip())
+    for k, _, v in (line.partition(':') for line in first.splitlines())
+    if k.strip()
+  )
 
 
 def peak_gflops() -> tuple[float | None, str]:
@@ -38,7 +41,10 @@ def peak_gflops() -> tuple[float | None, str]:
       return None, 'no /proc/cpuinfo'
     if family == 25 and model in _ZEN4_MODELS:
       cores = len(os.sched_getaffinity(0))
-      return (cores * mhz * 32 / 1e3,
-              f'AMD Zen 4: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) × 32 FP32 FLOP/cycle')
+      return (
+        cores * mhz * 32 / 1e3,
+        f'AMD Zen 4: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) '
+        '× 32 FP32 FLOP/cycle',
+      )
     return None, f'no documented vector width for CPU family {family} model {model}'
   return None, f'unknown platform {device.platform}'

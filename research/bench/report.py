@@ -1,5 +1,6 @@
 """The benchmark's report: Markdown sections with their prose and targets, around the
 numbers research.bench.measure takes. Nothing here times anything itself."""
+
 import os
 import platform
 import subprocess
@@ -12,9 +13,9 @@ import optax
 
 from research import cost
 from research import data
+from research import onednn
 from research import steps
 from research import xla_flags as xla_flags_lib
-from research import onednn
 from research.bench import measure
 from research.bench import onednn_rows
 from research.bench import peaks
@@ -40,13 +41,18 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
   bf16 = variant()
   bf16.model.dtype = 'bfloat16'
   in_process = {  # name: (compiled step, seeds), timed in turn
-      'baseline: fp32, state donated, batch ' + str(b): (measure.compile_train_step(config), 1),
-      'no buffer donation': (measure.compile_train_step(config, donate=False), 1),
-      'bf16 compute (params and optimizer fp32)': (measure.compile_train_step(bf16), 1),
-      f'batch {2 * b} (larger effective batch)': (measure.compile_train_step(variant(batch_size=2 * b)), 1),
-      '3 seeds together (vmap), per seed': (measure.compile_train_step(config, num_seeds=3), 3)}
+    'baseline: fp32, state donated, batch ' + str(b): (measure.compile_train_step(config), 1),
+    'no buffer donation': (measure.compile_train_step(config, donate=False), 1),
+    'bf16 compute (params and optimizer fp32)': (measure.compile_train_step(bf16), 1),
+    f'batch {2 * b} (larger effective batch)': (
+      measure.compile_train_step(variant(batch_size=2 * b)),
+      1,
+    ),
+    '3 seeds together (vmap), per seed': (measure.compile_train_step(config, num_seeds=3), 3),
+  }
   seconds = cost.interleaved_median_seconds(
-      {name: step for name, ((_, step), _) in in_process.items()}, repeats)
+    {name: step for name, ((_, step), _) in in_process.items()}, repeats
+  )
   measured = {name: measure.timed(row, seconds[name]) for name, ((row, _), _) in in_process.items()}
   base = next(iter(measured.values()))
   rows = [(name, measured[name], seeds, base) for name, (_, seeds) in in_process.items()]
@@ -54,19 +60,33 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
   defaults = ' '.join(f'{k}={v}' for k, v in xla_flags_lib.DEFAULTS.items())
   rows.append((f'fresh process, XLA flags of research/xla_flags.py ({defaults})', fresh, 1, fresh))
   for xla_flag in xla_flags:
-    rows.append((f'XLA_FLAGS={xla_flag} (fresh process)', measure.train_step_in_subprocess(
-        config, repeats, xla_flags=xla_flag), 1, fresh))
+    rows.append(
+      (
+        f'XLA_FLAGS={xla_flag} (fresh process)',
+        measure.train_step_in_subprocess(config, repeats, xla_flags=xla_flag),
+        1,
+        fresh,
+      )
+    )
   # bf16 once more, with the convolutions handed to YNNPACK (XLA's default path) instead.
   fresh_bf16 = measure.train_step_in_subprocess(bf16, repeats)
-  rows.append(('fresh process, bf16 compute, XLA flags of research/xla_flags.py', fresh_bf16,
-               1, fresh_bf16))
+  rows.append(
+    ('fresh process, bf16 compute, XLA flags of research/xla_flags.py', fresh_bf16, 1, fresh_bf16)
+  )
   ynn_convolutions = '--xla_cpu_experimental_ynn_fusion_type=+individual_convolution'
-  rows.append((f'bf16 compute, XLA_FLAGS={ynn_convolutions} (fresh process; against the bf16 '
-               'row above)', measure.train_step_in_subprocess(
-                   bf16, repeats, xla_flags=ynn_convolutions), 1, fresh_bf16))
+  rows.append(
+    (
+      f'bf16 compute, XLA_FLAGS={ynn_convolutions} (fresh process; against the bf16 row above)',
+      measure.train_step_in_subprocess(bf16, repeats, xla_flags=ynn_convolutions),
+      1,
+      fresh_bf16,
+    )
+  )
   rows.append(('baseline again, at the end', measure.train_step(config, repeats=repeats), 1, base))
-  lines = ['| lever | ms/step | images/s | vs its baseline | GFLOP/s | % of peak |',
-           '|---|---|---|---|---|---|']
+  lines = [
+    '| lever | ms/step | images/s | vs its baseline | GFLOP/s | % of peak |',
+    '|---|---|---|---|---|---|',
+  ]
   for name, row, seeds, reference in rows:
     if 'error' in row or 'error' in reference:
       lines.append(f'| {name} | failed: {row.get("error", reference.get("error"))[:80]} | | | | |')
@@ -75,44 +95,73 @@ def levers_section(config, xla_flags, repeats: int) -> list[str]:
     if seeds > 1:
       name += f' ({seeds} × {b} images per step, {row["images_per_second"]:.0f} images/s in all)'
     pct = f'{100 * row["gflops_per_second"] / peak:.1f}' if peak else 'n/a'
-    lines.append(f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | '
-                 f'{rate / reference["images_per_second"]:.2f}× | {row["gflops_per_second"]:.1f} | '
-                 f'{pct} |')
+    lines.append(
+      f'| {name} | {row["step_ms"]:.1f} | {rate:.1f} | '
+      f'{rate / reference["images_per_second"]:.2f}× | {row["gflops_per_second"]:.1f} | '
+      f'{pct} |'
+    )
   size = config.data.image_size
-  shapes = [(size >> level, width << level) for level in range(config.model.options.get('depth', 4) + 1)]
+  shapes = [
+    (size >> level, width << level) for level in range(config.model.options.get('depth', 4) + 1)
+  ]
   norm_rows = measure.group_norm_rows(b, shapes, repeats)
-  lines += ['', 'GroupNorm + ReLU, forward and backward, at the shapes of the U-Net\'s blocks: '
-            'layers.GroupNorm (its gradient written by hand, one reduction pass and one '
-            'elementwise pass; what the models use) against Flax\'s nn.GroupNorm differentiated '
-            'by JAX' + (', and torch.nn.GroupNorm.' if 'torch_ms' in norm_rows[0] else '.'), '',
-            markdown_table(norm_rows, [
-                ('shape', 'x', '{}'), ('flax_ms', 'nn.GroupNorm ms', '{:.2f}'),
-                ('fused_ms', 'layers.GroupNorm ms', '{:.2f}'), ('speedup', 'speedup', '{:.2f}×')]
-                + ([('torch_ms', 'PyTorch ms', '{:.2f}')] if 'torch_ms' in norm_rows[0] else []))]
+  lines += [
+    '',
+    "GroupNorm + ReLU, forward and backward, at the shapes of the U-Net's blocks: "
+    'layers.GroupNorm (its gradient written by hand, one reduction pass and one '
+    "elementwise pass; what the models use) against Flax's nn.GroupNorm differentiated "
+    'by JAX' + (', and torch.nn.GroupNorm.' if 'torch_ms' in norm_rows[0] else '.'),
+    '',
+    markdown_table(
+      norm_rows,
+      [
+        ('shape', 'x', '{}'),
+        ('flax_ms', 'nn.GroupNorm ms', '{:.2f}'),
+        ('fused_ms', 'layers.GroupNorm ms', '{:.2f}'),
+        ('speedup', 'speedup', '{:.2f}×'),
+      ]
+      + ([('torch_ms', 'PyTorch ms', '{:.2f}')] if 'torch_ms' in norm_rows[0] else []),
+    ),
+  ]
   with tempfile.TemporaryDirectory() as cache:  # what research.train enables in every workdir root
-    compiles = [measure.train_step_in_subprocess(config, 1, env={'JAX_COMPILATION_CACHE_DIR': cache})
-                for _ in range(2)]
+    compiles = [
+      measure.train_step_in_subprocess(config, 1, env={'JAX_COMPILATION_CACHE_DIR': cache})
+      for _ in range(2)
+    ]
   if all('error' not in c for c in compiles):
     first, second = compiles
-    stages = ', '.join(f'{name} {first[key]:.2f} → {second[key]:.2f} s' for name, key in (
-        ('tracing', 'trace_seconds'), ('lowering', 'lower_seconds'),
-        ('XLA compilation', 'xla_compile_seconds')))
-    lines += ['', f'Persistent compilation cache: the train step takes {first["compile_seconds"]:.1f} s '
-              'from tracing to executable in a fresh process with an empty cache and '
-              f'{second["compile_seconds"]:.1f} s in a second fresh process with the first one\'s '
-              f'cache: **{first["compile_seconds"] / second["compile_seconds"]:.1f}× faster** '
-              f'(target ≥ 5×). By stage: {stages}; XLA compilation alone '
-              f'{first["xla_compile_seconds"] / second["xla_compile_seconds"]:.1f}× faster. '
-              'JAX\'s cache is keyed on the lowered program, so tracing and lowering run in '
-              'every process.']
-  return [f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
-          f'{config.data.image_size}×{config.data.image_size}', '',
-          'Each lever alone, in this run; images/s per seed. In-process levers timed in turn '
-          'with the first baseline row and against it; XLA flags in fresh processes, one after '
-          'the other, against the fresh process without them; the last row repeats the '
-          'baseline alone to show the drift. '
-          f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'), '',
-          *lines, '']
+    stages = ', '.join(
+      f'{name} {first[key]:.2f} → {second[key]:.2f} s'
+      for name, key in (
+        ('tracing', 'trace_seconds'),
+        ('lowering', 'lower_seconds'),
+        ('XLA compilation', 'xla_compile_seconds'),
+      )
+    )
+    lines += [
+      '',
+      f'Persistent compilation cache: the train step takes {first["compile_seconds"]:.1f} s '
+      'from tracing to executable in a fresh process with an empty cache and '
+      f"{second['compile_seconds']:.1f} s in a second fresh process with the first one's "
+      f'cache: **{first["compile_seconds"] / second["compile_seconds"]:.1f}× faster** '
+      f'(target ≥ 5×). By stage: {stages}; XLA compilation alone '
+      f'{first["xla_compile_seconds"] / second["xla_compile_seconds"]:.1f}× faster. '
+      "JAX's cache is keyed on the lowered program, so tracing and lowering run in "
+      'every process.',
+    ]
+  return [
+    f'## Levers: U-Net width {width}, {upsampler}, batch {b}, '
+    f'{config.data.image_size}×{config.data.image_size}',
+    '',
+    'Each lever alone, in this run; images/s per seed. In-process levers timed in turn '
+    'with the first baseline row and against it; XLA flags in fresh processes, one after '
+    'the other, against the fresh process without them; the last row repeats the '
+    'baseline alone to show the drift. '
+    f'Peak: {peak_note}' + (f' = {peak:.0f} GFLOP/s.' if peak else '.'),
+    '',
+    *lines,
+    '',
+  ]
 
 
 def pytorch_section(config, models, repeats: int) -> list[str]:
@@ -120,10 +169,19 @@ def pytorch_section(config, models, repeats: int) -> list[str]:
   try:
     import torch  # optional dependency: the section says so when it is missing
   except ImportError:
-    return ['## PyTorch side by side', '', 'Skipped: torch is not installed '
-            '(`pip install torch==2.13.0`; it is not a dependency).', '']
-  rows = [measure.torch_side_by_side(config, upsampler, width, repeats) for width, upsampler in models]
-  return [*_train_step_table(config, rows, torch.__version__), *_convolution_section(config, rows[0], repeats)]
+    return [
+      '## PyTorch side by side',
+      '',
+      'Skipped: torch is not installed (`pip install torch==2.13.0`; it is not a dependency).',
+      '',
+    ]
+  rows = [
+    measure.torch_side_by_side(config, upsampler, width, repeats) for width, upsampler in models
+  ]
+  return [
+    *_train_step_table(config, rows, torch.__version__),
+    *_convolution_section(config, rows[0], repeats),
+  ]
 
 
 def _convolution_section(config, step_row, repeats: int) -> list[str]:
@@ -138,96 +196,147 @@ def _convolution_section(config, step_row, repeats: int) -> list[str]:
   rows = measure.convolution_rows(model, x, repeats)
   totals = {}
   for who in ('jax', 'torch'):
-    totals[who] = sum(r['count'] * (r[f'{who}_forward_ms'] + r[f'{who}_kernel_grad_ms']
-                                    + r['input_grad_needed'] * r[f'{who}_input_grad_ms'])
-                      for r in rows)  # nan where a convolution has no PyTorch twin
-  rest = {'jax': step_row['jax_ms'] - totals['jax'],
-          'torch': step_row['torch_channels_last_ms'] - totals['torch']}
+    totals[who] = sum(
+      r['count']
+      * (
+        r[f'{who}_forward_ms']
+        + r[f'{who}_kernel_grad_ms']
+        + r['input_grad_needed'] * r[f'{who}_input_grad_ms']
+      )
+      for r in rows
+    )  # nan where a convolution has no PyTorch twin
+  rest = {
+    'jax': step_row['jax_ms'] - totals['jax'],
+    'torch': step_row['torch_channels_last_ms'] - totals['torch'],
+  }
   columns = [('x', 'x', '{}'), ('kernel', 'kernel', '{}'), ('count', 'count', '{}')]
   for name, label in [('forward', 'forward'), ('input_grad', 'dx'), ('kernel_grad', 'dW')]:
-    columns += [(f'jax_{name}_ms', f'JAX {label} ms', '{:.2f}'),
-                (f'torch_{name}_ms', f'PyTorch {label} ms', '{:.2f}')]
-  ratio = lambda key: (sum(r['count'] * r[f'jax_{key}_ms'] for r in rows)
-                       / sum(r['count'] * r[f'torch_{key}_ms'] for r in rows))
-  return [f'Where the time goes: each convolution of the width-{width} {upsampler} U-Net\'s '
-          'forward pass (from its jaxpr; count: how often the pass runs it), timed alone in '
-          'XLA and in PyTorch channels_last: forward, input gradient (dx) and kernel gradient '
-          '(dW). All convolutions of a step together: '
-          f'**JAX {totals["jax"]:.1f} ms, PyTorch {totals["torch"]:.1f} ms** '
-          f'({totals["jax"] / totals["torch"]:.2f}×; forward {ratio("forward"):.2f}×, dx '
-          f'{ratio("input_grad"):.2f}×, dW {ratio("kernel_grad"):.2f}×). The rest of the step (GroupNorm, '
-          f'ReLU, upsampling, loss, optimizer): JAX {rest["jax"]:.1f} ms, PyTorch '
-          f'{rest["torch"]:.1f} ms.', '',
-          markdown_table(rows, columns), '']
+    columns += [
+      (f'jax_{name}_ms', f'JAX {label} ms', '{:.2f}'),
+      (f'torch_{name}_ms', f'PyTorch {label} ms', '{:.2f}'),
+    ]
+  ratio = lambda key: (
+    sum(r['count'] * r[f'jax_{key}_ms'] for r in rows)
+    / sum(r['count'] * r[f'torch_{key}_ms'] for r in rows)
+  )
+  return [
+    f"Where the time goes: each convolution of the width-{width} {upsampler} U-Net's "
+    'forward pass (from its jaxpr; count: how often the pass runs it), timed alone in '
+    'XLA and in PyTorch channels_last: forward, input gradient (dx) and kernel gradient '
+    '(dW). All convolutions of a step together: '
+    f'**JAX {totals["jax"]:.1f} ms, PyTorch {totals["torch"]:.1f} ms** '
+    f'({totals["jax"] / totals["torch"]:.2f}×; forward {ratio("forward"):.2f}×, dx '
+    f'{ratio("input_grad"):.2f}×, dW {ratio("kernel_grad"):.2f}×). The rest of the step '
+    '(GroupNorm, '
+    f'ReLU, upsampling, loss, optimizer): JAX {rest["jax"]:.1f} ms, PyTorch '
+    f'{rest["torch"]:.1f} ms.',
+    '',
+    markdown_table(rows, columns),
+    '',
+  ]
 
 
 def _train_step_table(config, rows, torch_version: str) -> list[str]:
-  return [f'## PyTorch {torch_version} eager side by side: U-Net, batch {config.batch_size}, '
-          f'{config.data.image_size}×{config.data.image_size}', '',
-          'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
-          'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
-          'clipping, AdamW), timed in turn in this process. Speedup: JAX images/s '
-          f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.', '',
-          markdown_table(rows, [
-              ('width', 'width', '{}'), ('upsampler', 'upsampler', '{}'),
-              ('params', 'params', '{:,}'), ('jax_ms', 'JAX ms/step', '{:.1f}'),
-              ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
-              ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),
-              ('speedup', 'JAX / PyTorch images/s', '**{:.2f}×**')]), '']
+  return [
+    f'## PyTorch {torch_version} eager side by side: U-Net, batch {config.batch_size}, '
+    f'{config.data.image_size}×{config.data.image_size}',
+    '',
+    'The same network (research/torch_reference.py: same widths, depth, GroupNorm, '
+    'upsampler; parameter counts checked equal) and the same step (cross-entropy, '
+    'clipping, AdamW), timed in turn in this process. Speedup: JAX images/s '
+    f'over the faster PyTorch layout. PyTorch threads: {rows[0]["torch_threads"]}.',
+    '',
+    markdown_table(
+      rows,
+      [
+        ('width', 'width', '{}'),
+        ('upsampler', 'upsampler', '{}'),
+        ('params', 'params', '{:,}'),
+        ('jax_ms', 'JAX ms/step', '{:.1f}'),
+        ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
+        ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),
+        ('speedup', 'JAX / PyTorch images/s', '**{:.2f}×**'),
+      ],
+    ),
+    '',
+  ]
 
 
 def environment() -> dict:
   device = jax.devices()[0]
   try:
-    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
-                           capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+      ['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ['git', 'status', '--porcelain', '--untracked-files=no'],
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
     commit += '+dirty' if dirty else ''
   except (OSError, subprocess.CalledProcessError):
     commit = 'unknown'
-  return {'device': f'{device.platform} ({device.device_kind}) × {jax.device_count()}',
-          'processor': platform.processor() or platform.machine(),
-          'versions': f'jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}',
-          'xla_flags': os.environ.get('XLA_FLAGS', ''),
-          'commit': commit}
+  return {
+    'device': f'{device.platform} ({device.device_kind}) × {jax.device_count()}',
+    'processor': platform.processor() or platform.machine(),
+    'versions': f'jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}',
+    'xla_flags': os.environ.get('XLA_FLAGS', ''),
+    'commit': commit,
+  }
 
 
 def markdown_table(rows, columns) -> str:
   """columns: (key, header, format)."""
-  lines = ['| ' + ' | '.join(h for _, h, _ in columns) + ' |',
-           '|' + '---|' * len(columns)]
+  lines = ['| ' + ' | '.join(h for _, h, _ in columns) + ' |', '|' + '---|' * len(columns)]
   for row in rows:
     lines.append('| ' + ' | '.join(fmt.format(row[k]) for k, _, fmt in columns) + ' |')
   return '\n'.join(lines)
 
 
 def header(env: dict, args: str, repeats: int) -> list[str]:
-  return [f'# Benchmark: {env["device"]}', '',
-          f'Command: `python -m launch.bench {args}` at commit {env["commit"]}  ',
-          f'Processor: {env["processor"]}; {env["versions"]}; XLA_FLAGS '
-          f'`{env["xla_flags"]}`. Medians of {repeats} timed calls after warm-up; what a '
-          'table compares is timed in turn, in rounds.', '']
+  return [
+    f'# Benchmark: {env["device"]}',
+    '',
+    f'Command: `python -m launch.bench {args}` at commit {env["commit"]}  ',
+    f'Processor: {env["processor"]}; {env["versions"]}; XLA_FLAGS '
+    f'`{env["xla_flags"]}`. Medians of {repeats} timed calls after warm-up; what a '
+    'table compares is timed in turn, in rounds.',
+    '',
+  ]
 
 
 def upsamplers_section(rows, b: int, s: int, c: int) -> list[str]:
   by_name = {r['upsampler']: r for r in rows}
-  lines = [f'## Upsamplers: x [{b}, {s}, {s}, {c}] -> [{b}, {2 * s}, {2 * s}, ·]', '',
-           markdown_table(rows, [
-               ('upsampler', 'upsampler', '{}'), ('forward_ms', 'forward ms', '{:.2f}'),
-               ('forward_backward_ms', 'fwd+bwd ms', '{:.2f}'),
-               ('forward_memory_mb', 'fwd memory MB', '{:.1f}'),
-               ('forward_backward_memory_mb', 'fwd+bwd memory MB', '{:.1f}'),
-               ('params', 'params', '{:,}'), ('forward_gflops', 'fwd GFLOPs', '{:.3f}')]),
-           'Memory: XLA\'s memory analysis of the compiled program (arguments, outputs and '
-           'temporaries); GFLOPs: XLA\'s count for the forward pass of the whole batch.', '']
+  lines = [
+    f'## Upsamplers: x [{b}, {s}, {s}, {c}] -> [{b}, {2 * s}, {2 * s}, ·]',
+    '',
+    markdown_table(
+      rows,
+      [
+        ('upsampler', 'upsampler', '{}'),
+        ('forward_ms', 'forward ms', '{:.2f}'),
+        ('forward_backward_ms', 'fwd+bwd ms', '{:.2f}'),
+        ('forward_memory_mb', 'fwd memory MB', '{:.1f}'),
+        ('forward_backward_memory_mb', 'fwd+bwd memory MB', '{:.1f}'),
+        ('params', 'params', '{:,}'),
+        ('forward_gflops', 'fwd GFLOPs', '{:.3f}'),
+      ],
+    ),
+    "Memory: XLA's memory analysis of the compiled program (arguments, outputs and "
+    "temporaries); GFLOPs: XLA's count for the forward pass of the whole batch.",
+    '',
+  ]
   if {'max_unpool', 'nearest'} <= set(by_name):
     ratio = by_name['max_unpool']['forward_backward_ms'] / by_name['nearest']['forward_backward_ms']
     mem = measure.switch_memory(b, s, c)
-    lines += [f'max_unpool / nearest forward+backward: **{ratio:.2f}×** (target ≤ 1.5×). '
-              f'Switches kept per pool: {mem["switches_mb"]:.1f} MB (uint8, one per window) '
-              f'against {mem["prepool_activations_mb"]:.1f} MB of float32 pre-pool '
-              'activations (16× less).', '']
+    lines += [
+      f'max_unpool / nearest forward+backward: **{ratio:.2f}×** (target ≤ 1.5×). '
+      f'Switches kept per pool: {mem["switches_mb"]:.1f} MB (uint8, one per window) '
+      f'against {mem["prepool_activations_mb"]:.1f} MB of float32 pre-pool '
+      'activations (16× less).',
+      '',
+    ]
   return lines
 
 
@@ -235,36 +344,61 @@ def train_section(config, rows) -> list[str]:
   peak, peak_note = peaks.peak_gflops()
   for row in rows:
     row['peak_percent'] = 100 * row['gflops_per_second'] / peak if peak else float('nan')
-  return [f'## Train steps: batch {config.batch_size}, {config.data.image_size}×'
-          f'{config.data.image_size}, width {config.model.width}', '',
-          f'% of peak: XLA\'s FLOP count over measured time, against {peak_note}'
-          + (f' = {peak:.0f} GFLOP/s.' if peak else ' (unknown: n/a).'), '',
-          markdown_table(rows, [
-              ('arch', 'arch', '{}'), ('upsampler', 'upsampler', '{}'),
-              ('params', 'params', '{:,}'), ('step_ms', 'ms/step', '{:.1f}'),
-              ('images_per_second', 'images/s', '{:.0f}'),
-              ('gflops_per_second', 'GFLOP/s', '{:.1f}'),
-              ('peak_percent', '% of peak', '{:.1f}'),
-              ('compile_seconds', 'compile s', '{:.1f}')]), '']
+  return [
+    f'## Train steps: batch {config.batch_size}, {config.data.image_size}×'
+    f'{config.data.image_size}, width {config.model.width}',
+    '',
+    f"% of peak: XLA's FLOP count over measured time, against {peak_note}"
+    + (f' = {peak:.0f} GFLOP/s.' if peak else ' (unknown: n/a).'),
+    '',
+    markdown_table(
+      rows,
+      [
+        ('arch', 'arch', '{}'),
+        ('upsampler', 'upsampler', '{}'),
+        ('params', 'params', '{:,}'),
+        ('step_ms', 'ms/step', '{:.1f}'),
+        ('images_per_second', 'images/s', '{:.0f}'),
+        ('gflops_per_second', 'GFLOP/s', '{:.1f}'),
+        ('peak_percent', '% of peak', '{:.1f}'),
+        ('compile_seconds', 'compile s', '{:.1f}'),
+      ],
+    ),
+    '',
+  ]
 
 
 def designs_section(rows, batch: int, size: int) -> list[str]:
-  return [f'## Three ways to label every pixel: inference cost at batch {batch}, {size}×{size}',
-          '', 'experiments/design_costs.py\'s designs (parameters matched within 4%); '
-          'forward pass only.', '',
-          markdown_table(rows, [
-              ('arch', 'arch', '{}'), ('width', 'width', '{}'),
-              ('params', 'params', '{:,}'), ('gflops_per_image', 'GFLOPs/image', '{:.3f}'),
-              ('forward_ms_per_image', 'forward ms/image', '{:.2f}'),
-              ('forward_memory_mb', 'forward memory MB', '{:.1f}')]), '']
+  return [
+    f'## Three ways to label every pixel: inference cost at batch {batch}, {size}×{size}',
+    '',
+    "experiments/design_costs.py's designs (parameters matched within 4%); forward pass only.",
+    '',
+    markdown_table(
+      rows,
+      [
+        ('arch', 'arch', '{}'),
+        ('width', 'width', '{}'),
+        ('params', 'params', '{:,}'),
+        ('gflops_per_image', 'GFLOPs/image', '{:.3f}'),
+        ('forward_ms_per_image', 'forward ms/image', '{:.2f}'),
+        ('forward_memory_mb', 'forward memory MB', '{:.1f}'),
+      ],
+    ),
+    '',
+  ]
 
 
 def pipeline_section(config, batch: int, rate: float, train_images_per_second) -> list[str]:
-  line = (f'## Input pipeline\n\n{config.data.name}/{config.data.variant}, batch '
-          f'{batch}: **{rate:.0f} images/s**')
+  line = (
+    f'## Input pipeline\n\n{config.data.name}/{config.data.variant}, batch '
+    f'{batch}: **{rate:.0f} images/s**'
+  )
   if train_images_per_second:
-    line += (f'; the default U-Net (nearest) trains at {train_images_per_second:.0f} images/s, '
-             f'so the pipeline is {rate / train_images_per_second:.1f}× faster (target ≥ 5×).')
+    line += (
+      f'; the default U-Net (nearest) trains at {train_images_per_second:.0f} images/s, '
+      f'so the pipeline is {rate / train_images_per_second:.1f}× faster (target ≥ 5×).'
+    )
   return [line, '']
 
 
@@ -281,27 +415,46 @@ def onednn_section(config, repeats: int) -> list[str]:
   table = []
   for r in rows:
     for w in who:
-      totals[w] += r['count'] * (r[w, 'forward'] + r[w, 'kernel_grad']
-                                 + r['input_grad_needed'] * r[w, 'input_grad'])
-    table.append({'x': r['x'], 'kernel': r['kernel'], 'count': r['count'],
-                  **{f'{w}_{what}': r[w, what] for w in who
-                     for what in ('forward', 'input_grad', 'kernel_grad')},
-                  **{f'ratio_{what}': r['onednn', what] / r['torch', what]
-                     for what in ('forward', 'input_grad', 'kernel_grad')}})
+      totals[w] += r['count'] * (
+        r[w, 'forward'] + r[w, 'kernel_grad'] + r['input_grad_needed'] * r[w, 'input_grad']
+      )
+    table.append(
+      {
+        'x': r['x'],
+        'kernel': r['kernel'],
+        'count': r['count'],
+        **{
+          f'{w}_{what}': r[w, what]
+          for w in who
+          for what in ('forward', 'input_grad', 'kernel_grad')
+        },
+        **{
+          f'ratio_{what}': r['onednn', what] / r['torch', what]
+          for what in ('forward', 'input_grad', 'kernel_grad')
+        },
+      }
+    )
   columns = [('x', 'x', '{}'), ('kernel', 'kernel', '{}'), ('count', 'count', '{}')]
   for what, label in [('forward', 'fwd'), ('input_grad', 'dx'), ('kernel_grad', 'dW')]:
     columns += [(f'{w}_{what}', f'{w} {label} ms', '{:.2f}') for w in who]
     columns.append((f'ratio_{what}', f'oneDNN/PyTorch {label}', '{:.2f}'))
   step = onednn_rows.step_row(config, repeats)
   b = config.batch_size
-  return [f'## oneDNN convolutions: U-Net width {config.model.width}, {config.model.upsampler}, '
-          f'batch {b}', '',
-          'Each convolution of the forward pass, timed in turn by XLA, oneDNN (OpenMP\'s '
-          'default threads, and one thread: onednn_1t) and PyTorch channels_last (target: '
-          'oneDNN within 1.1× of PyTorch per layer). All convolutions of a step: '
-          + ', '.join(f'{w} {v:.1f} ms' for w, v in totals.items()) + '.', '',
-          markdown_table(table, columns), '',
-          'Train step, timed in turn: ' + ', '.join(
-              f'{w} {v:.1f} ms ({1e3 * b / v:.0f} images/s)' for w, v in step.items())
-          + f'. **oneDNN / PyTorch eager images/s: {step["torch"] / step["onednn"]:.2f}×** '
-          f'(target ≥ 1.15×); XLA / PyTorch: {step["torch"] / step["xla"]:.2f}×.', '']
+  return [
+    f'## oneDNN convolutions: U-Net width {config.model.width}, {config.model.upsampler}, '
+    f'batch {b}',
+    '',
+    "Each convolution of the forward pass, timed in turn by XLA, oneDNN (OpenMP's "
+    'default threads, and one thread: onednn_1t) and PyTorch channels_last (target: '
+    'oneDNN within 1.1× of PyTorch per layer). All convolutions of a step: '
+    + ', '.join(f'{w} {v:.1f} ms' for w, v in totals.items())
+    + '.',
+    '',
+    markdown_table(table, columns),
+    '',
+    'Train step, timed in turn: '
+    + ', '.join(f'{w} {v:.1f} ms ({1e3 * b / v:.0f} images/s)' for w, v in step.items())
+    + f'. **oneDNN / PyTorch eager images/s: {step["torch"] / step["onednn"]:.2f}×** '
+    f'(target ≥ 1.15×); XLA / PyTorch: {step["torch"] / step["xla"]:.2f}×.',
+    '',
+  ]

@@ -16,6 +16,7 @@ All are read as array_record with `tfds.data_source` (no TensorFlow). The config
 the `data` ConfigDict of an experiment; `default_config()` documents its fields.
 Splits accept TFDS slicing, e.g. 'train[:90%]'.
 """
+
 import dataclasses
 import functools
 from typing import Iterator
@@ -31,6 +32,7 @@ NotPreparedError = catalog.NotPreparedError
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the model and the metrics need to know about a dataset config."""
+
   num_classes: int
   class_names: tuple[str, ...]
   thin_classes: tuple[int, ...]  # class ids of thin structures, for the thin IoU; () for none
@@ -41,24 +43,29 @@ class DatasetInfo:
 
 def default_config(**overrides) -> ml_collections.ConfigDict:
   """The data config with its defaults (lab_shapes at 64 px), updated by `overrides`."""
-  config = ml_collections.ConfigDict(dict(
-      name='lab_shapes',        # one of names()
-      variant='',               # TFDS builder config; '': the dataset's default (lab_shapes and
-                                # fashion_scenes: res64; oxford_iiit_pet and 'tfds': none)
-      tfds_name='',             # name='tfds' only: 'dataset' or 'dataset/config'
-      data_dir='',              # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
-      image_size=64,            # images resized bilinearly, masks by nearest, to S×S
-      label_map={},             # name='tfds' only: raw mask value (str) -> class id
-      class_names=(),           # name='tfds' only, optional: one name per class id
-      image_key='image', mask_key='segmentation_mask',
-      ignore_label=255,         # unmapped mask values and eval padding
-      train_split='train', eval_split='validation', test_split='test',
-      random_flip=True,         # train: horizontal flip with probability 1/2
-      random_crop=False,        # train: reflect-pad by crop_padding, random S×S crop
+  config = ml_collections.ConfigDict(
+    dict(
+      name='lab_shapes',  # one of names()
+      variant='',  # TFDS builder config; '': the dataset's default (lab_shapes and
+      # fashion_scenes: res64; oxford_iiit_pet and 'tfds': none)
+      tfds_name='',  # name='tfds' only: 'dataset' or 'dataset/config'
+      data_dir='',  # '' -> $TFDS_DATA_DIR or ~/tensorflow_datasets
+      image_size=64,  # images resized bilinearly, masks by nearest, to S×S
+      label_map={},  # name='tfds' only: raw mask value (str) -> class id
+      class_names=(),  # name='tfds' only, optional: one name per class id
+      image_key='image',
+      mask_key='segmentation_mask',
+      ignore_label=255,  # unmapped mask values and eval padding
+      train_split='train',
+      eval_split='validation',
+      test_split='test',
+      random_flip=True,  # train: horizontal flip with probability 1/2
+      random_crop=False,  # train: reflect-pad by crop_padding, random S×S crop
       crop_padding=4,
-      worker_count=0,           # grain worker processes; 0: in this process
-      prefetch=2,               # batches built ahead, each in its own thread
-  ))
+      worker_count=0,  # grain worker processes; 0: in this process
+      prefetch=2,  # batches built ahead, each in its own thread
+    )
+  )
   unknown = sorted(set(overrides) - set(config.keys()))
   if unknown:
     raise ValueError(f'Unknown data config field(s) {unknown}; fields: {", ".join(config.keys())}.')
@@ -76,12 +83,12 @@ def dataset_info(config) -> DatasetInfo:
   dataset = catalog.resolve(config)
   splits = dict.fromkeys([config.train_split, config.eval_split, config.test_split])
   return DatasetInfo(
-      num_classes=len(dataset.class_names),
-      class_names=dataset.class_names,
-      thin_classes=dataset.thin_classes,
-      image_size=config.image_size,
-      ignore_label=config.ignore_label,
-      num_examples=catalog.num_examples(dataset, splits),
+    num_classes=len(dataset.class_names),
+    class_names=dataset.class_names,
+    thin_classes=dataset.thin_classes,
+    image_size=config.image_size,
+    ignore_label=config.ignore_label,
+    num_examples=catalog.num_examples(dataset, splits),
   )
 
 
@@ -95,8 +102,15 @@ def prepare(config) -> None:
   dataset_info(config)
 
 
-def train_batches(config, *, global_batch_size: int, seed: int, start_step: int = 0,
-                  process_index: int = 0, process_count: int = 1) -> Iterator[dict]:
+def train_batches(
+  config,
+  *,
+  global_batch_size: int,
+  seed: int,
+  start_step: int = 0,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict]:
   """Train batches for steps start_step, start_step + 1, ... forever.
 
   Yields {'image': float32 [b, S, S, 3] in [0, 1], 'label': int32 [b, S, S]} with
@@ -106,15 +120,22 @@ def train_batches(config, *, global_batch_size: int, seed: int, start_step: int 
   """
   dataset = catalog.resolve(config)
   ds = pipeline.train_dataset(
-      catalog.open_split(dataset, config.train_split), _decoder(config, dataset),
-      global_batch_size=global_batch_size, seed=seed, start_step=start_step,
-      process_index=process_index, process_count=process_count,
-      flip=config.random_flip, crop_padding=config.crop_padding if config.random_crop else 0)
+    catalog.open_split(dataset, config.train_split),
+    _decoder(config, dataset),
+    global_batch_size=global_batch_size,
+    seed=seed,
+    start_step=start_step,
+    process_index=process_index,
+    process_count=process_count,
+    flip=config.random_flip,
+    crop_padding=config.crop_padding if config.random_crop else 0,
+  )
   return pipeline.iterate(ds, prefetch=config.prefetch, worker_count=config.worker_count)
 
 
-def eval_batches(config, split: str, *, global_batch_size: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[dict]:
+def eval_batches(
+  config, split: str, *, global_batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict]:
   """Every example of `split` exactly once across processes, in fixed-size batches.
 
   Yields {'image', 'label', 'valid': bool [b]}; the last batches are padded with
@@ -122,14 +143,23 @@ def eval_batches(config, split: str, *, global_batch_size: int, process_index: i
   """
   dataset = catalog.resolve(config)
   ds = pipeline.eval_dataset(
-      catalog.open_split(dataset, split), _decoder(config, dataset),
-      global_batch_size=global_batch_size, process_index=process_index,
-      process_count=process_count, size=config.image_size, ignore_label=config.ignore_label)
+    catalog.open_split(dataset, split),
+    _decoder(config, dataset),
+    global_batch_size=global_batch_size,
+    process_index=process_index,
+    process_count=process_count,
+    size=config.image_size,
+    ignore_label=config.ignore_label,
+  )
   return pipeline.iterate(ds, prefetch=config.prefetch, worker_count=config.worker_count)
 
 
 def _decoder(config, dataset: catalog.Dataset):
   """The per-example source -> {'image', 'label'} function (picklable, for workers)."""
   return functools.partial(
-      pipeline.decode, image_key=config.image_key, mask_key=config.mask_key,
-      size=config.image_size, table=pipeline.label_table(dataset.label_map, config.ignore_label))
+    pipeline.decode,
+    image_key=config.image_key,
+    mask_key=config.mask_key,
+    size=config.image_size,
+    table=pipeline.label_table(dataset.label_map, config.ignore_label),
+  )

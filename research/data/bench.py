@@ -1,4 +1,5 @@
 """How fast the train pipeline delivers images, to compare with how fast a model eats them."""
+
 import time
 
 from research import data

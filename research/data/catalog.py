@@ -9,6 +9,7 @@ Every dataset is a TFDS dataset stored as array_record and read with
   `tfds` entry, named by `config.tfds_name`): `tfds build NAME
   --file_format=array_record` once, with network access; reading never downloads.
 """
+
 import dataclasses
 import fcntl
 import shutil
@@ -21,8 +22,10 @@ from research.data import fashion_scenes
 from research.data import lab_shapes
 
 GENERIC = 'tfds'  # any TFDS dataset: config.tfds_name, config.label_map, config.class_names
-LOCAL_BUILDERS = {'lab_shapes': lab_shapes.LabShapes,
-                  'fashion_scenes': fashion_scenes.FashionScenes}
+LOCAL_BUILDERS = {
+  'lab_shapes': lab_shapes.LabShapes,
+  'fashion_scenes': fashion_scenes.FashionScenes,
+}
 # Oxford-IIIT Pet trimaps: 1 pet, 2 background, 3 border (the unsure band around the pet).
 PET_CLASS_NAMES = ('pet', 'background', 'border')
 PET_LABEL_MAP = {1: 0, 2: 1, 3: 2}
@@ -40,6 +43,7 @@ class NotPreparedError(FileNotFoundError):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A data config resolved: what to open and how to read its masks."""
+
   tfds_name: str  # 'name' or 'name/builder_config'
   data_dir: str | None  # None: TFDS's default
   class_names: tuple[str, ...]
@@ -63,28 +67,34 @@ def resolve(config) -> Dataset:
     thin_classes = ()  # the border class is an unsure band, not a thin structure
   else:
     if not config.tfds_name:
-      raise ValueError(f"Dataset {GENERIC!r} reads any TFDS dataset: set config.data.tfds_name "
-                       "(e.g. 'oxford_iiit_pet') and config.data.label_map.")
+      raise ValueError(
+        f'Dataset {GENERIC!r} reads any TFDS dataset: set config.data.tfds_name '
+        "(e.g. 'oxford_iiit_pet') and config.data.label_map."
+      )
     if not config.label_map:
-      raise ValueError(f'Dataset {GENERIC!r} ({config.tfds_name}) needs config.data.label_map: '
-                       'raw mask value (str) -> class id.')
+      raise ValueError(
+        f'Dataset {GENERIC!r} ({config.tfds_name}) needs config.data.label_map: '
+        'raw mask value (str) -> class id.'
+      )
     label_map = {int(raw): int(cls_id) for raw, cls_id in config.label_map.items()}
     num_classes = max(label_map.values()) + 1
     class_names = tuple(config.get('class_names') or (f'class_{i}' for i in range(num_classes)))
     if len(class_names) != num_classes:
-      raise ValueError(f'config.data.class_names has {len(class_names)} names but config.data.label_map '
-                       f'uses class ids 0..{num_classes - 1}.')
+      raise ValueError(
+        f'config.data.class_names has {len(class_names)} names but config.data.label_map '
+        f'uses class ids 0..{num_classes - 1}.'
+      )
     base = config.tfds_name
     thin_classes = ()  # an arbitrary TFDS dataset declares none
   variant = resolved_variant(config)
   _check_variant(base, variant)
   return Dataset(
-      tfds_name=f'{base}/{variant}' if variant else base,
-      data_dir=config.data_dir or None,
-      class_names=tuple(class_names),
-      thin_classes=tuple(thin_classes),
-      label_map=label_map,
-      local=name in LOCAL_BUILDERS,
+    tfds_name=f'{base}/{variant}' if variant else base,
+    data_dir=config.data_dir or None,
+    class_names=tuple(class_names),
+    thin_classes=tuple(thin_classes),
+    label_map=label_map,
+    local=name in LOCAL_BUILDERS,
   )
 
 
@@ -100,7 +110,9 @@ def _check_variant(base: str, variant: str) -> None:
   """Raises if `variant` is not one of the builder configs of TFDS dataset `base`."""
   if '/' in base:  # the generic entry may name the builder config in tfds_name
     if variant:
-      raise ValueError(f'tfds_name {base!r} already names a builder config; set config.data.variant=\'\'.')
+      raise ValueError(
+        f"tfds_name {base!r} already names a builder config; set config.data.variant=''."
+      )
     return
   configs = [c.name for c in tfds.builder_cls(base).BUILDER_CONFIGS]
   if variant and variant not in configs:
@@ -113,18 +125,24 @@ def open_split(dataset: Dataset, split: str):
   if dataset.local:
     ensure_built(dataset)
   try:
-    return tfds.data_source(dataset.tfds_name, split=split, data_dir=dataset.data_dir,
-                            download=False, builder_kwargs={'file_format': 'array_record'})
+    return tfds.data_source(
+      dataset.tfds_name,
+      split=split,
+      data_dir=dataset.data_dir,
+      download=False,
+      builder_kwargs={'file_format': 'array_record'},
+    )
   except KeyError as e:  # tfds: "`splits` is empty ... not been generated yet"
     if tfds.builder(dataset.tfds_name, data_dir=dataset.data_dir).is_prepared():
       raise
     where = dataset.data_dir or tfds.core.constants.DATA_DIR
     raise NotPreparedError(
-        f'{dataset.tfds_name} is not prepared in {where}. Prepare it once where there is '
-        f'network access (and TensorFlow, which the tfds CLI needs): `tfds build '
-        f'{dataset.tfds_name} --file_format=array_record --data_dir={where}`, or set '
-        'config.data.data_dir to a directory that holds a prepared array_record copy '
-        '(reading it needs neither).') from e
+      f'{dataset.tfds_name} is not prepared in {where}. Prepare it once where there is '
+      f'network access (and TensorFlow, which the tfds CLI needs): `tfds build '
+      f'{dataset.tfds_name} --file_format=array_record --data_dir={where}`, or set '
+      'config.data.data_dir to a directory that holds a prepared array_record copy '
+      '(reading it needs neither).'
+    ) from e
 
 
 def num_examples(dataset: Dataset, splits) -> dict[str, int]:
@@ -136,8 +154,12 @@ def variant_dir(dataset: Dataset) -> epath.Path:
   """Where a local dataset's records and metadata live."""
   name, _, variant = dataset.tfds_name.partition('/')
   cls = tfds.builder_cls(name)
-  return (epath.Path(dataset.data_dir or tfds.core.constants.DATA_DIR) / name
-          / (variant or cls.DEFAULT_CONFIG_NAME) / str(cls.VERSION))
+  return (
+    epath.Path(dataset.data_dir or tfds.core.constants.DATA_DIR)
+    / name
+    / (variant or cls.DEFAULT_CONFIG_NAME)
+    / str(cls.VERSION)
+  )
 
 
 def ensure_built(dataset: Dataset) -> None:
@@ -163,8 +185,10 @@ def ensure_built(dataset: Dataset) -> None:
     _builder(dataset).download_and_prepare()
   problem = _problem(dataset)
   if problem is not None:
-    raise RuntimeError(f'{dataset.tfds_name} in {path} is unreadable right after building it '
-                       f'({problem}); remove {path} and try again.')
+    raise RuntimeError(
+      f'{dataset.tfds_name} in {path} is unreadable right after building it '
+      f'({problem}); remove {path} and try again.'
+    )
 
 
 def _builder(dataset: Dataset) -> tfds.core.DatasetBuilder:

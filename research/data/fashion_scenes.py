@@ -12,6 +12,7 @@ Garments come from Debian's `dataset-fashion-mnist` package (idx files under
 (50 000), validation from the last 1/6 (10 000), test from its test images, so
 no garment is shared between splits.
 """
+
 import functools
 import gzip
 import os
@@ -21,11 +22,24 @@ import PIL.Image
 
 from research.data import procedural
 
-CLASS_NAMES = ('background', 't-shirt/top', 'trouser', 'pullover', 'dress', 'coat', 'sandal',
-               'shirt', 'sneaker', 'bag', 'ankle boot')
+CLASS_NAMES = (
+  'background',
+  't-shirt/top',
+  'trouser',
+  'pullover',
+  'dress',
+  'coat',
+  'sandal',
+  'shirt',
+  'sneaker',
+  'bag',
+  'ankle boot',
+)
 _THRESHOLD = 32  # of 255: below it a scaled garment pixel is background
-_FILES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
-          't10k': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
+_FILES = {
+  'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+  't10k': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
 # split -> (idx file set, start, end) of the garments it draws from, as fractions of the set
 _POOLS = {'train': ('train', 0, 5 / 6), 'validation': ('train', 5 / 6, 1), 'test': ('t10k', 0, 1)}
 
@@ -63,7 +77,7 @@ def generate(directory: str, resolution: int, seed: int, split: str, index: int)
     # Clip the garment to the canvas.
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + side, resolution), min(left + side, resolution)
-    patch = scaled[y0 - top:y1 - top, x0 - left:x1 - left].astype(np.float32) / 255  # [h, w]
+    patch = scaled[y0 - top : y1 - top, x0 - left : x1 - left].astype(np.float32) / 255  # [h, w]
     mask = patch > _THRESHOLD / 255
     colour = procedural.contrasting_colour(rng, background)
     shaded = colour * (0.4 + 0.6 * patch[..., None])  # [h, w, 3]: keeps the garment's detail
@@ -74,6 +88,7 @@ def generate(directory: str, resolution: int, seed: int, split: str, index: int)
 
 class FashionScenes(procedural.SceneBuilder):
   """Fashion-MNIST garments composed on textured canvases; see the module docstring."""
+
   CLASS_NAMES = CLASS_NAMES
   THIN_METRIC_CLASSES = ()  # garments are 35–70 % of the canvas side: none is thin
   SOURCE_DIR = '/usr/share/datasets/fashion-mnist'
@@ -82,12 +97,14 @@ class FashionScenes(procedural.SceneBuilder):
     missing = missing_files(self.SOURCE_DIR)
     if missing:
       raise FileNotFoundError(
-          "fashion_scenes needs Fashion-MNIST from Debian's dataset-fashion-mnist package; "
-          f'missing: {", ".join(missing)}. '
-          'Install it with `apt-get install dataset-fashion-mnist`.')
+        "fashion_scenes needs Fashion-MNIST from Debian's dataset-fashion-mnist package; "
+        f'missing: {", ".join(missing)}. '
+        'Install it with `apt-get install dataset-fashion-mnist`.'
+      )
     return super()._split_generators(dl_manager)
 
   def example(self, split: str, index: int) -> dict:
     config = self.builder_config
     return procedural.to_example(
-        *generate(self.SOURCE_DIR, config.resolution, config.seed, split, index))
+      *generate(self.SOURCE_DIR, config.resolution, config.seed, split, index)
+    )

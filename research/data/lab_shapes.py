@@ -20,6 +20,7 @@ objects of the same thin class never touch (a resampled placement, or none), so
 each thin class stays at most 2 px wide everywhere: a 3×3 erosion removes it.
 Labels are rasterised with numpy at the output resolution, never resampled.
 """
+
 import math
 
 import numpy as np
@@ -36,8 +37,10 @@ _THIN_TRIES = 5  # placements tried before a thin object is left out
 def _window(size, y0, y1, x0, x1):
   """Pixel slices covering the float box [y0, y1] × [x0, x1] with a 2 px margin (room
   for `_touches`' dilation), clipped to the canvas."""
+
   def axis(lo, hi):
     return slice(min(max(math.floor(lo) - 2, 0), size), min(max(math.ceil(hi) + 2, 0), size))
+
   return axis(y0, y1), axis(x0, x1)
 
 
@@ -56,8 +59,9 @@ def _blob(rng, scale):
     u = dx * np.cos(theta) + dy * np.sin(theta)
     v = (-dx * np.sin(theta) + dy * np.cos(theta)) / aspect
     phi = np.arctan2(v, u)
-    radius = r0 * (1 + wobble[0] * np.cos(2 * phi + phases[0])
-                   + wobble[1] * np.cos(3 * phi + phases[1]))
+    radius = r0 * (
+      1 + wobble[0] * np.cos(2 * phi + phases[0]) + wobble[1] * np.cos(3 * phi + phases[1])
+    )
     return u * u + v * v < radius * radius
 
   return (cy - reach, cy + reach, cx - reach, cx + reach), inside
@@ -99,7 +103,7 @@ def _line(rng, scale):
   p1 = p0 + chord / 2 + bend * normal
   p2 = p0 + chord
   t = np.linspace(0, 1, 13)[:, None]
-  points = (1 - t) ** 2 * p0 + 2 * t * (1 - t) * p1 + t ** 2 * p2  # [13, 2] (y, x)
+  points = (1 - t) ** 2 * p0 + 2 * t * (1 - t) * p1 + t**2 * p2  # [13, 2] (y, x)
   half_width = rng.uniform(1.1, 2.0) / 2
   a, b = points[:-1, :, None, None], points[1:, :, None, None]  # [12, 2, 1, 1]
 
@@ -108,7 +112,7 @@ def _line(rng, scale):
     ab, ap = b - a, p - a
     along = np.clip((ap * ab).sum(1) / (ab * ab).sum(1), 0, 1)  # [12, h, w]
     d2 = ((ap - along[:, None] * ab) ** 2).sum(1)
-    return d2.min(axis=0) < half_width ** 2
+    return d2.min(axis=0) < half_width**2
 
   lo, hi = points.min(0) - 1, points.max(0) + 1
   return (lo[0], hi[0], lo[1], hi[1]), inside
@@ -146,8 +150,13 @@ _SHAPES = {BLOB: _blob, POLYGON: _polygon, LINE: _line, RING: _ring, SPECK: _spe
 def _object_classes(rng, scale):
   """Which objects an image gets, in drawing order; thin and small counts grow with size."""
   k = max(1, round(scale))
-  counts = {BLOB: rng.integers(1, 4), POLYGON: rng.integers(1, 4), LINE: k * rng.integers(1, 4),
-            RING: k * rng.integers(1, 3), SPECK: k * rng.integers(2, 7)}
+  counts = {
+    BLOB: rng.integers(1, 4),
+    POLYGON: rng.integers(1, 4),
+    LINE: k * rng.integers(1, 4),
+    RING: k * rng.integers(1, 3),
+    SPECK: k * rng.integers(2, 7),
+  }
   classes = np.repeat(list(counts), list(counts.values()))
   return rng.permutation(classes)
 
@@ -200,6 +209,7 @@ def _touches(mask, other):
 
 class LabShapes(procedural.SceneBuilder):
   """Procedural shapes on textured backgrounds; see the module docstring for the classes."""
+
   CLASS_NAMES = CLASS_NAMES
   THIN_METRIC_CLASSES = (LINE, RING, SPECK)  # all 1–4 px across at every resolution
 

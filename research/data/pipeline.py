@@ -7,6 +7,7 @@ batch sequence at N. Global batch k holds stream elements [kB, (k+1)B); process 
 of P takes every P-th of them from p, so the processes' batches together are the
 global batch, whatever P is.
 """
+
 import functools
 
 from absl import flags
@@ -48,8 +49,8 @@ def augment(example: dict, rng: np.random.Generator, *, flip: bool, crop_padding
   if crop_padding:
     size, p = label.shape[0], crop_padding
     dy, dx = rng.integers(0, 2 * p + 1, size=2)
-    image = np.pad(image, ((p, p), (p, p), (0, 0)), mode='reflect')[dy:dy + size, dx:dx + size]
-    label = np.pad(label, p, mode='reflect')[dy:dy + size, dx:dx + size]
+    image = np.pad(image, ((p, p), (p, p), (0, 0)), mode='reflect')[dy : dy + size, dx : dx + size]
+    label = np.pad(label, p, mode='reflect')[dy : dy + size, dx : dx + size]
   return {'image': image, 'label': label}
 
 
@@ -63,14 +64,25 @@ def local_batch_size(global_batch_size: int, process_index: int, process_count: 
   if not 0 <= process_index < process_count:
     raise ValueError(f'process_index must be in [0, {process_count}); got {process_index}.')
   if global_batch_size <= 0 or global_batch_size % process_count:
-    raise ValueError(f'global_batch_size ({global_batch_size}) must be a positive multiple of '
-                     f'process_count ({process_count}).')
+    raise ValueError(
+      f'global_batch_size ({global_batch_size}) must be a positive multiple of '
+      f'process_count ({process_count}).'
+    )
   return global_batch_size // process_count
 
 
-def train_dataset(source, decode_fn, *, global_batch_size: int, seed: int, start_step: int,
-                  process_index: int, process_count: int, flip: bool,
-                  crop_padding: int) -> grain.MapDataset:
+def train_dataset(
+  source,
+  decode_fn,
+  *,
+  global_batch_size: int,
+  seed: int,
+  start_step: int,
+  process_index: int,
+  process_count: int,
+  flip: bool,
+  crop_padding: int,
+) -> grain.MapDataset:
   """Infinite train batches from `start_step` on; batch k depends only on (seed, k).
 
   Each epoch is a fresh shuffle cut to whole global batches, so no batch spans two
@@ -79,43 +91,62 @@ def train_dataset(source, decode_fn, *, global_batch_size: int, seed: int, start
   b = local_batch_size(global_batch_size, process_index, process_count)
   steps_per_epoch = len(source) // global_batch_size
   if not steps_per_epoch:
-    raise ValueError(f'The train split has {len(source)} examples, fewer than one global batch '
-                     f'({global_batch_size}).')
-  return (grain.MapDataset.source(source)
-          .seed(seed)
-          .shuffle()  # reseeded every epoch by repeat() below
-          [:steps_per_epoch * global_batch_size]
-          .map(decode_fn)
-          .random_map(functools.partial(augment, flip=flip, crop_padding=crop_padding))
-          [process_index::process_count]
-          .batch(b, drop_remainder=True)
-          .map(to_model_inputs)
-          .repeat()
-          [start_step:])
+    raise ValueError(
+      f'The train split has {len(source)} examples, fewer than one global batch '
+      f'({global_batch_size}).'
+    )
+  return (
+    grain.MapDataset.source(source)
+    .seed(seed)
+    .shuffle()[
+        # reseeded every epoch by repeat() below
+      : steps_per_epoch * global_batch_size
+    ]
+    .map(decode_fn)
+    .random_map(functools.partial(augment, flip=flip, crop_padding=crop_padding))[
+      process_index::process_count
+    ]
+    .batch(b, drop_remainder=True)
+    .map(to_model_inputs)
+    .repeat()[start_step:]
+  )
 
 
-def eval_dataset(source, decode_fn, *, global_batch_size: int, process_index: int,
-                 process_count: int, size: int, ignore_label: int) -> grain.MapDataset:
+def eval_dataset(
+  source,
+  decode_fn,
+  *,
+  global_batch_size: int,
+  process_index: int,
+  process_count: int,
+  size: int,
+  ignore_label: int,
+) -> grain.MapDataset:
   """Every example once, padded to whole global batches; `valid` marks the real ones."""
   b = local_batch_size(global_batch_size, process_index, process_count)
   n = len(source)
   num_padding = -n % global_batch_size
-  pad = {'image': np.zeros((size, size, 3), np.uint8),
-         'label': np.full((size, size), ignore_label, np.int32), 'valid': False}
+  pad = {
+    'image': np.zeros((size, size, 3), np.uint8),
+    'label': np.full((size, size), ignore_label, np.int32),
+    'valid': False,
+  }
   examples = grain.MapDataset.source(source).map(decode_fn).map(_valid)
   padding = grain.MapDataset.source([pad] * num_padding)
-  return (grain.MapDataset.concatenate([examples, padding])
-          [process_index::process_count]
-          .batch(b)
-          .map(to_model_inputs))
+  return (
+    grain.MapDataset.concatenate([examples, padding])[process_index::process_count]
+    .batch(b)
+    .map(to_model_inputs)
+  )
 
 
 def _valid(example: dict) -> dict:
   return {**example, 'valid': True}
 
 
-def iterate(dataset: grain.MapDataset, *, prefetch: int,
-            worker_count: int) -> grain.DatasetIterator:
+def iterate(
+  dataset: grain.MapDataset, *, prefetch: int, worker_count: int
+) -> grain.DatasetIterator:
   """Iterates `dataset` with `prefetch` batches built ahead in threads, in
   `worker_count` processes if > 0 (order and content do not depend on either)."""
   read_options = grain.ReadOptions(num_threads=prefetch, prefetch_buffer_size=prefetch)
@@ -125,6 +156,9 @@ def iterate(dataset: grain.MapDataset, *, prefetch: int,
       # grain 0.2.18's mp_prefetch reads an absl flag and fails outside an absl app
       # (google/grain#1355). Marked parsed, unparsed flags read as their defaults.
       flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
-                                                     per_worker_buffer_size=max(prefetch, 1)))
+    ds = ds.mp_prefetch(
+      grain.MultiprocessingOptions(
+        num_workers=worker_count, per_worker_buffer_size=max(prefetch, 1)
+      )
+    )
   return iter(ds)

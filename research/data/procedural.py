@@ -6,6 +6,7 @@ triple, so any example can be regenerated alone, in any order, by any process.
 They write array_record (read back with `tfds.data_source`, no TensorFlow needed)
 and share the resolution/size configs and the textured backgrounds below.
 """
+
 import abc
 import dataclasses
 
@@ -19,6 +20,7 @@ SPLITS = ('train', 'validation', 'test')
 @dataclasses.dataclass(eq=False)
 class SceneConfig(tfds.core.BuilderConfig):
   """Canvas size, examples per split and the seed every example derives from."""
+
   resolution: int = 64
   num_train: int = 2048
   num_validation: int = 256
@@ -31,13 +33,23 @@ class SceneConfig(tfds.core.BuilderConfig):
 
 # Split sizes keep a build (one core) near 15 s at res64, 30 s at res128 and 1 min at res256.
 SCENE_CONFIGS = (
-    SceneConfig(name='res64', description='64×64, train 2048 / validation 256 / test 256.'),
-    SceneConfig(name='res128', resolution=128,
-                description='128×128, train 2048 / validation 256 / test 256.'),
-    SceneConfig(name='res256', resolution=256, num_train=1024,
-                description='256×256, train 1024 / validation 256 / test 256.'),
-    SceneConfig(name='res64_tiny', num_train=64, num_validation=16, num_test=16,
-                description='64×64, train 64 / validation 16 / test 16: for tests.'),
+  SceneConfig(name='res64', description='64×64, train 2048 / validation 256 / test 256.'),
+  SceneConfig(
+    name='res128', resolution=128, description='128×128, train 2048 / validation 256 / test 256.'
+  ),
+  SceneConfig(
+    name='res256',
+    resolution=256,
+    num_train=1024,
+    description='256×256, train 1024 / validation 256 / test 256.',
+  ),
+  SceneConfig(
+    name='res64_tiny',
+    num_train=64,
+    num_validation=16,
+    num_test=16,
+    description='64×64, train 64 / validation 16 / test 16: for tests.',
+  ),
 )
 
 
@@ -52,8 +64,9 @@ def pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
   return np.meshgrid(c, c, indexing='ij')
 
 
-def grating(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray,
-            max_period: float) -> np.ndarray:
+def grating(
+  rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray, max_period: float
+) -> np.ndarray:
   """A random oriented sinusoid in [-1, 1] over `yy`, `xx` (float32, their shape): cheap
   texture."""
   theta = rng.uniform(0, np.pi)
@@ -107,6 +120,7 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   Examples are written in index order (shuffling disabled), so record `i` of a split
   is `example(split, i)`.
   """
+
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'First version.'}
   BUILDER_CONFIGS = list(SCENE_CONFIGS)
@@ -117,20 +131,24 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.resolution
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
-            'segmentation_mask': tfds.features.Image(shape=(s, s, 1), dtype=np.uint8),
-        }),
-        supervised_keys=('image', 'segmentation_mask'),
-        disable_shuffling=True,
+      builder=self,
+      description=self.__doc__,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
+          'segmentation_mask': tfds.features.Image(shape=(s, s, 1), dtype=np.uint8),
+        }
+      ),
+      supervised_keys=('image', 'segmentation_mask'),
+      disable_shuffling=True,
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
-    return {split: self._generate_examples(split, n)
-            for split, n in self.builder_config.num_examples().items()}
+    return {
+      split: self._generate_examples(split, n)
+      for split, n in self.builder_config.num_examples().items()
+    }
 
   def _generate_examples(self, split: str, num_examples: int):
     for index in range(num_examples):

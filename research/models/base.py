@@ -1,5 +1,6 @@
 """What every segmentation architecture has: the fields `models.build` fills, and what its
 encoder hands the decoder's upsamplers."""
+
 from typing import Any, ClassVar, Optional
 
 from flax import linen as nn
@@ -8,7 +9,6 @@ import jax.numpy as jnp
 from research import pooling
 from research import upsamplers
 from research.models import index_pool
-
 
 # The name under which an architecture sows (collection 'intermediates') its last decoder
 # feature map, before the classifier: where the evaluator scores checkerboard artifacts.
@@ -78,13 +78,16 @@ class PoolingModel(SegmentationModel):
       raise ValueError(f'pool must be one of {", ".join(POOLS)}; got {pool!r}.')
     options = dict(self.pool_options or {})
     if options and pool != 'index':
-      raise ValueError(f'pool_options configure the index pooling (pool=index); got '
-                       f'{options} with pool={pool}.')
+      raise ValueError(
+        f'pool_options configure the index pooling (pool=index); got {options} with pool={pool}.'
+      )
     valid = sorted(set(index_pool.IndexPool.__dataclass_fields__) - {'parent', 'name', 'dtype'})
     unknown = sorted(set(options) - set(valid))
     if unknown:
-      raise ValueError(f'pool_options has unknown option(s) {unknown}; IndexPool\'s options '
-                       f'are: {", ".join(valid)}.')
+      raise ValueError(
+        f"pool_options has unknown option(s) {unknown}; IndexPool's options "
+        f'are: {", ".join(valid)}.'
+      )
     return pool
 
   def guide_fields(self) -> frozenset:
@@ -101,6 +104,7 @@ class PoolingModel(SegmentationModel):
       return pooled, {'switches': switches}
     if pool == 'avg':
       return avg_pool(x), {}
-    pooled, indices = index_pool.IndexPool(**dict(self.pool_options or {}), dtype=self.dtype,
-                                           name=name)(x)
+    pooled, indices = index_pool.IndexPool(
+      **dict(self.pool_options or {}), dtype=self.dtype, name=name
+    )(x)
     return pooled, {'indices': indices}

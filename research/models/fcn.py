@@ -21,6 +21,7 @@ Differences from the paper, on purpose:
   the same reason as the switches above.
 - score_pool4 and score_pool3 start at zero, as in the paper, so 16s/8s start out as 32s.
 """
+
 from typing import Tuple
 
 from flax import linen as nn
@@ -43,11 +44,16 @@ class FCN(base.PoolingModel):
     the scores' K channels are not the pool's."""
     pool = super().pool_kind()
     options = dict(self.pool_options or {})
-    if (pool == 'index' and options.get('indexnet', 'holistic') != 'holistic'
-        and 'indices' in upsamplers.get(self.upsampler).needs):
-      raise ValueError(f"fcn upsamples {self.num_classes} class-score maps, not the pool's "
-                       f"channels, so {self.upsampler} needs channel-shared indices: "
-                       f"pool_options indexnet='holistic' (got {options['indexnet']!r}).")
+    if (
+      pool == 'index'
+      and options.get('indexnet', 'holistic') != 'holistic'
+      and 'indices' in upsamplers.get(self.upsampler).needs
+    ):
+      raise ValueError(
+        f"fcn upsamples {self.num_classes} class-score maps, not the pool's "
+        f'channels, so {self.upsampler} needs channel-shared indices: '
+        f"pool_options indexnet='holistic' (got {options['indexnet']!r})."
+      )
     return pool
 
   @nn.compact
@@ -55,29 +61,41 @@ class FCN(base.PoolingModel):
     name = {0: 'fcn32s', 1: 'fcn16s', 2: 'fcn8s'}[self.skips]
     layers.check_input(x, self.total_stride, name)
     if len(self.stage_convs) != 5:
-      raise ValueError(f'{name} has five pooling stages; stage_convs must have 5 entries, '
-                       f'got {tuple(self.stage_convs)}.')
+      raise ValueError(
+        f'{name} has five pooling stages; stage_convs must have 5 entries, '
+        f'got {tuple(self.stage_convs)}.'
+      )
     stages, pools, pooled = [], [], []
     for i, n in enumerate(self.stage_convs):
-      x = layers.ConvBlock(self.width * min(2 ** i, 8), n, self.dtype, self.conv_impl,
-                           name=f'stage{i + 1}')(x)
+      x = layers.ConvBlock(
+        self.width * min(2**i, 8), n, self.dtype, self.conv_impl, name=f'stage{i + 1}'
+      )(x)
       stages.append(x)  # stage1 .. stage5, before pooling
       x, fields = self.downsample(x, f'pool{i + 1}', channel_shared=True)
       pooled.append(fields)
       pools.append(x)  # pool1 .. pool5
     x = layers.ConvBlock(16 * self.width, 1, self.dtype, self.conv_impl, name='fc6')(x)
-    x = nn.relu(layers.Conv(16 * self.width, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
-                            name='fc7')(x))
+    x = nn.relu(
+      layers.Conv(16 * self.width, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl, name='fc7')(
+        x
+      )
+    )
     k = self.num_classes
-    score = layers.Conv(k, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl,
-                        name='score_fr')(x)  # 1/32
+    score = layers.Conv(k, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl, name='score_fr')(
+      x
+    )  # 1/32
     level = 5  # current scores are at 1/2^level
-    for skip in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
+    for _ in range(self.skips):  # fuse pool4 (16s), then pool3 (8s)
       score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1
-      score = score + layers.Conv(k, (1, 1), kernel_init=nn.initializers.zeros, dtype=self.dtype,
-                                  conv_impl=self.conv_impl,
-                                  name=f'score_pool{level}')(pools[level - 1])
+      score = score + layers.Conv(
+        k,
+        (1, 1),
+        kernel_init=nn.initializers.zeros,
+        dtype=self.dtype,
+        conv_impl=self.conv_impl,
+        name=f'score_pool{level}',
+      )(pools[level - 1])
     while level > 0:
       score = self._up(score, stages[level - 1], pooled[level - 1], f'up{level}')
       level -= 1
@@ -85,5 +103,6 @@ class FCN(base.PoolingModel):
 
   def _up(self, x, skip, fields, name):
     guide = upsamplers.Guide(skip=skip, **fields)
-    return layers.Upsample(self.upsampler, self.upsampler_options, features=self.num_classes,
-                           name=name)(x, guide)
+    return layers.Upsample(
+      self.upsampler, self.upsampler_options, features=self.num_classes, name=name
+    )(x, guide)

@@ -23,6 +23,7 @@ Initialisation as the official model: every conv N(0, 2 / (k² · out_channels))
 counterpart: a state_dict holding them is refused unless `drop_batch_norm_stats=True`
 (the block then normalises with per-image group statistics instead).
 """
+
 from typing import Any
 
 from flax import linen as nn
@@ -46,6 +47,7 @@ class _DepthwiseConv(nn.Module):
   """nn.Conv with one k×k filter per channel (feature_group_count = C), same parameter and
   initialisation, computed as a sum of k² strided slices times per-channel weights:
   XLA:CPU's grouped convolution took ~45× longer than the holistic block's (bench shape)."""
+
   kernel_size: int
   stride: int
   padding: int
@@ -61,12 +63,16 @@ class _DepthwiseConv(nn.Module):
     out = 0
     for dy in range(k):
       for dx in range(k):
-        out = out + x[:, dy:dy + s * (ho - 1) + 1:s, dx:dx + s * (wo - 1) + 1:s] * kernel[dy, dx, 0]
+        out = (
+          out
+          + x[:, dy : dy + s * (ho - 1) + 1 : s, dx : dx + s * (wo - 1) + 1 : s] * kernel[dy, dx, 0]
+        )
     return out
 
 
 class _Branch(nn.Module):
   """One strided conv (kernel 2, or 4 with context), or conv -> GroupNorm -> ReLU6 -> 1×1."""
+
   hidden: int
   out: int
   depthwise: bool  # one filter per channel in both convs (o2o), else full convs
@@ -77,8 +83,16 @@ class _Branch(nn.Module):
   def conv(self, features, k, stride, pad, name):
     if self.depthwise:
       return _DepthwiseConv(k, stride, pad, self.dtype, name=name)
-    return nn.Conv(features, (k, k), strides=stride, padding=((pad, pad), (pad, pad)),
-                   use_bias=False, kernel_init=_conv_init(), dtype=self.dtype, name=name)
+    return nn.Conv(
+      features,
+      (k, k),
+      strides=stride,
+      padding=((pad, pad), (pad, pad)),
+      use_bias=False,
+      kernel_init=_conv_init(),
+      dtype=self.dtype,
+      name=name,
+    )
 
   @nn.compact
   def __call__(self, x):  # x: [B, 2H, 2W, C] -> [B, H, W, out]
@@ -108,18 +122,22 @@ class IndexPool(nn.Module):
       raise ValueError(f'IndexPool expects x of shape [B, H, W, C]; got shape {x.shape}.')
     b, h2, w2, c = x.shape
     if h2 % 2 or w2 % 2:
-      raise ValueError(f'IndexPool pools 2×2 windows and needs even height and width; got '
-                       f'{h2}×{w2}.')
+      raise ValueError(
+        f'IndexPool pools 2×2 windows and needs even height and width; got {h2}×{w2}.'
+      )
     if self.indexnet not in BLOCKS or self.index_mode not in MODES:
-      raise ValueError(f'IndexPool indexnet must be one of {", ".join(BLOCKS)} and index_mode '
-                       f'one of {", ".join(MODES)}; got {self.indexnet!r}, {self.index_mode!r}.')
+      raise ValueError(
+        f'IndexPool indexnet must be one of {", ".join(BLOCKS)} and index_mode '
+        f'one of {", ".join(MODES)}; got {self.indexnet!r}, {self.index_mode!r}.'
+      )
     options = dict(nonlinear=self.use_nonlinear, context=self.use_context, dtype=self.dtype)
     if self.indexnet == 'holistic':
       logits = _Branch(2 * c, 4, False, name='indexnet', **options)(x)[..., None, :]  # [B,H,W,1,4]
     else:
       depthwise = self.index_mode == 'o2o'
-      logits = jnp.stack([_Branch(c, c, depthwise, name=f'index{n}', **options)(x)
-                          for n in range(1, 5)], axis=-1)  # [B, H, W, C, 4]
+      logits = jnp.stack(
+        [_Branch(c, c, depthwise, name=f'index{n}', **options)(x) for n in range(1, 5)], axis=-1
+      )  # [B, H, W, C, 4]
     y = jax.nn.sigmoid(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)))
     z = jax.nn.softmax(y, axis=-1)
     pooled = indexnet.index_pool(x, indexnet.to_windows(z).astype(x.dtype))
@@ -129,13 +147,20 @@ class IndexPool(nn.Module):
 def from_torch_state_dict(state_dict, drop_batch_norm_stats: bool = False) -> dict:
   """An official index block's state_dict (HolisticIndexBlock, DepthwiseO2OIndexBlock or
   DepthwiseM2OIndexBlock; tensors or arrays) -> IndexPool params."""
-  arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, 'detach') else v)
-            for k, v in state_dict.items()}
-  stats = sorted(k for k in arrays if k.rsplit('.', 1)[-1] in
-                 ('running_mean', 'running_var', 'num_batches_tracked'))
+  arrays = {
+    k: np.asarray(v.detach().cpu().numpy() if hasattr(v, 'detach') else v)
+    for k, v in state_dict.items()
+  }
+  stats = sorted(
+    k
+    for k in arrays
+    if k.rsplit('.', 1)[-1] in ('running_mean', 'running_var', 'num_batches_tracked')
+  )
   if stats and not drop_batch_norm_stats:
-    raise ValueError(f'BatchNorm statistics {stats[:3]} have no counterpart in IndexPool '
-                     f'(GroupNorm); pass drop_batch_norm_stats=True to convert without them.')
+    raise ValueError(
+      f'BatchNorm statistics {stats[:3]} have no counterpart in IndexPool '
+      f'(GroupNorm); pass drop_batch_norm_stats=True to convert without them.'
+    )
   for k in stats:
     del arrays[k]
 
@@ -147,10 +172,11 @@ def from_torch_state_dict(state_dict, drop_batch_norm_stats: bool = False) -> di
       return {'conv0': {'kernel': kernel(f'{prefix}.weight')}}
     if not holistic and f'{prefix}.1.weight' not in arrays:  # linear depthwise: Sequential(conv)
       return {'conv0': {'kernel': kernel(f'{prefix}.0.weight')}}
-    return {'conv0': {'kernel': kernel(f'{prefix}.0.weight')},
-            'norm1': {'scale': arrays.pop(f'{prefix}.1.weight'),
-                      'bias': arrays.pop(f'{prefix}.1.bias')},
-            'conv3': {'kernel': kernel(f'{prefix}.3.weight')}}
+    return {
+      'conv0': {'kernel': kernel(f'{prefix}.0.weight')},
+      'norm1': {'scale': arrays.pop(f'{prefix}.1.weight'), 'bias': arrays.pop(f'{prefix}.1.bias')},
+      'conv3': {'kernel': kernel(f'{prefix}.3.weight')},
+    }
 
   try:
     if any(k.startswith('indexnet.') for k in arrays):
@@ -158,8 +184,9 @@ def from_torch_state_dict(state_dict, drop_batch_norm_stats: bool = False) -> di
     else:
       params = {f'index{n}': branch(f'indexnet{n}', holistic=False) for n in range(1, 5)}
   except KeyError as e:
-    raise ValueError(f'Not an IndexNet index block state_dict: missing {e}; got '
-                     f'{sorted(state_dict)}.') from None
+    raise ValueError(
+      f'Not an IndexNet index block state_dict: missing {e}; got {sorted(state_dict)}.'
+    ) from None
   if arrays:
     raise ValueError(f'Unexpected keys in an IndexNet index block state_dict: {sorted(arrays)}.')
   return params

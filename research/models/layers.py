@@ -1,4 +1,5 @@
 """Building blocks shared by the architectures."""
+
 import functools
 from typing import Any, Optional
 
@@ -16,9 +17,11 @@ def check_input(x, stride: int, arch: str):
     raise ValueError(f'{arch} expects images of shape [B, H, W, C]; got shape {x.shape}.')
   h, w = x.shape[1:3]
   if h % stride or w % stride:
-    raise ValueError(f'{arch} has a total stride of {stride}: image size {h}×{w} is not '
-                     f'divisible by {stride}. Use a size that is a multiple of {stride} '
-                     f'(e.g. {max(stride, (h // stride) * stride)} or {(h // stride + 1) * stride}).')
+    raise ValueError(
+      f'{arch} has a total stride of {stride}: image size {h}×{w} is not '
+      f'divisible by {stride}. Use a size that is a multiple of {stride} '
+      f'(e.g. {max(stride, (h // stride) * stride)} or {(h // stride + 1) * stride}).'
+    )
 
 
 def groups(features: int) -> int:
@@ -42,7 +45,7 @@ def _group_stats(x, groups: int, eps: float):
   v = x.astype(jnp.float32).reshape(b, h * w, c)
   n = h * w * (c // groups)
   mean = _group_mean(v.sum(1), groups, n)
-  var = jnp.maximum(_group_mean((v * v).sum(1), groups, n) - mean * mean, 0.)
+  var = jnp.maximum(_group_mean((v * v).sum(1), groups, n) - mean * mean, 0.0)
   return mean, jax.lax.rsqrt(var + eps)
 
 
@@ -72,10 +75,16 @@ def _group_norm_bwd(groups, eps, dtype, residuals, dy):
   sum_dy = dy.reshape(b, h * w, c).sum(1)  # [B, C]
   sum_dy_xhat = (dy * x_hat).reshape(b, h * w, c).sum(1)
   n = h * w * (c // groups)
-  dx = inv * (dy * scale - _group_mean(sum_dy * scale, groups, n)
-              - x_hat * _group_mean(sum_dy_xhat * scale, groups, n))
-  return (dx.astype(x.dtype), sum_dy_xhat.sum(0).astype(scale.dtype),
-          sum_dy.sum(0).astype(bias.dtype))
+  dx = inv * (
+    dy * scale
+    - _group_mean(sum_dy * scale, groups, n)
+    - x_hat * _group_mean(sum_dy_xhat * scale, groups, n)
+  )
+  return (
+    dx.astype(x.dtype),
+    sum_dy_xhat.sum(0).astype(scale.dtype),
+    sum_dy.sum(0).astype(bias.dtype),
+  )
 
 
 group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
@@ -84,6 +93,7 @@ group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
 class GroupNorm(nn.Module):
   """nn.GroupNorm's parameters ('scale', 'bias') and function over [B, H, W, C], computed
   by `group_norm`: statistics in float32, output in `dtype`."""
+
   num_groups: int
   epsilon: float = 1e-6
   dtype: Any = jnp.float32
@@ -91,8 +101,10 @@ class GroupNorm(nn.Module):
   @nn.compact
   def __call__(self, x):
     if x.ndim != 4 or x.shape[-1] % self.num_groups:
-      raise ValueError(f'GroupNorm takes [B, H, W, C] with C divisible by {self.num_groups} '
-                       f'groups; got shape {x.shape}.')
+      raise ValueError(
+        f'GroupNorm takes [B, H, W, C] with C divisible by {self.num_groups} '
+        f'groups; got shape {x.shape}.'
+      )
     c = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (c,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (c,), jnp.float32)
@@ -104,6 +116,7 @@ class Conv(nn.Conv):
   computed by `conv_impl`: 'auto' (oneDNN on CPU when its library is built, else XLA),
   'xla' or 'onednn' (research.onednn.resolve). oneDNN's convolutions are ~3× faster than
   XLA:CPU's for the weight gradients that dominate a CPU train step."""
+
   conv_impl: str = 'auto'
 
   def __post_init__(self):
@@ -116,6 +129,7 @@ class Conv(nn.Conv):
 class ConvBlock(nn.Module):
   """`num_convs` × (3×3 conv, GroupNorm, ReLU). GroupNorm keeps the model stateless
   (no batch statistics to sync across devices) and trains well from scratch."""
+
   features: int
   num_convs: int = 2
   dtype: Any = jnp.float32
@@ -124,8 +138,15 @@ class ConvBlock(nn.Module):
   @nn.compact
   def __call__(self, x):
     for i in range(self.num_convs):
-      x = Conv(self.features, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype,
-               conv_impl=self.conv_impl, name=f'conv{i}')(x)
+      x = Conv(
+        self.features,
+        (3, 3),
+        padding='SAME',
+        use_bias=False,
+        dtype=self.dtype,
+        conv_impl=self.conv_impl,
+        name=f'conv{i}',
+      )(x)
       x = GroupNorm(groups(self.features), dtype=self.dtype, name=f'norm{i}')(x)
       x = nn.relu(x)
     return x
@@ -134,6 +155,7 @@ class ConvBlock(nn.Module):
 class Upsample(nn.Module):
   """One ×2 step with the chosen upsampler; `features` (None: the upsampler's default)
   is passed to it, options forwarded as they are, and the encoder's `guide` handed on."""
+
   upsampler: str
   options: Optional[dict] = None
   features: Optional[int] = None

@@ -12,6 +12,7 @@ convolves its own images instead of gathering the batch.
 used: 'auto' is oneDNN on CPU when the library loaded and XLA otherwise (GPU and TPU keep
 XLA). `conv_general_dilated` is what the models' `Conv` layer calls.
 """
+
 import ctypes
 import functools
 import logging
@@ -25,12 +26,21 @@ import jax.numpy as jnp
 import numpy as np
 
 IMPLS = ('auto', 'xla', 'onednn')
-LIBRARY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), 'build', 'libonednn_conv.so')
-_TARGETS = {'forward': 'onednn_conv_forward', 'input_grad': 'onednn_conv_input_grad',
-            'kernel_grad': 'onednn_conv_kernel_grad'}
-_SYMBOLS = {'forward': 'OnednnConvForward', 'input_grad': 'OnednnConvBackwardData',
-            'kernel_grad': 'OnednnConvBackwardWeights'}
+LIBRARY = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+  'build',
+  'libonednn_conv.so',
+)
+_TARGETS = {
+  'forward': 'onednn_conv_forward',
+  'input_grad': 'onednn_conv_input_grad',
+  'kernel_grad': 'onednn_conv_kernel_grad',
+}
+_SYMBOLS = {
+  'forward': 'OnednnConvForward',
+  'input_grad': 'OnednnConvBackwardData',
+  'kernel_grad': 'OnednnConvBackwardWeights',
+}
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
 
@@ -44,8 +54,9 @@ def load_error() -> Optional[str]:
   except OSError as e:
     return f'{LIBRARY} does not load ({e})'
   for kind, target in _TARGETS.items():
-    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])),
-                                platform='cpu')
+    jax.ffi.register_ffi_target(
+      target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])), platform='cpu'
+    )
   _LIB.append(lib)
   return None
 
@@ -70,11 +81,16 @@ def bf16_error() -> Optional[str]:
     return load_error()
   x = jnp.ones((1, 4, 4, 8), jnp.bfloat16)
   try:
-    jax.block_until_ready(jax.jit(_op('forward', (1, 4, 4, 8), (1, 1), (1, 1), (1, 1), (1, 1),
-                                      1))(x, jnp.ones((3, 3, 8, 8), jnp.bfloat16)))
+    jax.block_until_ready(
+      jax.jit(_op('forward', (1, 4, 4, 8), (1, 1), (1, 1), (1, 1), (1, 1), 1))(
+        x, jnp.ones((3, 3, 8, 8), jnp.bfloat16)
+      )
+    )
   except jax.errors.JaxRuntimeError:  # oneDNN found no implementation for this processor
-    return ('oneDNN has no bfloat16 convolution for this processor (it needs AVX512-BF16, AMX '
-            'or AVX2-VNNI-2)')
+    return (
+      'oneDNN has no bfloat16 convolution for this processor (it needs AVX512-BF16, AMX '
+      'or AVX2-VNNI-2)'
+    )
   return None
 
 
@@ -90,13 +106,17 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
   why = load_error() or (bf16_error() if jnp.dtype(dtype) == jnp.bfloat16 else None)
   if conv_impl == 'onednn':
     if not on_cpu:
-      raise ValueError(f'conv_impl="onednn" runs on CPU only; this backend is '
-                       f'{jax.default_backend()}. Use conv_impl="auto" or "xla".')
+      raise ValueError(
+        f'conv_impl="onednn" runs on CPU only; this backend is '
+        f'{jax.default_backend()}. Use conv_impl="auto" or "xla".'
+      )
     if load_error():
       _refuse(load_error())
     if why:
-      raise RuntimeError(f'conv_impl="onednn" cannot run: {why}. Use float32 (model.dtype), '
-                         f'or conv_impl="auto" or "xla".')
+      raise RuntimeError(
+        f'conv_impl="onednn" cannot run: {why}. Use float32 (model.dtype), '
+        f'or conv_impl="auto" or "xla".'
+      )
     return 'onednn'
   if on_cpu and why:
     _say_once(f'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: {why}.')
@@ -105,9 +125,11 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
 
 
 def _refuse(why: str):
-  raise RuntimeError(f'conv_impl="onednn" cannot run: {why}. Build the library with '
-                     f'`make onednn` (part of `make test` and `make demo`), or use '
-                     f'conv_impl="auto" or "xla".')
+  raise RuntimeError(
+    f'conv_impl="onednn" cannot run: {why}. Build the library with '
+    f'`make onednn` (part of `make test` and `make demo`), or use '
+    f'conv_impl="auto" or "xla".'
+  )
 
 
 @functools.cache
@@ -115,20 +137,29 @@ def _say_once(message: str):
   logging.getLogger(__name__).warning(message)
 
 
-def conv_general_dilated(x, kernel, strides: Sequence[int],
-                         padding: Union[str, Sequence[Tuple[int, int]]],
-                         kernel_dilation: Sequence[int] = (1, 1), feature_group_count: int = 1,
-                         impl: str = 'onednn'):
+def conv_general_dilated(
+  x,
+  kernel,
+  strides: Sequence[int],
+  padding: Union[str, Sequence[Tuple[int, int]]],
+  kernel_dilation: Sequence[int] = (1, 1),
+  feature_group_count: int = 1,
+  impl: str = 'onednn',
+):
   """`lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=kernel_dilation,
   dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=...)` by `impl` ('xla'
   or 'onednn', see `resolve`). x and kernel: float32 or bfloat16, the same dtype. oneDNN
   cannot pad negatively: such a convolution goes to XLA."""
   if x.ndim != 4 or kernel.ndim != 4:
-    raise ValueError(f'conv_general_dilated takes x [B, H, W, C] and kernel [KH, KW, C/groups, '
-                     f'O]; got shapes {x.shape} and {kernel.shape}.')
+    raise ValueError(
+      f'conv_general_dilated takes x [B, H, W, C] and kernel [KH, KW, C/groups, '
+      f'O]; got shapes {x.shape} and {kernel.shape}.'
+    )
   if x.dtype != kernel.dtype or x.dtype not in (jnp.float32, jnp.bfloat16):
-    raise ValueError(f'x and kernel must both be float32 or both bfloat16; got {x.dtype} and '
-                     f'{kernel.dtype}. Cast them to one of these first.')
+    raise ValueError(
+      f'x and kernel must both be float32 or both bfloat16; got {x.dtype} and '
+      f'{kernel.dtype}. Cast them to one of these first.'
+    )
   strides, dilation = tuple(strides), tuple(kernel_dilation)
   window = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:2], dilation)]
   if isinstance(padding, str):
@@ -137,9 +168,15 @@ def conv_general_dilated(x, kernel, strides: Sequence[int],
   if impl == 'onednn' and load_error():
     _refuse(load_error())
   if impl == 'xla' or min(min(p) for p in padding) < 0:
-    return lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
-                                    dimension_numbers=_DIMS,
-                                    feature_group_count=feature_group_count)
+    return lax.conv_general_dilated(
+      x,
+      kernel,
+      strides,
+      padding,
+      rhs_dilation=dilation,
+      dimension_numbers=_DIMS,
+      feature_group_count=feature_group_count,
+    )
   # Where the stride leaves the last rows (columns) of the padded image unread, oneDNN's
   # kernel gradient is wrong (tests/test_onednn.py): drop them, padding first, then pixels.
   lo, hi, keep = [], [], []
@@ -149,7 +186,7 @@ def conv_general_dilated(x, kernel, strides: Sequence[int],
     hi.append(max(b - unread, 0))
     keep.append(n - max(unread - b, 0))
   if keep != list(x.shape[1:3]):
-    x = x[:, :keep[0], :keep[1]]
+    x = x[:, : keep[0], : keep[1]]
   lo, hi = tuple(lo), tuple(hi)
   return _conv(x, kernel, strides, lo, hi, dilation, feature_group_count)
 
@@ -161,8 +198,9 @@ def _conv(x, kernel, strides, lo, hi, dilation, groups):
 
 def _conv_fwd(x, kernel, strides, lo, hi, dilation, groups):
   window = [(k - 1) * d + 1 for k, d in zip(kernel.shape[:2], dilation)]
-  spatial = tuple((n + a + b - k) // s + 1
-                  for n, a, b, k, s in zip(x.shape[1:3], lo, hi, window, strides))
+  spatial = tuple(
+    (n + a + b - k) // s + 1 for n, a, b, k, s in zip(x.shape[1:3], lo, hi, window, strides)
+  )
   out = (x.shape[0], *spatial, kernel.shape[3])
   y = _op('forward', out, strides, lo, hi, dilation, groups)(x, kernel)
   return y, (x, kernel)
@@ -188,9 +226,15 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
   def call(a, b):  # on whole arrays, or on one device's rows of a batch-split mesh
     shape = out_shape if kind == 'kernel_grad' else (a.shape[0], *out_shape[1:])
     ffi = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
-    return ffi(a, b, strides=np.array(strides, np.int64), pad_lo=np.array(lo, np.int64),
-                pad_hi=np.array(hi, np.int64), dilation=np.array(dilation, np.int64),
-                groups=np.int64(groups))
+    return ffi(
+      a,
+      b,
+      strides=np.array(strides, np.int64),
+      pad_lo=np.array(lo, np.int64),
+      pad_hi=np.array(hi, np.int64),
+      dilation=np.array(dilation, np.int64),
+      groups=np.int64(groups),
+    )
 
   def partition(mesh, arg_shapes, result_shape):
     """Each device convolves its own images (batch split as the first operand's, the rest
@@ -205,15 +249,21 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
       return mesh, lower, whole, (split, split)
     return mesh, call, split, (split, whole)
 
-  factors = {'forward': 'b h w c, k l i o -> b p q o',
-             'input_grad': 'b p q o, k l i c -> b h w c',
-             'kernel_grad': 'b h w c, b p q o -> k l i o'}[kind]
-  others = dict.fromkeys(f for f in factors.replace(',', ' ').replace('->', ' ').split()
-                         if f != 'b')
+  factors = {
+    'forward': 'b h w c, k l i o -> b p q o',
+    'input_grad': 'b p q o, k l i c -> b h w c',
+    'kernel_grad': 'b h w c, b p q o -> k l i o',
+  }[kind]
+  others = dict.fromkeys(
+    f for f in factors.replace(',', ' ').replace('->', ' ').split() if f != 'b'
+  )
   partitioned = custom_partitioning(call)
   partitioned.def_partition(  # only the batch (b) may be split
-      partition, sharding_rule=factors, need_replication_factors=tuple(others),
-      reduction_factors=('b',) if kind == 'kernel_grad' else ())
+    partition,
+    sharding_rule=factors,
+    need_replication_factors=tuple(others),
+    reduction_factors=('b',) if kind == 'kernel_grad' else (),
+  )
 
   @jax.custom_batching.custom_vmap
   def op(a, b):
@@ -231,11 +281,12 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
     if kind == 'forward' and not a_batched and groups == 1:  # same image: n times the outputs
       out = same((*out_shape[:3], n * out_shape[3]), 1)(a, _to_channels(b))
       return _from_channels(out, n), True
-    a, b = (t if t_batched else jnp.broadcast_to(t, (n, *t.shape))
-            for t, t_batched in zip((a, b), batched))
+    a, b = (
+      t if t_batched else jnp.broadcast_to(t, (n, *t.shape))
+      for t, t_batched in zip((a, b), batched)
+    )
     # Image channels and kernel outputs alike: the n problems as n times the groups.
-    out = same((*out_shape[:3], n * out_shape[3]), n * groups)(_to_channels(a),
-                                                               _to_channels(b))
+    out = same((*out_shape[:3], n * out_shape[3]), n * groups)(_to_channels(a), _to_channels(b))
     return _from_channels(out, n), True
 
   return op
@@ -245,7 +296,7 @@ def _merge(t, axis: int):
   """Merges t's leading (vmapped) axis into `axis` + 1, leading part outermost."""
   t = jnp.moveaxis(t, 0, axis)
   shape = t.shape
-  return t.reshape(*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2:])
+  return t.reshape(*shape[:axis], shape[axis] * shape[axis + 1], *shape[axis + 2 :])
 
 
 def _to_channels(t):
@@ -268,18 +319,47 @@ def lax_conv(impl: str):
   return functools.partial(_lax_compatible, impl=impl)
 
 
-def _lax_compatible(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                    dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                    precision=None, preferred_element_type=None, *, impl):
-  ours = (impl == 'onednn' and lhs.ndim == 4 and rhs.ndim == 4
-          and lhs.dtype == rhs.dtype and lhs.dtype in (jnp.float32, jnp.bfloat16)
-          and tuple(lhs_dilation or (1, 1)) == (1, 1) and batch_group_count == 1
-          and preferred_element_type in (None, lhs.dtype)
-          and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-          == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS))
+def _lax_compatible(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+  *,
+  impl,
+):
+  ours = (
+    impl == 'onednn'
+    and lhs.ndim == 4
+    and rhs.ndim == 4
+    and lhs.dtype == rhs.dtype
+    and lhs.dtype in (jnp.float32, jnp.bfloat16)
+    and tuple(lhs_dilation or (1, 1)) == (1, 1)
+    and batch_group_count == 1
+    and preferred_element_type in (None, lhs.dtype)
+    and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _DIMS)
+  )
   if not ours:
-    return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                    rhs_dilation, dimension_numbers, feature_group_count,
-                                    batch_group_count, precision, preferred_element_type)
-  return conv_general_dilated(lhs, rhs, window_strides, padding, rhs_dilation or (1, 1),
-                              feature_group_count, impl)
+    return lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+    )
+  return conv_general_dilated(
+    lhs, rhs, window_strides, padding, rhs_dilation or (1, 1), feature_group_count, impl
+  )

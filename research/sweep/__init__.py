@@ -19,6 +19,7 @@ Modules, one job each: grids (axis, product, zip_: all an experiment file needs)
 (status and per-workdir locks), local and slurm (the two backends). The names below are
 the ones launch.sweep, launch.table and scripts use.
 """
+
 from research.sweep import cells
 from research.sweep import grids
 from research.sweep import local

@@ -1,5 +1,6 @@
 """A sweep's plan: its cells with their configs, workdirs and commands, the processes that
 run them (seeds trained together share one), and the index of a sweep root (cells.json)."""
+
 import copy
 import dataclasses
 import importlib.util
@@ -27,10 +28,14 @@ def apply_overrides(config, overrides: dict):
     for depth, part in enumerate(parts):
       if not isinstance(node, ml_collections.ConfigDict) or part not in node:
         where = '.'.join(parts[:depth]) or 'the config'
-        valid = (', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict)
-                 else f'none, it is a {type(node).__name__}')
-        raise ValueError(f'Override {key}={value!r}: {where} has no field {part!r}; '
-                         f'its fields: {valid}.')
+        valid = (
+          ', '.join(sorted(node.keys()))
+          if isinstance(node, ml_collections.ConfigDict)
+          else f'none, it is a {type(node).__name__}'
+        )
+        raise ValueError(
+          f'Override {key}={value!r}: {where} has no field {part!r}; its fields: {valid}.'
+        )
       if depth < len(parts) - 1:
         node = node[part]
     try:
@@ -61,9 +66,11 @@ def get_sweep(spec: str) -> list[dict]:
   path, arg = split_spec(spec)
   module = load_experiment(path)
   if not hasattr(module, 'get_sweep'):
-    raise ValueError(f'{path} defines no get_sweep(arg); add one returning a list of cells, '
-                     'e.g. grids.product(grids.axis("model.upsampler", [...]), '
-                     'grids.axis("seed", range(3))) with research.sweep.grids.')
+    raise ValueError(
+      f'{path} defines no get_sweep(arg); add one returning a list of cells, '
+      'e.g. grids.product(grids.axis("model.upsampler", [...]), '
+      'grids.axis("seed", range(3))) with research.sweep.grids.'
+    )
   cells = [dict(c) for c in module.get_sweep(arg)]
   if not cells:
     raise ValueError(f'{spec}: get_sweep returned no cells.')
@@ -82,6 +89,7 @@ def portable_spec(spec: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """One run of a sweep: its overrides, its workdir and the command that trains it."""
+
   index: int
   name: str
   overrides: dict
@@ -91,7 +99,9 @@ class Cell:
 
 def _seed_template(names: list[str], seeds: list, short_seed: str) -> str | None:
   """The workdir name with {seed} where the seed goes, if all of `names` fit it."""
-  templates = {n.replace(f'{short_seed}={s}', f'{short_seed}={{seed}}') for n, s in zip(names, seeds)}
+  templates = {
+    n.replace(f'{short_seed}={s}', f'{short_seed}={{seed}}') for n, s in zip(names, seeds)
+  }
   if len(templates) != 1:
     return None
   template = templates.pop()
@@ -99,8 +109,9 @@ def _seed_template(names: list[str], seeds: list, short_seed: str) -> str | None
   return template if fits and '{seed}' in template else None
 
 
-def seed_groups(cells: list[dict], names: list[str],
-                seeds_together: int) -> list[tuple[list[int], str]]:
+def seed_groups(
+  cells: list[dict], names: list[str], seeds_together: int
+) -> list[tuple[list[int], str]]:
   """The cells to train in one program, each group with its workdir name: cells equal but
   for an integer `seed`, in chunks of at most `seeds_together`, whose names differ only in
   the seed, named by the template with {seed}; every other cell alone, under its own name."""
@@ -110,15 +121,14 @@ def seed_groups(cells: list[dict], names: list[str],
   rest = {}
   for i, cell in enumerate(cells):
     if isinstance(cell.get('seed'), int) and short_seed:
-      key = json.dumps({k: v for k, v in cell.items() if k != 'seed'}, sort_keys=True,
-                       default=repr)
+      key = json.dumps({k: v for k, v in cell.items() if k != 'seed'}, sort_keys=True, default=repr)
       rest.setdefault(key, []).append(i)
     else:
       rest[f'#{i}'] = [i]
   groups = []
   for members in rest.values():
     for start in range(0, len(members), seeds_together):
-      chunk = members[start:start + seeds_together]
+      chunk = members[start : start + seeds_together]
       seeds = [cells[i].get('seed') for i in chunk]
       template = len(chunk) > 1 and _seed_template([names[i] for i in chunk], seeds, short_seed)
       if template:
@@ -128,8 +138,14 @@ def seed_groups(cells: list[dict], names: list[str],
   return sorted(groups)
 
 
-def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
-         python: str = sys.executable, seeds_together: int = 1) -> list[Cell]:
+def plan(
+  spec: str,
+  cells: list[dict],
+  root: str,
+  common: dict | None = None,
+  python: str = sys.executable,
+  seeds_together: int = 1,
+) -> list[Cell]:
   """The cells of a sweep with their workdirs under `root` and their launch.train commands.
 
   `common` overrides (the sweep's own --config.KEY=VALUE flags) apply to every cell. With
@@ -142,8 +158,10 @@ def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
   for overrides, name in zip(cells, names):
     shared = sorted(set(overrides) & set(common))
     if shared:
-      raise ValueError(f'Cell {name!r} sets {shared}, which the command line overrides for every '
-                       'cell too; drop one of them.')
+      raise ValueError(
+        f'Cell {name!r} sets {shared}, which the command line overrides for every '
+        'cell too; drop one of them.'
+      )
   commands = {}
   for group, name in seed_groups(cells, names, seeds_together):
     overrides = dict(cells[group[0]])
@@ -152,13 +170,21 @@ def plan(spec: str, cells: list[dict], root: str, common: dict | None = None,
       del overrides['seed']  # --seeds and the {seed} in the workdir name set it
     workdir = os.path.join(root, name)
     # No progress bar: log.txt would fill with carriage-return updates.
-    command = (python, '-m', 'launch.train', f'--config={spec}', f'--workdir={workdir}',
-               *([f'--seeds={",".join(map(str, seeds))}'] if seeds else []),
-               '--config.progress=False',
-               *(f'--config.{k}={naming.flag_value(v)}' for k, v in {**common, **overrides}.items()))
+    command = (
+      python,
+      '-m',
+      'launch.train',
+      f'--config={spec}',
+      f'--workdir={workdir}',
+      *([f'--seeds={",".join(map(str, seeds))}'] if seeds else []),
+      '--config.progress=False',
+      *(f'--config.{k}={naming.flag_value(v)}' for k, v in {**common, **overrides}.items()),
+    )
     commands.update({i: command for i in group})
-  return [Cell(i, name, overrides, os.path.join(root, name), commands[i])
-          for i, (overrides, name) in enumerate(zip(cells, names))]
+  return [
+    Cell(i, name, overrides, os.path.join(root, name), commands[i])
+    for i, (overrides, name) in enumerate(zip(cells, names))
+  ]
 
 
 def jobs(cells: list[Cell]) -> list[list[Cell]]:
@@ -177,8 +203,10 @@ def log_pointer(first: Cell) -> str:
 def read_index(root: str) -> dict:
   path = os.path.join(root, INDEX)
   if not os.path.exists(path):
-    raise FileNotFoundError(f'{root} has no {INDEX}: it is not a sweep root, or its sweep has not '
-                            'been launched yet (python -m launch.sweep --config ... --root ROOT).')
+    raise FileNotFoundError(
+      f'{root} has no {INDEX}: it is not a sweep root, or its sweep has not '
+      'been launched yet (python -m launch.sweep --config ... --root ROOT).'
+    )
   with open(path) as f:
     return json.load(f)
 
@@ -191,15 +219,28 @@ def write_index(root: str, spec: str, common: dict, cells: list[Cell]):
   refused, since their cells would not be comparable (and their names could collide).
   """
   task = {c.index: t for t, job in enumerate(jobs(cells)) for c in job}  # Slurm array index
-  index = {'config': portable_spec(spec), 'overrides': common,
-           'cells': [{'index': c.index, 'task': task[c.index], 'name': c.name,
-                      'overrides': c.overrides, 'command': shlex.join(c.command)} for c in cells]}
+  index = {
+    'config': portable_spec(spec),
+    'overrides': common,
+    'cells': [
+      {
+        'index': c.index,
+        'task': task[c.index],
+        'name': c.name,
+        'overrides': c.overrides,
+        'command': shlex.join(c.command),
+      }
+      for c in cells
+    ],
+  }
   index = json.loads(json.dumps(index, default=repr))
   if os.path.exists(os.path.join(root, INDEX)):
     old = read_index(root)
     if (old['config'], old['overrides']) != (index['config'], index['overrides']):
-      raise ValueError(f'{root} holds a sweep of {old["config"]} with overrides '
-                       f'{old["overrides"]}; this one is {index["config"]} with '
-                       f'{index["overrides"]}. Use another --root (a root holds one experiment).')
+      raise ValueError(
+        f'{root} holds a sweep of {old["config"]} with overrides '
+        f'{old["overrides"]}; this one is {index["config"]} with '
+        f'{index["overrides"]}. Use another --root (a root holds one experiment).'
+      )
   os.makedirs(root, exist_ok=True)
   workdir_lib.write_text_atomic(os.path.join(root, INDEX), json.dumps(index, indent=2) + '\n')

@@ -1,4 +1,5 @@
 """Grids: the cells of a sweep as lists of {dotted config key: value} dicts."""
+
 import itertools
 
 
@@ -18,8 +19,9 @@ def product(*axes) -> list[dict]:
     for part in parts:
       shared = sorted(set(cell) & set(part))
       if shared:
-        raise ValueError(f'Axes of a product set the same key(s) {shared}; combine them with '
-                         'zip_ or drop one.')
+        raise ValueError(
+          f'Axes of a product set the same key(s) {shared}; combine them with zip_ or drop one.'
+        )
       cell.update(part)
     cells.append(cell)
   return cells

@@ -1,5 +1,6 @@
 """The local backend: a sweep's processes here, a few at a time, each cell's output in its
 log.txt, and a summary that names the failures."""
+
 import concurrent.futures
 import dataclasses
 import datetime
@@ -9,9 +10,9 @@ import subprocess
 import threading
 import time
 
+from research.sweep import cells as cells_lib
 from research.sweep import locks
 from research.sweep import progress
-from research.sweep import cells as cells_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +39,6 @@ def _with_seeds(command: tuple[str, ...], seeds) -> tuple[str, ...]:
   return narrowed
 
 
-
-
-
 def _take_locks(job: list[cells_lib.Cell]) -> tuple[list[cells_lib.Cell], list[cells_lib.Cell]]:
   """`job`'s cells split into (locked now by this process, held by another live one).
 
@@ -57,8 +55,9 @@ def _take_locks(job: list[cells_lib.Cell]) -> tuple[list[cells_lib.Cell], list[c
     time.sleep(1)
 
 
-def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None,
-            running: dict | None = None) -> list[Result]:
+def run_job(
+  job: list[cells_lib.Cell], stop: threading.Event | None = None, running: dict | None = None
+) -> list[Result]:
   """Trains one process's cells (one, or seeds trained together) under their locks,
   appending its output to the first cell's log.txt (the others' logs point there).
 
@@ -74,11 +73,13 @@ def run_job(job: list[cells_lib.Cell], stop: threading.Event | None = None,
     command = _with_seeds(command, [c.overrides['seed'] for c in taken])
   try:
     if stop is not None and stop.is_set():
-      return results + [Result(c, 'failed', 'not started: the sweep was interrupted')
-                        for c in taken]
+      return results + [
+        Result(c, 'failed', 'not started: the sweep was interrupted') for c in taken
+      ]
     start = time.time()
-    header = (f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} '
-              f'{shlex.join(command)}\n')
+    header = (
+      f'\n=== {datetime.datetime.now().isoformat(timespec="seconds")} {shlex.join(command)}\n'
+    )
     for cell in taken[1:]:
       with open(os.path.join(cell.workdir, cells_lib.LOG), 'a') as log:
         log.write(header + cells_lib.log_pointer(taken[0]) + '\n')
@@ -127,8 +128,10 @@ def run_local(cells: list[cells_lib.Cell], parallel: int = 1) -> list[Result]:
         for result in future.result():
           results.append(result)
           durations.append(result.seconds if result.outcome == 'done' else None)
-          monitor.say(f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
-                      f'({result.detail})')
+          monitor.say(
+            f'[{len(results)}/{len(cells)}] {result.outcome:<7} {result.cell.name} '
+            f'({result.detail})'
+          )
     except KeyboardInterrupt:
       stop.set()
       pool.shutdown(wait=False, cancel_futures=True)

@@ -1,5 +1,6 @@
 """Which cells are done, running or partial, and the per-workdir locks that keep two
 processes off one cell."""
+
 import json
 import os
 import socket

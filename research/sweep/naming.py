@@ -1,4 +1,5 @@
 """Cell names: short, readable, filesystem-safe directory names from a cell's overrides."""
+
 import hashlib
 import json
 import re
@@ -49,6 +50,8 @@ def cell_names(cells) -> list[str]:
   for i, name in enumerate(names):
     j = seen.setdefault(name.lower(), i)  # lower(): case-insensitive file systems
     if j != i:
-      raise ValueError(f'Cells {j} and {i} get the same workdir name {name!r}: '
-                       f'{cells[j]} vs {cells[i]}. Each cell of a sweep must be distinct.')
+      raise ValueError(
+        f'Cells {j} and {i} get the same workdir name {name!r}: '
+        f'{cells[j]} vs {cells[i]}. Each cell of a sweep must be distinct.'
+      )
   return names

@@ -1,6 +1,7 @@
 """What a local sweep shows while its cells train: each running cell's step, loss and time
 left (from its metrics.jsonl), and the sweep's time left; on a terminal one line per running
 cell, redrawn in place, elsewhere (a log file) a block every few minutes."""
+
 import json
 import os
 import sys
@@ -22,8 +23,12 @@ def cell_progress(workdir: str):
     return None
   last = records[-1]
   timed = [r['train/step_seconds'] for r in records if 'train/step_seconds' in r]
-  return {'step': last['step'], 'num_steps': num_steps, 'loss': last['train/loss'],
-          'seconds_per_step': timed[-1] if timed else None}
+  return {
+    'step': last['step'],
+    'num_steps': num_steps,
+    'loss': last['train/loss'],
+    'seconds_per_step': timed[-1] if timed else None,
+  }
 
 
 def duration(seconds) -> str:
@@ -35,7 +40,8 @@ def duration(seconds) -> str:
 
 
 def lines(running: dict, done_seconds: list, remaining: int, parallel: int, now: float) -> list:
-  """One line per running cell ({index: (cell, start time)}) and one for the sweep: `remaining` cells
+  """One line per running cell ({index: (cell, start time)}) and one for the sweep: `remaining`
+  cells
   not finished, running ones included; a cell's length is estimated from the finished ones
   (`done_seconds`), else from the running ones' rates."""
   out, projected = [], []
@@ -47,10 +53,17 @@ def lines(running: dict, done_seconds: list, remaining: int, parallel: int, now:
     left = (p['num_steps'] - p['step']) * p['seconds_per_step'] if p['seconds_per_step'] else None
     if left is not None:
       projected.append(now - started + left)
-    out.append(f'  {cell.name}: step {p["step"]}/{p["num_steps"]}, loss {p["loss"]:.3f}, '
-               f'{duration(left)} left')
-  per_cell = (sum(done_seconds) / len(done_seconds) if done_seconds
-              else sum(projected) / len(projected) if projected else None)
+    out.append(
+      f'  {cell.name}: step {p["step"]}/{p["num_steps"]}, loss {p["loss"]:.3f}, '
+      f'{duration(left)} left'
+    )
+  per_cell = (
+    sum(done_seconds) / len(done_seconds)
+    if done_seconds
+    else sum(projected) / len(projected)
+    if projected
+    else None
+  )
   total = None if per_cell is None else per_cell * remaining / max(1, min(parallel, remaining))
   out.append(f'  sweep: {remaining} cell(s) to finish, about {duration(total)} left')
   return out
@@ -59,8 +72,16 @@ def lines(running: dict, done_seconds: list, remaining: int, parallel: int, now:
 class Monitor(threading.Thread):
   """Shows `lines` for the cells in `running` until stopped (a daemon thread)."""
 
-  def __init__(self, running: dict, finished: list, total: int, parallel: int,
-               stream=sys.stdout, interval: float = 2.0, plain_interval: float = 300.0):
+  def __init__(
+    self,
+    running: dict,
+    finished: list,
+    total: int,
+    parallel: int,
+    stream=sys.stdout,
+    interval: float = 2.0,
+    plain_interval: float = 300.0,
+  ):
     super().__init__(daemon=True)
     self.running, self.finished, self.total, self.parallel = running, finished, total, parallel
     self.stream, self.tty = stream, stream.isatty()
@@ -74,8 +95,13 @@ class Monitor(threading.Thread):
   def draw(self):
     with self.lock:
       remaining = self.total - len(self.finished)
-      block = lines(dict(self.running), [r for r in self.finished if r is not None], remaining,
-                    self.parallel, time.time())
+      block = lines(
+        dict(self.running),
+        [r for r in self.finished if r is not None],
+        remaining,
+        self.parallel,
+        time.time(),
+      )
       if self.tty:  # move up over the last block and redraw it
         self.stream.write(f'\x1b[{self.drawn}F' if self.drawn else '')
         self.stream.write(''.join(f'\x1b[K{line}\n' for line in block))

@@ -7,6 +7,7 @@ the table lists it by name and status. Figures: mIoU against GFLOPs, boundary F1
 upsampler, and from the checkpoints, predictions of every upsampler on the same images
 and the checkerboard of transpose_conv against resize_conv made visible.
 """
+
 import json
 import os
 
@@ -34,9 +35,19 @@ from research.tables.text import to_latex
 from research.tables.text import to_markdown
 
 
-def write(root: str, out: str, name: str, split: str, command: str, plots: bool = True,
-          qualitative: bool = True, num_images: int = 4, echo=print,
-          force: bool = False, reference: str | None = None) -> list[str]:
+def write(
+  root: str,
+  out: str,
+  name: str,
+  split: str,
+  command: str,
+  plots: bool = True,
+  qualitative: bool = True,
+  num_images: int = 4,
+  echo=print,
+  force: bool = False,
+  reference: str | None = None,
+) -> list[str]:
   """OUT/NAME.md, .csv, .tex and the figures; returns the paths written.
 
   With `reference` (a decoder, e.g. 'nearest'), NAME.md also holds each row's paired
@@ -54,33 +65,44 @@ def write(root: str, out: str, name: str, split: str, command: str, plots: bool 
   if not force and os.path.exists(md_path):
     with open(md_path) as f:
       if f'Sweep `{index["config"]}` in `{root}`' not in f.read():
-        raise FileExistsError(f'{md_path} was made from another sweep; not replacing it. Pass '
-                              '--force to replace it, or choose another --name or --out.')
+        raise FileExistsError(
+          f'{md_path} was made from another sweep; not replacing it. Pass '
+          '--force to replace it, or choose another --name or --out.'
+        )
   header = text.provenance(command)
   overrides = ', '.join(f'{k}={v}' for k, v in index['overrides'].items()) or 'none'
-  intro = (f'\n# {name}: {split} split\n\n'
-           f'Sweep `{index["config"]}` in `{root}` (command-line overrides: {overrides}). '
-           'One row per configuration: mean ± sample std (n − 1) over its finished seeds, '
-           'n = seeds done / seeds in the sweep (one seed: its value alone). Bold: best per '
-           'column (highest quality and images/s; lowest checkerboard score, parameters, '
-           'GFLOPs and ms/step). Quality and checkerboard scores in %; params and GFLOPs '
-           '(forward, one image) do not depend on the seed.\n')
+  intro = (
+    f'\n# {name}: {split} split\n\n'
+    f'Sweep `{index["config"]}` in `{root}` (command-line overrides: {overrides}). '
+    'One row per configuration: mean ± sample std (n − 1) over its finished seeds, '
+    'n = seeds done / seeds in the sweep (one seed: its value alone). Bold: best per '
+    'column (highest quality and images/s; lowest checkerboard score, parameters, '
+    'GFLOPs and ms/step). Quality and checkerboard scores in %; params and GFLOPs '
+    '(forward, one image) do not depend on the seed.\n'
+  )
   together = sorted({f.get('cost', {}).get('seeds_together', 1) for r in rows for f in r.finals})
   if together != [1] and together:
-    intro += ('\nSome cells trained several seeds in one program (seeds_together = '
-              f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
-              'joint step, per seed.\n')
+    intro += (
+      '\nSome cells trained several seeds in one program (seeds_together = '
+      f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
+      'joint step, per seed.\n'
+    )
   found = []
   if reference and reference not in upsamplers.names():
-    raise ValueError(f'--reference {reference!r} is no upsampler; known upsamplers: '
-                     f'{", ".join(upsamplers.names())}.')
+    raise ValueError(
+      f'--reference {reference!r} is no upsampler; known upsamplers: '
+      f'{", ".join(upsamplers.names())}.'
+    )
   if reference:
     found = paired.differences(rows, split, reference, _thin_classes(rows))
   markdown = text.to_markdown(rows, split, header + intro)
   if reference:
     markdown += '\n' + paired.to_markdown(found, reference, split)
-  texts = {'md': markdown, 'csv': text.to_csv(rows, split),
-           'tex': text.to_latex(rows, split, header)}
+  texts = {
+    'md': markdown,
+    'csv': text.to_csv(rows, split),
+    'tex': text.to_latex(rows, split, header),
+  }
   os.makedirs(out, exist_ok=True)
   written = []
   for ext, content in texts.items():
@@ -108,4 +130,3 @@ def _thin_classes(rows) -> tuple:
         data_config = json.load(f)['data']
       return catalog.resolve(ml_collections.ConfigDict(data_config)).thin_classes
   return ()
-

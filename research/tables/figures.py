@@ -1,5 +1,6 @@
 """Figures of a sweep's rows: quality against cost, boundary F1 per upsampler, and the
 drawing helpers the qualitative figures share."""
+
 import os
 
 from matplotlib import colormaps
@@ -38,7 +39,9 @@ def plot_quality_vs_cost(rows: list[text.Row], split: str, path: str):
     y, yerr = zip(*[text.summarize(r.values(miou, split))[:2] for r in members])
     ax.errorbar(x, y, yerr=np.nan_to_num(yerr), fmt='osD^v<>'[i % 7], capsize=3, label=series)
     for r, xi, yi in zip(members, x, y):
-      ax.annotate(upsampler_name(r), (xi, yi), fontsize=7, xytext=(3, 3), textcoords='offset points')
+      ax.annotate(
+        upsampler_name(r), (xi, yi), fontsize=7, xytext=(3, 3), textcoords='offset points'
+      )
   ax.set_xlabel('forward GFLOPs per image')
   ax.set_ylabel(f'{split} mIoU (%)')
   ax.set_title('Quality against cost (mean ± std over seeds)')
@@ -57,12 +60,20 @@ def plot_boundary_f1(rows: list[text.Row], split: str, path: str):
   fig = Figure(figsize=(max(6, 0.8 * len(upsamplers) * max(1, len(series) / 2)), 4))
   ax = fig.add_subplot()
   for i, name in enumerate(series):
-    stats = {upsampler_name(r): text.summarize(r.values(column, split))[:2]
-             for r in done if series_name(r) == name}
+    stats = {
+      upsampler_name(r): text.summarize(r.values(column, split))[:2]
+      for r in done
+      if series_name(r) == name
+    }
     xs = [j for j, u in enumerate(upsamplers) if u in stats]
-    ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs],
-           [stats[upsamplers[x]][0] for x in xs], width,
-           yerr=[np.nan_to_num(stats[upsamplers[x]][1]) for x in xs], capsize=2, label=name)
+    ax.bar(
+      [x + (i - (len(series) - 1) / 2) * width for x in xs],
+      [stats[upsamplers[x]][0] for x in xs],
+      width,
+      yerr=[np.nan_to_num(stats[upsamplers[x]][1]) for x in xs],
+      capsize=2,
+      label=name,
+    )
   ax.set_xticks(range(len(upsamplers)), upsamplers, rotation=30, ha='right')
   ax.set_ylabel(f'{split} boundary F1 (%)')
   ax.set_title('Boundary F1 per upsampler (mean ± std over seeds)')
@@ -83,9 +94,15 @@ def high_pass(p: np.ndarray) -> np.ndarray:
 def label_image(ax, labels, num_classes):
   """A label map in the tab10 colours of every figure here; the ignore label white."""
   cmap = colors.ListedColormap(colormaps['tab10'].colors[:num_classes]).with_extremes(
-      bad='white')  # the ignore label
-  ax.imshow(np.ma.masked_outside(labels, 0, num_classes - 1), cmap=cmap, vmin=-0.5,
-            vmax=num_classes - 0.5, interpolation='nearest')
+    bad='white'
+  )  # the ignore label
+  ax.imshow(
+    np.ma.masked_outside(labels, 0, num_classes - 1),
+    cmap=cmap,
+    vmin=-0.5,
+    vmax=num_classes - 0.5,
+    interpolation='nearest',
+  )
 
 
 def plot_predictions(images, labels, probs: dict, title: str, path: str):
@@ -119,8 +136,9 @@ def plot_checkerboard(image, label, probs: dict, scores: dict, path: str):
   cls = int(np.argmax(present)) if present.any() else 0  # the most frequent foreground class
   maps = {name: p[..., cls] for name, p in probs.items()}
   passes = {name: high_pass(m) for name, m in maps.items()}
-  vmax = max(float(np.percentile(np.abs(np.concatenate([h.ravel() for h in passes.values()])),
-                                 99.5)), 1e-6)
+  vmax = max(
+    float(np.percentile(np.abs(np.concatenate([h.ravel() for h in passes.values()])), 99.5)), 1e-6
+  )
   fig = Figure(figsize=(7, 2.4 * len(maps)))
   axes = fig.subplots(len(maps), 3, squeeze=False)
   for i, name in enumerate(maps):
@@ -133,4 +151,3 @@ def plot_checkerboard(image, label, probs: dict, scores: dict, path: str):
   for ax in axes.flat:
     ax.set_axis_off()
   save_figure(fig, path)
-

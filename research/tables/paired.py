@@ -8,6 +8,7 @@ images within a seed; 2000 resamples; percentile 95% interval) over the per-imag
 run keeps in per_image_<split>.npz. A difference is marked where its interval excludes zero;
 each table says the smallest difference its design could detect (80% power).
 """
+
 import json
 import os
 from typing import Callable, NamedTuple
@@ -33,19 +34,21 @@ class Metric(NamedTuple):
 
 def _recall(a):
   totals = a['small_totals'].sum(-1)
-  return np.divide(a['small_hits'].sum(-1), totals, out=np.full(totals.shape, np.nan),
-                   where=totals > 0), totals
+  return np.divide(
+    a['small_hits'].sum(-1), totals, out=np.full(totals.shape, np.nan), where=totals > 0
+  ), totals
 
 
 METRICS = (
-    Metric('mIoU', 'confusion', lambda a: (a['confusion'], None), iou=True),
-    Metric('thin IoU', 'confusion', lambda a: (a['confusion'], None), iou=True, thin=True),
-    Metric('trimap 2px', 'trimap', lambda a: (a['trimap'][:, :, 1], None), iou=True),
-    Metric('trimap 4px', 'trimap', lambda a: (a['trimap'][:, :, 2], None), iou=True),
-    Metric('boundary F1', 'boundary_f1', lambda a: (a['boundary_f1'], None)),
-    Metric('small-object recall', 'small_hits', _recall),
-    Metric('shift consistency', 'shift_consistency',
-           lambda a: (a['shift_consistency'].mean(-1), None)),
+  Metric('mIoU', 'confusion', lambda a: (a['confusion'], None), iou=True),
+  Metric('thin IoU', 'confusion', lambda a: (a['confusion'], None), iou=True, thin=True),
+  Metric('trimap 2px', 'trimap', lambda a: (a['trimap'][:, :, 1], None), iou=True),
+  Metric('trimap 4px', 'trimap', lambda a: (a['trimap'][:, :, 2], None), iou=True),
+  Metric('boundary F1', 'boundary_f1', lambda a: (a['boundary_f1'], None)),
+  Metric('small-object recall', 'small_hits', _recall),
+  Metric(
+    'shift consistency', 'shift_consistency', lambda a: (a['shift_consistency'].mean(-1), None)
+  ),
 )
 
 
@@ -59,13 +62,20 @@ def _split_file(workdir: str, split: str) -> str:
 
 def reference_of(rows: list, row, reference: str):
   """The row that differs from `row` only in its decoder, being `reference`; None if none."""
+
   def decoder_free(label):
-    return {k: v for k, v in label.items()
-            if k != DECODER_KEY and not k.startswith('model.upsampler_options')}
+    return {
+      k: v
+      for k, v in label.items()
+      if k != DECODER_KEY and not k.startswith('model.upsampler_options')
+    }
+
   for other in rows:
-    if (other.label.get(DECODER_KEY) == reference
-        and not any(k.startswith('model.upsampler_options') for k in other.label)
-        and decoder_free(other.label) == decoder_free(row.label)):
+    if (
+      other.label.get(DECODER_KEY) == reference
+      and not any(k.startswith('model.upsampler_options') for k in other.label)
+      and decoder_free(other.label) == decoder_free(row.label)
+    ):
       return other
   return None
 
@@ -84,8 +94,9 @@ def _paired_arrays(row, ref, split: str):
   return seeds, (stack(0), stack(1))
 
 
-def differences(rows: list, split: str, reference: str, thin_classes,
-                num_resamples: int = stats.NUM_RESAMPLES) -> list[tuple]:
+def differences(
+  rows: list, split: str, reference: str, thin_classes, num_resamples: int = stats.NUM_RESAMPLES
+) -> list[tuple]:
   """[(row, {metric title: stats.PairedDifference})] for every row with a reference row and
   paired per-image values (the reference row itself left out)."""
   out = []
@@ -104,11 +115,15 @@ def differences(rows: list, split: str, reference: str, thin_classes,
       (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
       if metric.iou:
         result[metric.title] = stats.confusion_difference(
-            base, cand, classes=list(thin_classes) if metric.thin else None,
-            num_resamples=num_resamples)
+          base,
+          cand,
+          classes=list(thin_classes) if metric.thin else None,
+          num_resamples=num_resamples,
+        )
       else:
-        result[metric.title] = stats.score_difference(base, cand, base_w, cand_w,
-                                                      num_resamples=num_resamples)
+        result[metric.title] = stats.score_difference(
+          base, cand, base_w, cand_w, num_resamples=num_resamples
+        )
     out.append((row, result))
   return out
 
@@ -117,18 +132,24 @@ def to_markdown(found: list[tuple], reference: str, split: str) -> str:
   """The differences in points (%): `+d [low, high]`, bold where the interval excludes zero;
   and per metric the largest smallest-detectable difference over the rows."""
   if not found:
-    return (f'No paired differences to `{reference}`: no row has a reference row with '
-            'per-image values on both sides.\n')
+    return (
+      f'No paired differences to `{reference}`: no row has a reference row with '
+      'per-image values on both sides.\n'
+    )
   titles = list(dict.fromkeys(t for _, result in found for t in result))
   labels = [', '.join(f'{k}={v}' for k, v in row.label.items()) for row, _ in found]
-  lines = [f'## Paired differences to `{reference}` ({split} split, points of %)', '',
-           'Candidate minus reference, mean over the seeds both finished; 95% interval of a '
-           'hierarchical bootstrap (seeds, then test images within each seed; '
-           f'{next(iter(found[0][1].values())).num_resamples} resamples, percentile). Bold: the '
-           'interval excludes zero. '
-           'n: paired seeds × test images.', '',
-           '| configuration | n | ' + ' | '.join(titles) + ' |',
-           '|---|---|' + '---|' * len(titles)]
+  lines = [
+    f'## Paired differences to `{reference}` ({split} split, points of %)',
+    '',
+    'Candidate minus reference, mean over the seeds both finished; 95% interval of a '
+    'hierarchical bootstrap (seeds, then test images within each seed; '
+    f'{next(iter(found[0][1].values())).num_resamples} resamples, percentile). Bold: the '
+    'interval excludes zero. '
+    'n: paired seeds × test images.',
+    '',
+    '| configuration | n | ' + ' | '.join(titles) + ' |',
+    '|---|---|' + '---|' * len(titles),
+  ]
   for label, (_, result) in zip(labels, found):
     first = next(iter(result.values()))
     cells = []
@@ -141,9 +162,14 @@ def to_markdown(found: list[tuple], reference: str, split: str) -> str:
       cells.append(f'**{cell}**' if d.excludes_zero else cell)
     lines.append(f'| {label} | {first.num_seeds}×{first.num_images} | ' + ' | '.join(cells) + ' |')
   detectable = {t: max(r[t].detectable for _, r in found if t in r) for t in titles}
-  lines += ['', 'Smallest difference this design could detect (80% power, two-sided α = 0.05; '
-            '2.8 bootstrap standard errors, the largest over the rows): '
-            + ', '.join(f'{t} {100 * d:.1f}' for t, d in detectable.items()) + ' points.', '']
+  lines += [
+    '',
+    'Smallest difference this design could detect (80% power, two-sided α = 0.05; '
+    '2.8 bootstrap standard errors, the largest over the rows): '
+    + ', '.join(f'{t} {100 * d:.1f}' for t, d in detectable.items())
+    + ' points.',
+    '',
+  ]
   return '\n'.join(lines)
 
 
@@ -152,8 +178,11 @@ def plot(found: list[tuple], reference: str, prefix: str) -> list[str]:
   written = []
   titles = list(dict.fromkeys(t for _, result in found for t in result))
   for title in titles:
-    by_row = {', '.join(str(v) for v in row.label.values()): result[title]
-              for row, result in found if title in result}
+    by_row = {
+      ', '.join(str(v) for v in row.label.values()): result[title]
+      for row, result in found
+      if title in result
+    }
     path = f'{prefix}_diff_{title.replace(" ", "_").replace("-", "_")}.png'
     stats_figures.plot_differences(by_row, reference, title, path)
     written.append(path)

@@ -1,9 +1,10 @@
 """Figures that need the models or the data: predictions of trained runs loaded from their
 checkpoints, the checkerboard made visible, and the clustering baseline's picture."""
+
 import os
 
-from matplotlib.figure import Figure
 import jax
+from matplotlib.figure import Figure
 import numpy as np
 
 from research import clustering
@@ -23,15 +24,19 @@ def _eval_images(config, split: str, num_images: int):
   return batch['image'][valid], batch['label'][valid]
 
 
-def qualitative_figures(rows: list[text.Row], split: str, prefix: str, num_images: int,
-                        echo=print) -> list[str]:
+def qualitative_figures(
+  rows: list[text.Row], split: str, prefix: str, num_images: int, echo=print
+) -> list[str]:
   """Per series: predictions of each upsampler on the same images, and where it has both
   transpose_conv and resize_conv, the checkerboard figure. Needs the runs' checkpoints."""
   written = []
   for series in dict.fromkeys(figures.series_name(r) for r in rows if r.finals):
     members = [r for r in rows if r.finals and figures.series_name(r) == series]
-    workdirs = {figures.upsampler_name(r): r.done[0] for r in members
-                if os.path.isdir(os.path.join(r.done[0], 'checkpoints'))}
+    workdirs = {
+      figures.upsampler_name(r): r.done[0]
+      for r in members
+      if os.path.isdir(os.path.join(r.done[0], 'checkpoints'))
+    }
     if not workdirs:
       echo(f'No checkpoints in the finished cells of {series}: no qualitative figure.')
       continue
@@ -40,9 +45,11 @@ def qualitative_figures(rows: list[text.Row], split: str, prefix: str, num_image
       try:
         model, params, config = inference.load(workdir)
       except Exception as e:  # any unreadable checkpoint: this figure goes without it
-        echo(f'Warning: leaving {upsampler} out of the qualitative figure of {series}: its '
-             f'checkpoint in {workdir} could not be read ({type(e).__name__}: '
-             f'{" ".join(str(e).split())[:160]}).')
+        echo(
+          f'Warning: leaving {upsampler} out of the qualitative figure of {series}: its '
+          f'checkpoint in {workdir} could not be read ({type(e).__name__}: '
+          f'{" ".join(str(e).split())[:160]}).'
+        )
         continue
       if images is None:
         images, labels = _eval_images(config, split, num_images)
@@ -50,24 +57,35 @@ def qualitative_figures(rows: list[text.Row], split: str, prefix: str, num_image
     if not probs:
       continue
     path = f'{prefix}_qualitative_{sweep.safe(series)}.png'
-    figures.plot_predictions(images, labels, probs, f'{series}: {split} images, one seed each', path)
+    figures.plot_predictions(
+      images, labels, probs, f'{series}: {split} images, one seed each', path
+    )
     written.append(path)
     pair = ('transpose_conv', 'resize_conv')
     if all(u in probs for u in pair):
       chosen = {u: probs[u][:1] for u in pair}
       scores = {u: float(metrics.checkerboard_score(p)[0]) for u, p in chosen.items()}
       path = f'{prefix}_checkerboard_{sweep.safe(series)}.png'
-      figures.plot_checkerboard(images[0], labels[0], {u: p[0] for u, p in chosen.items()}, scores, path)
+      figures.plot_checkerboard(
+        images[0], labels[0], {u: p[0] for u, p in chosen.items()}, scores, path
+      )
       written.append(path)
   return written
 
 
-def plot_clustering_examples(data_config, path: str, num_images: int = 4, seed: int = 0,
-                  quantise=('colour', 8), superpixels=('colour_position', 64, 30.0)):
+def plot_clustering_examples(
+  data_config,
+  path: str,
+  num_images: int = 4,
+  seed: int = 0,
+  quantise=('colour', 8),
+  superpixels=('colour_position', 64, 30.0),
+):
   """The classic pictures, one test image per row: input, the image quantised to its k-means
   colours, SLIC-like superpixel boundaries over the input, and the ground truth."""
-  batch = next(iter(data.eval_batches(data_config, data_config.test_split,
-                                      global_batch_size=num_images)))
+  batch = next(
+    iter(data.eval_batches(data_config, data_config.test_split, global_batch_size=num_images))
+  )
   images, labels = batch['image'][batch['valid']], batch['label'][batch['valid']]
   key = jax.random.key(seed)
   quantised = np.asarray(clustering.segment(images, quantise[1], quantise[0], key)['quantised'])
@@ -77,8 +95,12 @@ def plot_clustering_examples(data_config, path: str, num_images: int = 4, seed: 
   overlay = images.copy()
   overlay[edges] = (1.0, 0.0, 0.0)
   num_classes = data.dataset_info(data_config).num_classes
-  titles = ['input', f'quantised\n{quantise[0]}, k={quantise[1]}',
-            f'superpixel boundaries\n{space}, k={k}, m={m:g}', 'ground truth']
+  titles = [
+    'input',
+    f'quantised\n{quantise[0]}, k={quantise[1]}',
+    f'superpixel boundaries\n{space}, k={k}, m={m:g}',
+    'ground truth',
+  ]
   fig = Figure(figsize=(8, 2 * len(images)))
   axes = fig.subplots(len(images), 4, squeeze=False)
   for row, (image, q, o, label) in enumerate(zip(images, quantised, overlay, labels)):

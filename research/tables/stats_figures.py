@@ -22,8 +22,9 @@ def _save(fig: Figure, path: str) -> Figure:
   return fig
 
 
-def plot_differences(differences: dict, reference: str, metric: str, path: str,
-                     scale: float = 100) -> Figure:
+def plot_differences(
+  differences: dict, reference: str, metric: str, path: str, scale: float = 100
+) -> Figure:
   """Dot-and-whisker (forest) plot of each decoder's difference to `reference`.
 
   differences: decoder -> stats.PairedDifference (or a dict with its 'difference', 'low',
@@ -32,8 +33,9 @@ def plot_differences(differences: dict, reference: str, metric: str, path: str,
   """
   if not differences:
     raise ValueError('differences must name at least one decoder')
-  rows = [dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(d)
-          for d in differences.values()]
+  rows = [
+    dataclasses.asdict(d) if dataclasses.is_dataclass(d) else dict(d) for d in differences.values()
+  ]
   names = list(differences)
   y = -np.arange(len(names))  # first decoder on top
   fig = Figure(figsize=(6, 1 + 0.4 * len(names)))
@@ -41,13 +43,23 @@ def plot_differences(differences: dict, reference: str, metric: str, path: str,
   ax.axvline(0, color='0.5', lw=1)
   for yi, row in zip(y, rows):
     diff, low, high = (scale * row[k] for k in ('difference', 'low', 'high'))
-    ax.errorbar(diff, yi, xerr=[[diff - low], [high - diff]], fmt='o', color='C0', capsize=3,
-                markerfacecolor='C0' if row['excludes_zero'] else 'white')
+    ax.errorbar(
+      diff,
+      yi,
+      xerr=[[diff - low], [high - diff]],
+      fmt='o',
+      color='C0',
+      capsize=3,
+      markerfacecolor='C0' if row['excludes_zero'] else 'white',
+    )
   ax.set_yticks(y, names)
   level = rows[0].get('level', 0.95)
   ax.set_xlabel(f'{metric}: difference to {reference}' + (' (points)' if scale == 100 else ''))
-  ax.set_title(f'Paired difference to {reference}, {100 * level:g}% hierarchical bootstrap '
-               'interval\n(filled: interval excludes zero)', fontsize=9)
+  ax.set_title(
+    f'Paired difference to {reference}, {100 * level:g}% hierarchical bootstrap '
+    'interval\n(filled: interval excludes zero)',
+    fontsize=9,
+  )
   ax.grid(axis='x', alpha=0.3)
   return _save(fig, path)
 
@@ -55,15 +67,25 @@ def plot_differences(differences: dict, reference: str, metric: str, path: str,
 def _curves(x, values, spread, xlabel, ylabel, title, path, log2_x):
   """One line per decoder through values[decoder] (float [len(x)]), optional error bars."""
   x = np.asarray(x, np.float64)
-  if not values or any(np.shape(v) != x.shape for v in values.values()) or (
-      spread is not None and any(np.shape(spread[k]) != x.shape for k in values)):
-    raise ValueError(f'values (and spread) must map each decoder to {len(x)} numbers, '
-                     f'one per {xlabel}')
+  if (
+    not values
+    or any(np.shape(v) != x.shape for v in values.values())
+    or (spread is not None and any(np.shape(spread[k]) != x.shape for k in values))
+  ):
+    raise ValueError(
+      f'values (and spread) must map each decoder to {len(x)} numbers, one per {xlabel}'
+    )
   fig = Figure(figsize=(6, 4))
   ax = fig.add_subplot()
   for i, (name, v) in enumerate(values.items()):
-    ax.errorbar(x, v, yerr=None if spread is None else spread[name], fmt='osD^v<>'[i % 7] + '-',
-                capsize=2, label=name)
+    ax.errorbar(
+      x,
+      v,
+      yerr=None if spread is None else spread[name],
+      fmt='osD^v<>'[i % 7] + '-',
+      capsize=2,
+      label=name,
+    )
   if log2_x:
     ax.set_xscale('log', base=2)
   ax.set_xticks(x, [f'{v:g}' for v in x])
@@ -80,19 +102,35 @@ def plot_trimap(widths, iou: dict, path: str, spread: dict | None = None) -> Fig
 
   widths: [W]; iou, spread: decoder -> float [W] (spread None: no error bars).
   """
-  return _curves(widths, iou, spread, 'band width w (px from a ground-truth boundary)',
-                 'mIoU within the band', 'Trimap IoU per decoder', path, log2_x=True)
+  return _curves(
+    widths,
+    iou,
+    spread,
+    'band width w (px from a ground-truth boundary)',
+    'mIoU within the band',
+    'Trimap IoU per decoder',
+    path,
+    log2_x=True,
+  )
 
 
-def plot_shift_consistency(shifts, agreement: dict, path: str,
-                           spread: dict | None = None) -> Figure:
+def plot_shift_consistency(
+  shifts, agreement: dict, path: str, spread: dict | None = None
+) -> Figure:
   """Shift consistency (agreement on the overlap) against the shift s per decoder.
 
   shifts: [S]; agreement, spread: decoder -> float [S] (spread None: no error bars).
   """
-  return _curves(shifts, agreement, spread, 'shift s (px, down and right)',
-                 'predicted labels that agree', 'Shift consistency per decoder', path,
-                 log2_x=False)
+  return _curves(
+    shifts,
+    agreement,
+    spread,
+    'shift s (px, down and right)',
+    'predicted labels that agree',
+    'Shift consistency per decoder',
+    path,
+    log2_x=False,
+  )
 
 
 def _curve_means(members, split: str, fields) -> tuple[dict, dict]:
@@ -101,8 +139,9 @@ def _curve_means(members, split: str, fields) -> tuple[dict, dict]:
   for row in members:
     values = np.array([[f[split].get(k, np.nan) for k in fields] for f in row.finals], float)
     means[figures.upsampler_name(row)] = values.mean(0)
-    spreads[figures.upsampler_name(row)] = values.std(0, ddof=1) if len(values) > 1 else np.zeros(
-        len(fields))
+    spreads[figures.upsampler_name(row)] = (
+      values.std(0, ddof=1) if len(values) > 1 else np.zeros(len(fields))
+    )
   return means, spreads
 
 
@@ -114,11 +153,19 @@ def plot_curves(rows: list[text.Row], split: str, prefix: str) -> list[str]:
   for series in dict.fromkeys(figures.series_name(r) for r in done):
     members = [r for r in done if figures.series_name(r) == series]
     for kind, xs, fields, plot in [
-        ('trimap', decoder_metrics.TRIMAP_WIDTHS,
-         [f'trimap_miou_w{w}' for w in decoder_metrics.TRIMAP_WIDTHS], plot_trimap),
-        ('shift', decoder_metrics.SHIFTS,
-         [f'shift_consistency_s{s}' for s in decoder_metrics.SHIFTS],
-         plot_shift_consistency)]:
+      (
+        'trimap',
+        decoder_metrics.TRIMAP_WIDTHS,
+        [f'trimap_miou_w{w}' for w in decoder_metrics.TRIMAP_WIDTHS],
+        plot_trimap,
+      ),
+      (
+        'shift',
+        decoder_metrics.SHIFTS,
+        [f'shift_consistency_s{s}' for s in decoder_metrics.SHIFTS],
+        plot_shift_consistency,
+      ),
+    ]:
       if not all(fields[0] in f[split] for r in members for f in r.finals):
         continue
       means, spreads = _curve_means(members, split, fields)

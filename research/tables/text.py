@@ -5,6 +5,7 @@ should have, and each cell's final.json for those that finished. A cell that has
 finished is never dropped: its row counts it (n = seeds done / seeds in the sweep) and
 the table lists it by name and status.
 """
+
 import csv
 import dataclasses
 import io
@@ -24,6 +25,7 @@ MISSING = '—'
 @dataclasses.dataclass(frozen=True)
 class Column:
   """One metric: where it is in final.json, how it is shown, and which way is better."""
+
   title: str
   tex: str
   section: str  # 'split' (the split shown) or 'cost'
@@ -41,46 +43,75 @@ class Column:
 
 
 COLUMNS = (
-    Column('mIoU (%)', r'mIoU (\%)', 'split', 'miou', 100, 1, 'max'),
-    Column('pixel acc. (%)', r'pixel acc.\ (\%)', 'split', 'pixel_accuracy', 100, 1, 'max'),
-    Column('boundary F1 (%)', r'boundary F1 (\%)', 'split', 'boundary_f1', 100, 1, 'max'),
-    Column('checkerboard (%)', r'checkerboard (\%)', 'split', 'checkerboard', 100, 2, 'min'),
-    Column('params (k)', r'params (k)', 'cost', 'params', 1e-3, 1, 'min', spread=False),
-    Column('GFLOPs', r'GFLOPs', 'cost', 'gflops_per_image', 1, 3, 'min', spread=False),
-    Column('ms/step', r'ms/step', 'cost', 'step_seconds', 1e3, 1, 'min'),
-    Column('images/s', r'images/s', 'cost', 'images_per_second', 1, 0, 'max'),
+  Column('mIoU (%)', r'mIoU (\%)', 'split', 'miou', 100, 1, 'max'),
+  Column('pixel acc. (%)', r'pixel acc.\ (\%)', 'split', 'pixel_accuracy', 100, 1, 'max'),
+  Column('boundary F1 (%)', r'boundary F1 (\%)', 'split', 'boundary_f1', 100, 1, 'max'),
+  Column('checkerboard (%)', r'checkerboard (\%)', 'split', 'checkerboard', 100, 2, 'min'),
+  Column('params (k)', r'params (k)', 'cost', 'params', 1e-3, 1, 'min', spread=False),
+  Column('GFLOPs', r'GFLOPs', 'cost', 'gflops_per_image', 1, 3, 'min', spread=False),
+  Column('ms/step', r'ms/step', 'cost', 'step_seconds', 1e3, 1, 'min'),
+  Column('images/s', r'images/s', 'cost', 'images_per_second', 1, 0, 'max'),
 )
 
 
 # Shown only when some finished cell has them (the clustering baseline's superpixel scores;
 # forward time and peak memory, recorded by runs since commit 8198877).
 OPTIONAL_COLUMNS = (
-    Column('boundary recall (%)', r'boundary recall (\%)', 'split', 'boundary_recall', 100, 1,
-           'max'),
-    Column('under-seg. error (%)', r'under-seg.\ error (\%)', 'split', 'undersegmentation_error',
-           100, 1, 'min'),
-    # Where decoders differ (research.evaluate.evaluate_per_image; runs since the metrics of
-    # issue 18): thin structures, bands around boundaries, small objects, translations, and
-    # the checkerboard on the logits, after training and at initialisation.
-    Column('thin IoU (%)', r'thin IoU (\%)', 'split', 'thin_iou', 100, 1, 'max'),
-    Column('trimap 2px (%)', r'trimap 2px (\%)', 'split', 'trimap_miou_w2', 100, 1, 'max'),
-    Column('trimap 4px (%)', r'trimap 4px (\%)', 'split', 'trimap_miou_w4', 100, 1, 'max'),
-    Column('small-object recall (%)', r'small-obj.\ recall (\%)', 'split', 'small_object_recall',
-           100, 1, 'max'),
-    Column('shift consistency (%)', r'shift cons.\ (\%)', 'split', 'shift_consistency', 100, 1,
-           'max'),
-    Column('checkerboard logits (%)', r'checkerb.\ logits (\%)', 'split', 'checkerboard_logits',
-           100, 2, 'min'),
-    Column('checkerboard logits at init (%)', r'checkerb.\ logits, init (\%)', 'init',
-           'checkerboard_logits', 100, 2, 'min'),
-    Column('ms/image (fwd)', r'ms/image (fwd)', 'cost', 'forward_ms_per_image', 1, 2, 'min'),
-    Column('peak memory (MB)', r'peak memory (MB)', 'cost', 'peak_memory_mb', 1, 0, 'min'),
+  Column('boundary recall (%)', r'boundary recall (\%)', 'split', 'boundary_recall', 100, 1, 'max'),
+  Column(
+    'under-seg. error (%)',
+    r'under-seg.\ error (\%)',
+    'split',
+    'undersegmentation_error',
+    100,
+    1,
+    'min',
+  ),
+  # Where decoders differ (research.evaluate.evaluate_per_image; runs since the metrics of
+  # issue 18): thin structures, bands around boundaries, small objects, translations, and
+  # the checkerboard on the logits, after training and at initialisation.
+  Column('thin IoU (%)', r'thin IoU (\%)', 'split', 'thin_iou', 100, 1, 'max'),
+  Column('trimap 2px (%)', r'trimap 2px (\%)', 'split', 'trimap_miou_w2', 100, 1, 'max'),
+  Column('trimap 4px (%)', r'trimap 4px (\%)', 'split', 'trimap_miou_w4', 100, 1, 'max'),
+  Column(
+    'small-object recall (%)',
+    r'small-obj.\ recall (\%)',
+    'split',
+    'small_object_recall',
+    100,
+    1,
+    'max',
+  ),
+  Column(
+    'shift consistency (%)', r'shift cons.\ (\%)', 'split', 'shift_consistency', 100, 1, 'max'
+  ),
+  Column(
+    'checkerboard logits (%)',
+    r'checkerb.\ logits (\%)',
+    'split',
+    'checkerboard_logits',
+    100,
+    2,
+    'min',
+  ),
+  Column(
+    'checkerboard logits at init (%)',
+    r'checkerb.\ logits, init (\%)',
+    'init',
+    'checkerboard_logits',
+    100,
+    2,
+    'min',
+  ),
+  Column('ms/image (fwd)', r'ms/image (fwd)', 'cost', 'forward_ms_per_image', 1, 2, 'min'),
+  Column('peak memory (MB)', r'peak memory (MB)', 'cost', 'peak_memory_mb', 1, 0, 'min'),
 )
 
 
 @dataclasses.dataclass
 class Row:
   """A configuration: the cells of its seeds, their status, and the finished ones' results."""
+
   label: dict  # its overrides except the seed (dotted key -> value)
   workdirs: list = dataclasses.field(default_factory=list)
   statuses: list = dataclasses.field(default_factory=list)
@@ -94,8 +125,14 @@ class Row:
   def values(self, column: Column, split: str) -> np.ndarray:
     """The column's value for each done seed, scaled for display (NaN where absent)."""
     section = split if column.section == 'split' else column.section
-    return np.array([np.nan if f.get(section, {}).get(column.field) is None
-                     else float(f[section][column.field]) * column.scale for f in self.finals])
+    return np.array(
+      [
+        np.nan
+        if f.get(section, {}).get(column.field) is None
+        else float(f[section][column.field]) * column.scale
+        for f in self.finals
+      ]
+    )
 
 
 def read_sweep(root: str) -> tuple[dict, list[Row]]:
@@ -124,8 +161,9 @@ def columns(rows: list[Row]) -> tuple[Column, ...]:
     sections = SPLITS if column.section == 'split' else (column.section,)
     return any(f.get(s, {}).get(column.field) is not None for f in finals for s in sections)
 
-  return (tuple(c for c in COLUMNS if not finals or reported(c))
-          + tuple(c for c in OPTIONAL_COLUMNS if reported(c)))
+  return tuple(c for c in COLUMNS if not finals or reported(c)) + tuple(
+    c for c in OPTIONAL_COLUMNS if reported(c)
+  )
 
 
 def summarize(values: np.ndarray) -> tuple[float, float, int]:
@@ -172,13 +210,19 @@ def _cells(rows: list[Row], split: str, bold, pm: str):
 def _label_texts(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
   keys = list(dict.fromkeys(k for r in rows for k in r.label))
   short = sweep.short_keys(keys)
-  return ([short[k] for k in keys] or ['config'],
-          [[str(r.label.get(k, MISSING)) for k in keys] or ['(all)'] for r in rows])
+  return (
+    [short[k] for k in keys] or ['config'],
+    [[str(r.label.get(k, MISSING)) for k in keys] or ['(all)'] for r in rows],
+  )
 
 
 def _unfinished(rows: list[Row]) -> list[str]:
-  return [f'{os.path.basename(w)} ({s})' for r in rows for w, s in zip(r.workdirs, r.statuses)
-          if s != 'done']
+  return [
+    f'{os.path.basename(w)} ({s})'
+    for r in rows
+    for w, s in zip(r.workdirs, r.statuses)
+    if s != 'done'
+  ]
 
 
 def to_markdown(rows: list[Row], split: str, header: str) -> str:
@@ -186,16 +230,22 @@ def to_markdown(rows: list[Row], split: str, header: str) -> str:
   names, labels = _label_texts(rows)
   shown = columns(rows)
   titles = names + ['n'] + [c.title for c in shown]
-  lines = [header.rstrip('\n'), '',
-           '| ' + ' | '.join(titles) + ' |',
-           '|' + '|'.join([':--'] * len(names) + ['--:'] * (1 + len(shown))) + '|']
+  lines = [
+    header.rstrip('\n'),
+    '',
+    '| ' + ' | '.join(titles) + ' |',
+    '|' + '|'.join([':--'] * len(names) + ['--:'] * (1 + len(shown))) + '|',
+  ]
   for row, label, texts in zip(rows, labels, _cells(rows, split, lambda t: f'**{t}**', ' ± ')):
     n = f'{len(row.finals)}/{len(row.workdirs)}'
     lines.append('| ' + ' | '.join(label + [n] + texts) + ' |')
   unfinished = _unfinished(rows)
   total = sum(len(r.workdirs) for r in rows)
-  lines += ['', f'Not finished: {len(unfinished)} of {total} cells'
-            + (': ' + ', '.join(unfinished) + '.' if unfinished else '.')]
+  lines += [
+    '',
+    f'Not finished: {len(unfinished)} of {total} cells'
+    + (': ' + ', '.join(unfinished) + '.' if unfinished else '.'),
+  ]
   return '\n'.join(lines) + '\n'
 
 
@@ -210,14 +260,19 @@ def to_latex(rows: list[Row], split: str, header: str) -> str:
   names, labels = _label_texts(rows)
   shown = columns(rows)
   lines = [f'% {line}' for line in header.splitlines()]
-  lines += [r'\begin{tabular}{' + 'l' * len(names) + 'r' * (1 + len(shown)) + '}', r'\toprule',
-            ' & '.join([_tex_escape(n) for n in names] + ['$n$'] + [c.tex for c in shown])
-            + r' \\', r'\midrule']
+  lines += [
+    r'\begin{tabular}{' + 'l' * len(names) + 'r' * (1 + len(shown)) + '}',
+    r'\toprule',
+    ' & '.join([_tex_escape(n) for n in names] + ['$n$'] + [c.tex for c in shown]) + r' \\',
+    r'\midrule',
+  ]
   cells = _cells(rows, split, lambda t: r'\textbf{' + t + '}', r' $\pm$ ')
   for row, label, texts in zip(rows, labels, cells):
     n = f'{len(row.finals)}/{len(row.workdirs)}'
-    lines.append(' & '.join([_tex_escape(t) for t in label] + [n]
-                            + [t.replace(MISSING, '--') for t in texts]) + r' \\')
+    lines.append(
+      ' & '.join([_tex_escape(t) for t in label] + [n] + [t.replace(MISSING, '--') for t in texts])
+      + r' \\'
+    )
   lines += [r'\bottomrule', r'\end{tabular}']
   return '\n'.join(lines) + '\n'
 
@@ -226,36 +281,51 @@ def to_csv(rows: list[Row], split: str) -> str:
   """Machine-readable: full dotted keys, and each metric's mean and std in final.json's
   units (fractions, seconds); empty where undefined."""
   keys = list(dict.fromkeys(k for r in rows for k in r.label))
-  class_names = list(dict.fromkeys(  # per-class IoU, where the runs report it by name
-      name for r in rows for f in r.finals
+  class_names = list(
+    dict.fromkeys(  # per-class IoU, where the runs report it by name
+      name
+      for r in rows
+      for f in r.finals
       if isinstance(f.get(split, {}).get('iou_per_class'), dict)
-      for name in f[split]['iou_per_class']))
+      for name in f[split]['iou_per_class']
+    )
+  )
   out = io.StringIO()
   writer = csv.writer(out, lineterminator='\n')
-  writer.writerow(keys + ['seeds_done', 'seeds_total']
-                  + [f'{c.name}_{s}' for c in columns(rows) for s in ('mean', 'std')]
-                  + [f'iou_{name}_{s}' for name in class_names for s in ('mean', 'std')])
+  writer.writerow(
+    keys
+    + ['seeds_done', 'seeds_total']
+    + [f'{c.name}_{s}' for c in columns(rows) for s in ('mean', 'std')]
+    + [f'iou_{name}_{s}' for name in class_names for s in ('mean', 'std')]
+  )
   for row in rows:
     stats = []
     for column in columns(rows):
       mean, std, _ = summarize(row.values(column, split) / column.scale)
       stats += ['' if np.isnan(v) else repr(v) for v in (mean, std)]
     for name in class_names:
-      per_seed = np.array([np.nan if f[split]['iou_per_class'].get(name) is None
-                           else f[split]['iou_per_class'][name] for f in row.finals])
+      per_seed = np.array(
+        [
+          np.nan if f[split]['iou_per_class'].get(name) is None else f[split]['iou_per_class'][name]
+          for f in row.finals
+        ]
+      )
       mean, std, _ = summarize(per_seed)
       stats += ['' if np.isnan(v) else repr(v) for v in (mean, std)]
-    writer.writerow([row.label.get(k, '') for k in keys] + [len(row.finals), len(row.workdirs)]
-                    + stats)
+    writer.writerow(
+      [row.label.get(k, '') for k in keys] + [len(row.finals), len(row.workdirs)] + stats
+    )
   return out.getvalue()
 
 
 def git_commit() -> str:
   """Short HEAD hash, '+dirty' if tracked files changed or untracked ones exist (results/
   and ignored paths aside)."""
+
   def git(*args):
-    return subprocess.run(['git', *args], cwd=sweep.REPO, capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+      ['git', *args], cwd=sweep.REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
   try:
     head = git('rev-parse', '--short', 'HEAD')

@@ -5,6 +5,7 @@ Each entry is a subclass of `base.Upsampler` (the contract: `module(x, guide)` o
 the encoder). To add one: write `research/upsamplers/<name>.py` with the module and add
 one line to `_REGISTRY` below; the registry, model, bench and table tests then cover it.
 """
+
 from flax import linen as nn
 
 from research.upsamplers import base
@@ -22,21 +23,21 @@ from research.upsamplers import sapa
 from research.upsamplers import transpose_conv
 
 _REGISTRY = {
-    'nearest': fixed.Nearest,
-    'bed_of_nails': fixed.BedOfNails,
-    'max_unpool': max_unpool.MaxUnpool,
-    'transpose_conv': transpose_conv.TransposeConv,
-    'bilinear': bilinear.Bilinear,
-    'resize_conv': resize_conv.ResizeConv,
-    'pixel_shuffle': pixel_shuffle.PixelShuffle,
-    'bilinear_additive': bilinear_additive.BilinearAdditive,
-    # Dynamic and guided (issue 17): content-aware kernels, sampling offsets, indices.
-    'carafe': carafe.CARAFE,
-    'fade': fade.FADE,
-    'sapa_i': sapa.SAPAI,
-    'sapa_b': sapa.SAPAB,
-    'dysample': dysample.DySample,
-    'indexnet': indexnet.IndexUnpool,  # with research.models.index_pool.IndexPool
+  'nearest': fixed.Nearest,
+  'bed_of_nails': fixed.BedOfNails,
+  'max_unpool': max_unpool.MaxUnpool,
+  'transpose_conv': transpose_conv.TransposeConv,
+  'bilinear': bilinear.Bilinear,
+  'resize_conv': resize_conv.ResizeConv,
+  'pixel_shuffle': pixel_shuffle.PixelShuffle,
+  'bilinear_additive': bilinear_additive.BilinearAdditive,
+  # Dynamic and guided (issue 17): content-aware kernels, sampling offsets, indices.
+  'carafe': carafe.CARAFE,
+  'fade': fade.FADE,
+  'sapa_i': sapa.SAPAI,
+  'sapa_b': sapa.SAPAB,
+  'dysample': dysample.DySample,
+  'indexnet': indexnet.IndexUnpool,  # with research.models.index_pool.IndexPool
 }
 
 
@@ -62,6 +63,8 @@ def build(name, /, **options) -> nn.Module:
   valid = set(cls.__dataclass_fields__) - {'parent'}
   unknown = sorted(set(options) - valid)
   if unknown:
-    raise ValueError(f'Upsampler {name!r} has no option(s) {unknown}; '
-                     f'its options are: {", ".join(sorted(valid - {"name"}))}.')
+    raise ValueError(
+      f'Upsampler {name!r} has no option(s) {unknown}; '
+      f'its options are: {", ".join(sorted(valid - {"name"}))}.'
+    )
   return cls(**options)

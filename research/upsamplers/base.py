@@ -9,6 +9,7 @@ what the encoder left for the decoder at this step. Each architecture fills the 
 has (`research.models` says which); an upsampler lists the fields it cannot work without
 in `needs`, so that a model that cannot give them is refused when it is built, not traced.
 """
+
 from typing import ClassVar, Optional
 
 import flax
@@ -17,9 +18,9 @@ import jax
 
 # What each Guide field holds, for error messages and the README's upsampler table.
 GUIDE_FIELDS = {
-    'switches': 'the switches of the matching max-pool, uint8 [B, H, W, C|1] (argmax per 2×2 window)',
-    'skip': 'the encoder feature map at the target resolution, [B, 2H, 2W, Cs] (before pooling)',
-    'indices': 'the decoder indices of the matching index-pooling layer, [B, 2H, 2W, C|1]',
+  'switches': 'the switches of the matching max-pool, uint8 [B, H, W, C|1] (argmax per 2×2 window)',
+  'skip': 'the encoder feature map at the target resolution, [B, 2H, 2W, Cs] (before pooling)',
+  'indices': 'the decoder indices of the matching index-pooling layer, [B, 2H, 2W, C|1]',
 }
 
 
@@ -59,16 +60,15 @@ class Upsampler(nn.Module):
       raise ValueError(f'{self.kind} expects x of shape [B, H, W, C]; got shape {x.shape}.')
     if self.keeps_channels and self.features is not None and self.features != x.shape[-1]:
       raise ValueError(
-          f'{self.kind} has no parameters and keeps the {x.shape[-1]} input channels; '
-          f'got features={self.features} (use None or {x.shape[-1]}).'
+        f'{self.kind} has no parameters and keeps the {x.shape[-1]} input channels; '
+        f'got features={self.features} (use None or {x.shape[-1]}).'
       )
     for name in self.needs:
       if getattr(guide, name) is None:
         raise ValueError(
-            f'{self.kind} needs {GUIDE_FIELDS[name]}: call it as module(x, Guide({name}=...)).'
+          f'{self.kind} needs {GUIDE_FIELDS[name]}: call it as module(x, Guide({name}=...)).'
         )
     return guide
-
 
 
 class ParameterFree(Upsampler):

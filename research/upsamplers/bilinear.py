@@ -1,4 +1,5 @@
 """Fixed bilinear ×2 upsampling (half-pixel centres, as `align_corners=False`)."""
+
 import jax
 
 from research.upsamplers import base

@@ -16,6 +16,7 @@ no projection to add; FCN asks for features = K = x's channels, which fits).
 `channel_compressor.{weight,bias}` and `content_encoder.{weight,bias}` (torch Conv2d
 layouts [O, I, kh, kw]), to this module's params.
 """
+
 from flax import linen as nn
 import jax
 
@@ -37,22 +38,33 @@ class CARAFE(base.Upsampler):
     self.check(x, guide)
     b, h, w, c = x.shape
     if self.features is not None and self.features != c:
-      raise ValueError(f'carafe reassembles x and keeps its {c} channels; got features='
-                       f'{self.features} (use None or {c}).')
+      raise ValueError(
+        f'carafe reassembles x and keeps its {c} channels; got features='
+        f'{self.features} (use None or {c}).'
+      )
     if c % self.up_group:
       raise ValueError(f'carafe needs up_group dividing the {c} channels; got {self.up_group}.')
     if self.encoder_kernel % 2 == 0 or self.up_kernel % 2 == 0:
-      raise ValueError(f'carafe needs odd encoder_kernel and up_kernel (centred windows); got '
-                       f'{self.encoder_kernel} and {self.up_kernel}.')
-    g, kk = self.up_group, self.up_kernel ** 2
-    compressed = nn.Conv(self.compressed_channels, (1, 1),
-                         kernel_init=nn.initializers.xavier_uniform(),
-                         name='channel_compressor')(x)
+      raise ValueError(
+        f'carafe needs odd encoder_kernel and up_kernel (centred windows); got '
+        f'{self.encoder_kernel} and {self.up_kernel}.'
+      )
+    g, kk = self.up_group, self.up_kernel**2
+    compressed = nn.Conv(
+      self.compressed_channels,
+      (1, 1),
+      kernel_init=nn.initializers.xavier_uniform(),
+      name='channel_compressor',
+    )(x)
     pad = (self.encoder_kernel - 1) * self.encoder_dilation // 2
-    logits = nn.Conv(4 * g * kk, (self.encoder_kernel,) * 2, padding=pad,
-                     kernel_dilation=self.encoder_dilation,
-                     kernel_init=nn.initializers.normal(0.001),
-                     name='content_encoder')(compressed)  # [B, H, W, G·k²·4]
+    logits = nn.Conv(
+      4 * g * kk,
+      (self.encoder_kernel,) * 2,
+      padding=pad,
+      kernel_dilation=self.encoder_dilation,
+      kernel_init=nn.initializers.normal(0.001),
+      name='content_encoder',
+    )(compressed)  # [B, H, W, G·k²·4]
     logits = logits.reshape(b, h, w, g * kk, 2, 2).transpose(0, 1, 4, 2, 5, 3)
     kernels = jax.nn.softmax(logits.reshape(b, 2 * h, 2 * w, g, kk), axis=-1)
     return reassembly.reassemble(x, kernels)
@@ -61,11 +73,12 @@ class CARAFE(base.Upsampler):
 def from_torch_state_dict(state_dict) -> dict:
   """mmcv `CARAFEPack.state_dict()` -> this module's params (for `module.apply`)."""
   return {
-      'channel_compressor': {
-          'kernel': reassembly.flax_conv_kernel(state_dict['channel_compressor.weight']),
-          'bias': reassembly.as_array(state_dict['channel_compressor.bias'])},
-      'content_encoder': {
-          'kernel': reassembly.flax_conv_kernel(state_dict['content_encoder.weight']),
-          'bias': reassembly.as_array(state_dict['content_encoder.bias'])},
+    'channel_compressor': {
+      'kernel': reassembly.flax_conv_kernel(state_dict['channel_compressor.weight']),
+      'bias': reassembly.as_array(state_dict['channel_compressor.bias']),
+    },
+    'content_encoder': {
+      'kernel': reassembly.flax_conv_kernel(state_dict['content_encoder.weight']),
+      'bias': reassembly.as_array(state_dict['content_encoder.bias']),
+    },
   }
-

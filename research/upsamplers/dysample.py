@@ -23,6 +23,7 @@ Its parameters convert with `from_torch_state_dict`: 'offset.weight' [O, I, 1, 1
 order (xy, group, dy, dx) for 'lp' and (xy, group) for 'pl', input channels likewise.
 The 'init_pos' buffer is p0, recomputed here.
 """
+
 from typing import Optional
 
 from flax import linen as nn
@@ -49,8 +50,9 @@ def sample_bilinear(x, pos_y, pos_x):
   fy, fx = (pos_y - y0)[..., None], (pos_x - x0)[..., None]  # weights of the far neighbour
   y0, x0 = y0.astype(jnp.int32), x0.astype(jnp.int32)
   # Row of (image n, pixel (r, q), group k): ((n·H + r)·W + q)·G + k; base_row: [B, 1, G].
-  base_row = (jnp.arange(b, dtype=jnp.int32)[:, None, None] * (h * w * g)
-              + jnp.arange(g, dtype=jnp.int32))
+  base_row = jnp.arange(b, dtype=jnp.int32)[:, None, None] * (h * w * g) + jnp.arange(
+    g, dtype=jnp.int32
+  )
   rows = [jnp.clip(y0, 0, h - 1) * (w * g), jnp.clip(y0 + 1, 0, h - 1) * (w * g)]
   cols = [jnp.clip(x0, 0, w - 1) * g, jnp.clip(x0 + 1, 0, w - 1) * g]
 
@@ -78,23 +80,28 @@ def dysample_2x(x, offsets):
   p = p.transpose(3, 0, 1, 5, 2, 6, 4)  # [xy, B, H, dy, W, dx, G]
   pos_x = p[0] + jnp.arange(w, dtype=p.dtype)[:, None, None]
   pos_y = p[1] + jnp.arange(h, dtype=p.dtype)[:, None, None, None, None]
-  out = sample_bilinear(x.reshape(b, h, w, g, c // g), pos_y.reshape(b, -1, g),
-                        pos_x.reshape(b, -1, g))
+  out = sample_bilinear(
+    x.reshape(b, h, w, g, c // g), pos_y.reshape(b, -1, g), pos_x.reshape(b, -1, g)
+  )
   return out.reshape(b, 2 * h, 2 * w, c)
 
 
 def from_torch_state_dict(state_dict) -> dict:
   """The official DySample module's state_dict (tensors or arrays) -> Flax params."""
+
   def array(key):
     value = state_dict[key]
     return np.asarray(value.detach().cpu().numpy() if hasattr(value, 'detach') else value)
 
   unknown = sorted(set(state_dict) - {'offset.weight', 'offset.bias', 'scope.weight', 'init_pos'})
   if unknown or 'offset.weight' not in state_dict:
-    raise ValueError(f'Not a DySample state_dict: expected offset.weight, offset.bias, '
-                     f'init_pos and (dyscope) scope.weight; got {sorted(state_dict)}.')
-  params = {'offset': {'kernel': array('offset.weight')[:, :, 0, 0].T,
-                       'bias': array('offset.bias')}}
+    raise ValueError(
+      f'Not a DySample state_dict: expected offset.weight, offset.bias, '
+      f'init_pos and (dyscope) scope.weight; got {sorted(state_dict)}.'
+    )
+  params = {
+    'offset': {'kernel': array('offset.weight')[:, :, 0, 0].T, 'bias': array('offset.bias')}
+  }
   if 'scope.weight' in state_dict:
     params['scope'] = {'kernel': array('scope.weight')[:, :, 0, 0].T}
   return params
@@ -120,24 +127,27 @@ class DySample(base.Upsampler):
     b, h, w, c = x.shape
     g = self.groups or max(d for d in (4, 2, 1) if c % d == 0)
     if self.features is not None and self.features != c:
-      raise ValueError(f'dysample samples its input and keeps its {c} channels; got '
-                       f'features={self.features} (use None or {c}).')
+      raise ValueError(
+        f'dysample samples its input and keeps its {c} channels; got '
+        f'features={self.features} (use None or {c}).'
+      )
     if self.style not in STYLES:
       raise ValueError(f'dysample style must be one of {", ".join(STYLES)}; got {self.style!r}.')
     if g < 1 or c % g:
-      raise ValueError(f'dysample needs channels divisible by groups; got {c} channels, '
-                       f'groups={g}.')
+      raise ValueError(
+        f'dysample needs channels divisible by groups; got {c} channels, groups={g}.'
+      )
     if self.style == 'pl' and c % 4:
-      raise ValueError(f"dysample style 'pl' pixel-shuffles x, so needs channels divisible "
-                       f'by 4; got {c}.')
+      raise ValueError(
+        f"dysample style 'pl' pixel-shuffles x, so needs channels divisible by 4; got {c}."
+      )
     if self.style == 'lp':
       features, z = 2 * g * 4, x  # z: [B, H, W, C]
     else:  # pixel-shuffled x, kept at coarse resolution: z[..., k, c'] = x[..., 4c' + k]
       features, z = 2 * g, x.reshape(b, h, w, c // 4, 4).swapaxes(-1, -2)  # [B, H, W, 4, C/4]
     o = nn.Dense(features, kernel_init=nn.initializers.normal(0.001), name='offset')(z)
     if self.dyscope:
-      scope = nn.Dense(features, use_bias=False, kernel_init=nn.initializers.zeros,
-                       name='scope')(z)
+      scope = nn.Dense(features, use_bias=False, kernel_init=nn.initializers.zeros, name='scope')(z)
       o = o * jax.nn.sigmoid(scope) * 0.5
     else:
       o = o * 0.25

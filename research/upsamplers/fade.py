@@ -23,6 +23,7 @@ be None or C. Initialisation as the official: xavier-uniform 1×1 convs, xavier-
 `kernel_generator.conv1_de.weight`, `kernel_generator.conv2_kernels` [k², E, 3, 3] and
 `kernel_generator.conv2_bias` [k²].
 """
+
 from flax import linen as nn
 import jax
 
@@ -43,18 +44,30 @@ class FADE(base.Upsampler):
     guide = self.check(x, guide)
     c = x.shape[-1]
     if self.features is not None and self.features != c:
-      raise ValueError(f'fade mixes skip and the reassembled x and keeps their {c} channels; '
-                       f'got features={self.features} (use None or {c}).')
+      raise ValueError(
+        f'fade mixes skip and the reassembled x and keeps their {c} channels; '
+        f'got features={self.features} (use None or {c}).'
+      )
     skip = guide.skip
     reassembly.check_skip(self.kind, x, skip, same_channels=True)
     xavier_uniform = nn.initializers.xavier_uniform()
-    en = nn.Conv(self.embedding_dim, (1, 1), kernel_init=xavier_uniform,
-                 name='encoder_compressor')(skip)  # [B, 2H, 2W, E]
-    de = nn.Conv(self.embedding_dim, (1, 1), use_bias=False, kernel_init=xavier_uniform,
-                 name='decoder_compressor')(x)  # [B, H, W, E]
-    encoder = nn.Conv(self.up_kernel ** 2, (3, 3), padding=1,
-                      kernel_init=nn.initializers.variance_scaling(1.0, 'fan_avg', 'normal'),
-                      name='content_encoder')
+    en = nn.Conv(self.embedding_dim, (1, 1), kernel_init=xavier_uniform, name='encoder_compressor')(
+      skip
+    )  # [B, 2H, 2W, E]
+    de = nn.Conv(
+      self.embedding_dim,
+      (1, 1),
+      use_bias=False,
+      kernel_init=xavier_uniform,
+      name='decoder_compressor',
+    )(x)  # [B, H, W, E]
+    encoder = nn.Conv(
+      self.up_kernel**2,
+      (3, 3),
+      padding=1,
+      kernel_init=nn.initializers.variance_scaling(1.0, 'fan_avg', 'normal'),
+      name='content_encoder',
+    )
     logits = encoder(en) + reassembly.nearest2x(encoder(de))  # [B, 2H, 2W, k²]
     kernels = jax.nn.softmax(logits, axis=-1)
     gate = nn.Conv(1, (1, 1), kernel_init=xavier_uniform, name='gate')(x)
@@ -67,11 +80,17 @@ def from_torch_state_dict(state_dict) -> dict:
   conv = reassembly.flax_conv_kernel
   arr = reassembly.as_array
   return {
-      'encoder_compressor': {'kernel': conv(state_dict['kernel_generator.conv1_en.weight']),
-                             'bias': arr(state_dict['kernel_generator.conv1_en.bias'])},
-      'decoder_compressor': {'kernel': conv(state_dict['kernel_generator.conv1_de.weight'])},
-      'content_encoder': {'kernel': conv(state_dict['kernel_generator.conv2_kernels']),
-                          'bias': arr(state_dict['kernel_generator.conv2_bias'])},
-      'gate': {'kernel': conv(state_dict['gate_generator.conv.weight']),
-               'bias': arr(state_dict['gate_generator.conv.bias'])},
+    'encoder_compressor': {
+      'kernel': conv(state_dict['kernel_generator.conv1_en.weight']),
+      'bias': arr(state_dict['kernel_generator.conv1_en.bias']),
+    },
+    'decoder_compressor': {'kernel': conv(state_dict['kernel_generator.conv1_de.weight'])},
+    'content_encoder': {
+      'kernel': conv(state_dict['kernel_generator.conv2_kernels']),
+      'bias': arr(state_dict['kernel_generator.conv2_bias']),
+    },
+    'gate': {
+      'kernel': conv(state_dict['gate_generator.conv.weight']),
+      'bias': arr(state_dict['gate_generator.conv.bias']),
+    },
   }

@@ -1,4 +1,5 @@
 """Parameter-free unpooling: nearest neighbour and bed of nails."""
+
 import jax.numpy as jnp
 
 from research.upsamplers import base

@@ -11,6 +11,7 @@ switches: one-hot y and z are max-unpooling and max-pooling, uniform z is averag
 Official implementation: poppinace/indexnet_matting, scripts/hlindex.py (index blocks)
 and scripts/hlmobilenetv2.py (pooling and decoder use).
 """
+
 from flax import linen as nn
 
 from research.upsamplers import base
@@ -50,6 +51,8 @@ class IndexUnpool(base.Upsampler):
     indices = self.check(x, guide).indices
     b, h, w, c = x.shape
     if indices.shape[:3] != (b, 2 * h, 2 * w) or indices.shape[3] not in (1, c):
-      raise ValueError(f'indexnet indices of shape {indices.shape} do not match x of shape '
-                       f'{x.shape}; expected [{b}, {2 * h}, {2 * w}, {c} or 1].')
+      raise ValueError(
+        f'indexnet indices of shape {indices.shape} do not match x of shape '
+        f'{x.shape}; expected [{b}, {2 * h}, {2 * w}, {c} or 1].'
+      )
     return index_unpool(x, indices.astype(x.dtype))

@@ -1,4 +1,5 @@
 """Max-unpooling (SegNet): values go back where the matching max-pool found them."""
+
 import jax
 import jax.numpy as jnp
 
@@ -30,9 +31,13 @@ def _max_unpool_bwd(switches, g):
   slower than nearest's backward; this matches it."""
   b, h2, w2, c = g.shape
   v = g.reshape(b, h2 // 2, 2, w2 // 2, 2, c)
-  gx = jnp.where(switches == 0, v[:, :, 0, :, 0],
-                 jnp.where(switches == 1, v[:, :, 0, :, 1],
-                           jnp.where(switches == 2, v[:, :, 1, :, 0], v[:, :, 1, :, 1])))
+  gx = jnp.where(
+    switches == 0,
+    v[:, :, 0, :, 0],
+    jnp.where(
+      switches == 1, v[:, :, 0, :, 1], jnp.where(switches == 2, v[:, :, 1, :, 0], v[:, :, 1, :, 1])
+    ),
+  )
   return gx, None
 
 
@@ -53,6 +58,8 @@ class MaxUnpool(base.ParameterFree):
     switches = guide.switches
     b, h, w, c = x.shape
     if switches.shape[:3] != (b, h, w) or switches.shape[3] not in (1, c):
-      raise ValueError(f'max_unpool switches of shape {switches.shape} do not match x of '
-                       f'shape {x.shape}; expected [{b}, {h}, {w}, {c} or 1].')
+      raise ValueError(
+        f'max_unpool switches of shape {switches.shape} do not match x of '
+        f'shape {x.shape}; expected [{b}, {h}, {w}, {c} or 1].'
+      )
     return max_unpool(x, switches)

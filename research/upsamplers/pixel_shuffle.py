@@ -3,6 +3,7 @@
 `icnr=True` initialises the four sub-pixel kernels identically (Aitken et al. 2017), so
 at initialisation the output is a nearest-neighbour upsampling, free of checkerboard.
 """
+
 from flax import linen as nn
 import jax.numpy as jnp
 
@@ -29,6 +30,7 @@ class PixelShuffle(base.Upsampler):
     f = self.features or x.shape[-1]
     base_init = nn.initializers.lecun_normal()
     if self.icnr:
+
       def init(key, shape, dtype):
         return jnp.tile(base_init(key, shape[:-1] + (f,), dtype), (1, 1, 1, 4))
     else:

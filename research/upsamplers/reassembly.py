@@ -10,6 +10,7 @@ Both ops accumulate over the k² taps with shifted slices of the padded coarse m
 XLA fuses them into one loop; neither materialises the [B, 2H, 2W, k², C] patches (nor
 the [B, H, W, k², C] unfolded map) in forward or backward.
 """
+
 import jax.numpy as jnp
 
 
@@ -21,7 +22,7 @@ def _shifted(x, kernel_size: int):
   xp = jnp.pad(x, pad)
   for ty in range(kernel_size):
     for tx in range(kernel_size):
-      yield ty * kernel_size + tx, xp[:, ty:ty + h, tx:tx + w]
+      yield ty * kernel_size + tx, xp[:, ty : ty + h, tx : tx + w]
 
 
 def _check_kernel_size(kernel_size: int, what: str):
@@ -39,13 +40,15 @@ def reassemble(x, kernels):
   if kernels.ndim == 4:
     kernels = kernels[..., None, :]
   g, kk = kernels.shape[-2], kernels.shape[-1]
-  k = int(round(kk ** 0.5))
+  k = int(round(kk**0.5))
   if k * k != kk:
     raise ValueError(f'reassemble needs k² taps in the last axis of kernels; got {kk}.')
   _check_kernel_size(k, 'reassemble')
   if kernels.shape[:3] != (b, 2 * h, 2 * w) or c % g:
-    raise ValueError(f'reassemble needs kernels [B, 2H, 2W, G, k²] = [{b}, {2 * h}, {2 * w}, '
-                     f'G, {kk}] with G dividing C = {c}; got {kernels.shape}.')
+    raise ValueError(
+      f'reassemble needs kernels [B, 2H, 2W, G, k²] = [{b}, {2 * h}, {2 * w}, '
+      f'G, {kk}] with G dividing C = {c}; got {kernels.shape}.'
+    )
   wk = kernels.reshape(b, h, 2, w, 2, g, kk)
   xg = x.reshape(b, h, w, g, c // g)
   out = None
@@ -63,11 +66,13 @@ def window_similarity(q, k, kernel_size: int):
   _check_kernel_size(kernel_size, 'window_similarity')
   b, h, w, e = k.shape
   if q.shape != (b, 2 * h, 2 * w, e):
-    raise ValueError(f'window_similarity needs q of shape [B, 2H, 2W, E] = '
-                     f'{(b, 2 * h, 2 * w, e)} for keys {k.shape}; got {q.shape}.')
+    raise ValueError(
+      f'window_similarity needs q of shape [B, 2H, 2W, E] = '
+      f'{(b, 2 * h, 2 * w, e)} for keys {k.shape}; got {q.shape}.'
+    )
   q6 = q.reshape(b, h, 2, w, 2, e)
   sims = [jnp.sum(q6 * ks[:, :, None, :, None], axis=-1) for _, ks in _shifted(k, kernel_size)]
-  return jnp.stack(sims, axis=-1).reshape(b, 2 * h, 2 * w, kernel_size ** 2)
+  return jnp.stack(sims, axis=-1).reshape(b, 2 * h, 2 * w, kernel_size**2)
 
 
 def nearest2x(x):
@@ -80,12 +85,15 @@ def check_skip(kind: str, x, skip, same_channels: bool = False):
   """Refuses a skip that is not [B, 2H, 2W, Cs] for x [B, H, W, C] (Cs = C if asked)."""
   b, h, w, c = x.shape
   if skip.ndim != 4 or skip.shape[:3] != (b, 2 * h, 2 * w):
-    raise ValueError(f'{kind} needs guide.skip of shape [B, 2H, 2W, Cs] = [{b}, {2 * h}, '
-                     f'{2 * w}, Cs] for x of shape {x.shape}; got {skip.shape}.')
+    raise ValueError(
+      f'{kind} needs guide.skip of shape [B, 2H, 2W, Cs] = [{b}, {2 * h}, '
+      f'{2 * w}, Cs] for x of shape {x.shape}; got {skip.shape}.'
+    )
   if same_channels and skip.shape[-1] != c:
     raise ValueError(
-        f'{kind} needs guide.skip with as many channels as x (C = {c}); got {skip.shape[-1]} '
-        f'(fits U-Net, where both have the level width; not FCN, whose x has the class scores).')
+      f'{kind} needs guide.skip with as many channels as x (C = {c}); got {skip.shape[-1]} '
+      f'(fits U-Net, where both have the level width; not FCN, whose x has the class scores).'
+    )
 
 
 def flax_conv_kernel(weight):
@@ -98,4 +106,3 @@ def as_array(value):
   if hasattr(value, 'detach'):
     value = value.detach().cpu().numpy()
   return jnp.asarray(value, jnp.float32)
-

@@ -2,6 +2,7 @@
 
 Every output pixel sees the same number of input pixels, so no checkerboard by design.
 """
+
 from flax import linen as nn
 
 from research.upsamplers import base

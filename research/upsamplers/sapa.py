@@ -29,6 +29,7 @@ Both keep x's C channels: `features` must be None or C.
 `norm_y.{weight,bias}`, `norm_x.{weight,bias}`, `q.{weight,bias}`, `k.{weight,bias}`
 (torch Linear weights [out, in]), to `SAPAB`'s params.
 """
+
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,10 @@ class _SAPA(base.Upsampler):
     guide = self.check(x, guide)
     c = x.shape[-1]
     if self.features is not None and self.features != c:
-      raise ValueError(f'{self.kind} reassembles x and keeps its {c} channels; got features='
-                       f'{self.features} (use None or {c}).')
+      raise ValueError(
+        f'{self.kind} reassembles x and keeps its {c} channels; got features='
+        f'{self.features} (use None or {c}).'
+      )
     reassembly.check_skip(self.kind, x, guide.skip, same_channels)
     return guide.skip
 
@@ -98,8 +101,10 @@ def from_torch_state_dict(state_dict) -> dict:
   arr = reassembly.as_array
   params = {}
   for norm in ('norm_y', 'norm_x'):
-    params[norm] = {'scale': arr(state_dict[f'{norm}.weight']),
-                    'bias': arr(state_dict[f'{norm}.bias'])}
+    params[norm] = {
+      'scale': arr(state_dict[f'{norm}.weight']),
+      'bias': arr(state_dict[f'{norm}.bias']),
+    }
   for dense in ('q', 'k'):
     params[dense] = {'kernel': jnp.transpose(arr(state_dict[f'{dense}.weight']))}
     if f'{dense}.bias' in state_dict:

@@ -6,6 +6,7 @@ kernel, `out[2i + j - p] += w[j] y[i]`, summing where neighbouring footprints ov
 and crops to exactly `2H` outputs for every `k >= 2` (k=3 takes 2×2 to 4×4). Uneven
 overlap (k not a multiple of 2) is what makes the checkerboard artifact of Odena et al.
 """
+
 from flax import linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,8 +34,12 @@ def stride2_conv(x, kernel):
   p = _padding(k)
   hi = k - 2 - p  # so that the output has exactly H rows
   return jax.lax.conv_general_dilated(
-      x, jnp.swapaxes(kernel, -1, -2), window_strides=(2,) * nd,
-      padding=((p, hi),) * nd, dimension_numbers=_DIMS[nd])
+    x,
+    jnp.swapaxes(kernel, -1, -2),
+    window_strides=(2,) * nd,
+    padding=((p, hi),) * nd,
+    dimension_numbers=_DIMS[nd],
+  )
 
 
 def _polyphase_taps(k: int):
@@ -56,14 +61,14 @@ def polyphase_kernel(kernel):
   k, c, f = kernel.shape[0], kernel.shape[-2], kernel.shape[-1]
   t_min, t_max, taps = _polyphase_taps(k)
   size = t_max - t_min + 1
-  out = jnp.zeros((size,) * nd + (c, 2 ** nd, f), kernel.dtype)
+  out = jnp.zeros((size,) * nd + (c, 2**nd, f), kernel.dtype)
   for combo in np.ndindex(*(len(taps),) * nd):
     chosen = [taps[i] for i in combo]
     phase = sum(r * 2 ** (nd - 1 - axis) for axis, (r, _, _) in enumerate(chosen))
     src = tuple(j for _, j, _ in chosen)
     dst = tuple(t - t_min for _, _, t in chosen)
     out = out.at[dst + (slice(None), phase)].set(kernel[src])
-  return out.reshape((size,) * nd + (c, 2 ** nd * f)), (-t_min, t_max)
+  return out.reshape((size,) * nd + (c, 2**nd * f)), (-t_min, t_max)
 
 
 def conv_transpose_2x(y, kernel):
@@ -81,7 +86,8 @@ def conv_transpose_2x(y, kernel):
   f = kernel.shape[-1]
   weights, pad = polyphase_kernel(kernel)
   phases = jax.lax.conv_general_dilated(
-      y, weights, window_strides=(1,) * nd, padding=(pad,) * nd, dimension_numbers=_DIMS[nd])
+    y, weights, window_strides=(1,) * nd, padding=(pad,) * nd, dimension_numbers=_DIMS[nd]
+  )
   return _interleave_phases(phases, f)
 
 
@@ -107,13 +113,19 @@ def conv_transpose_2x_max(y, kernel):
   t_min, t_max, taps = _polyphase_taps(kernel.shape[0])
   z = jnp.einsum('bhwc,yxcf->bhwyxf', y, kernel)  # [B, H, W, k, k, F]
   h, w = y.shape[1:3]
-  z = jnp.pad(z, ((0, 0), (-t_min, t_max), (-t_min, t_max), (0, 0), (0, 0), (0, 0)),
-              constant_values=-jnp.inf)
+  z = jnp.pad(
+    z, ((0, 0), (-t_min, t_max), (-t_min, t_max), (0, 0), (0, 0), (0, 0)), constant_values=-jnp.inf
+  )
   phases = []
   for ry in (0, 1):
     for rx in (0, 1):
-      candidates = [z[:, ty - t_min:ty - t_min + h, tx - t_min:tx - t_min + w, jy, jx]
-                    for r1, jy, ty in taps if r1 == ry for r2, jx, tx in taps if r2 == rx]
+      candidates = [
+        z[:, ty - t_min : ty - t_min + h, tx - t_min : tx - t_min + w, jy, jx]
+        for r1, jy, ty in taps
+        if r1 == ry
+        for r2, jx, tx in taps
+        if r2 == rx
+      ]
       phases.append(jnp.max(jnp.stack(candidates), axis=0))  # [B, H, W, F]
   return _interleave_phases(jnp.concatenate(phases, axis=-1), f)
 
@@ -163,6 +175,7 @@ class TransposeConv(base.Upsampler):
   `overlap`: how contributions that land on the same output combine, 'sum' (the transposed
   convolution proper) or 'max'; `kernel_size=2` is the third design, no overlap at all.
   """
+
   kernel_size: int = 4
   bilinear_init: bool = False
   use_bias: bool = True
@@ -186,8 +199,9 @@ class TransposeConv(base.Upsampler):
     kernel = self.param('kernel', init, (k, k, c, f), jnp.float32)
     combine = {'sum': conv_transpose_2x, 'max': conv_transpose_2x_max}
     if self.overlap not in combine:
-      raise ValueError(f'transpose_conv overlap must be one of {", ".join(combine)}; '
-                       f'got {self.overlap!r}.')
+      raise ValueError(
+        f'transpose_conv overlap must be one of {", ".join(combine)}; got {self.overlap!r}.'
+      )
     out = combine[self.overlap](x, kernel.astype(x.dtype))
     if self.use_bias:
       out = out + self.param('bias', nn.initializers.zeros, (f,), jnp.float32).astype(x.dtype)
