@@ -35,7 +35,7 @@ demo: $(STAMP) $(ONEDNN_LIB)
 	@cat workdirs/demo/demo.md
 
 test: $(STAMP) $(ONEDNN_LIB)
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra -n 2 --dist loadfile tests
 
 # Formatting and lint errors fail CI (.ci/run); `make format` fixes what can be fixed.
 lint: $(STAMP)

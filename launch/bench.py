@@ -16,8 +16,10 @@ from launch import cli
 from research import data
 from research import upsamplers
 from research import workdir as workdir_lib
+from research.bench import comparisons
 from research.bench import measure
 from research.bench import report
+from research.bench import train_step
 from research.data import bench as data_bench
 
 _SUITES = flags.DEFINE_multi_enum(
@@ -77,7 +79,7 @@ def main(argv):
   if 'train' in _SUITES.value:
     config = base.get_config()
     config.batch_size, config.model.width = _TRAIN_BATCH.value, _WIDTH.value
-    rows = measure.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
+    rows = train_step.train_step_rows(config, _ARCHS.value, _UPSAMPLERS.value, _REPEATS.value)
     sections += report.train_section(config, rows)
     unet = [r for r in rows if r['arch'] == 'unet' and r['upsampler'] == 'nearest']
     train_images_per_second = unet[0]['images_per_second'] if unet else None
@@ -85,18 +87,18 @@ def main(argv):
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
     config.model.width, config.model.upsampler = _model(_LEVER_MODEL.value)
-    sections += report.levers_section(config, _XLA_LEVERS.value, _REPEATS.value)
+    sections += comparisons.levers_section(config, _XLA_LEVERS.value, _REPEATS.value)
   if 'pytorch' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
-    sections += report.pytorch_section(
+    sections += comparisons.pytorch_section(
       config, [_model(m) for m in _TORCH_MODELS.value], _REPEATS.value
     )
   if 'onednn' in _SUITES.value:
     config = base.get_config()
     config.batch_size = _TRAIN_BATCH.value
     config.model.width, config.model.upsampler = _model(_LEVER_MODEL.value)
-    sections += report.onednn_section(config, _REPEATS.value)
+    sections += comparisons.onednn_section(config, _REPEATS.value)
   if 'designs' in _SUITES.value:
     config = design_costs.get_config()
     info = data.dataset_info(config.data)

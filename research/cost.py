@@ -77,3 +77,32 @@ def peak_memory() -> dict:
     # The device's where it reports one (GPU/TPU); on CPU the process's peak RSS.
     'peak_memory_mb': host_peak if device_peak is None else device_peak,
   }
+
+
+def run_cost(
+  flop_model,
+  params,
+  image_shape,
+  batch: int,
+  train_step_gflops: float,
+  compile_seconds: float,
+  num_seeds: int,
+  devices: int,
+  timed_apply,
+) -> dict:
+  """The cost figures every seed of a run shares (final.json's 'cost'): parameters, forward
+  GFLOPs per image (XLA's count, of `flop_model`, whose convolutions XLA can count), the
+  train step's GFLOPs, the forward's ms per image (of `timed_apply`, the model as it runs)."""
+  return {
+    'params': count_params(params),
+    'gflops_per_image': forward_gflops_per_image(
+      lambda p, x: flop_model.apply({'params': p}, x), params, image_shape
+    ),
+    # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
+    'train_step_gflops': train_step_gflops,
+    'forward_ms_per_image': forward_ms_per_image(timed_apply, params, image_shape, batch),
+    'compile_seconds': compile_seconds,
+    'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
+    'devices': devices,
+    'platform': jax.devices()[0].platform,
+  }

@@ -2,9 +2,11 @@
 evaluations a training run makes with it (periodic, and per image at the end)."""
 
 import os
+import statistics
 
 import jax
 
+from research import cost
 from research import evaluate as evaluate_lib
 from research import steps as steps_lib
 from research import workdir as workdir_lib
@@ -57,3 +59,34 @@ def evaluate_per_image(
   if jax.process_index() == 0:
     workdir_lib.write_npz_atomic(os.path.join(workdir, f'per_image_{prefix}{split}.npz'), per_image)
   return scores
+
+
+def prefixed(prefix, d):
+  return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, (dict, list))}
+
+
+def finish(steps, params, init_params, config, info, shared_cost, writer, workdir) -> dict:
+  """Evaluates one seed on the eval and test splits, and its initial parameters on the test
+  split (the checkerboard before training), and writes its final.json."""
+  final = {'step': config.num_steps}
+  for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
+    final[name] = evaluate_per_image(steps, params, config, split, info, workdir)
+  init = evaluate_per_image(
+    steps, init_params, config, config.data.test_split, info, workdir, prefix='init_', shifts=False
+  )
+  final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}
+  # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
+  timings = writer.values('train/step_seconds')
+  step_seconds = statistics.median(timings) if timings else float('nan')
+  final['cost'] = {
+    **shared_cost,
+    'step_seconds': step_seconds,
+    'images_per_second': config.batch_size / step_seconds,  # per seed
+    **cost.peak_memory(),
+  }
+  writer.write(
+    config.num_steps, {**prefixed('val', final['val']), **prefixed('test', final['test'])}
+  )
+  if jax.process_index() == 0:
+    workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
+  return final

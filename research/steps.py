@@ -14,9 +14,11 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import optax
 
+from research import cost
 from research import data
 from research import decoder_metrics
 from research import models
+from research import onednn
 
 
 def make_mesh(config):
@@ -318,3 +320,21 @@ def batch_source(config, seeds, start: int, size: int, num_sampled: int, shardin
     return to_global({k: np.stack([b[k] for b in local]) for k in local[0]}, sharding)
 
   return next_batch
+
+
+def train_step_flops(
+  model, tx, config, info, mesh, compiled, num_seeds, abstract_state, num_sampled
+) -> float:
+  """XLA's FLOP count of one device's train step (all seeds). oneDNN's convolutions are custom
+  calls XLA cannot count: then the same step with lax's convolutions is lowered (not run) and
+  its global count shared out over the devices."""
+  if onednn.resolve(model.conv_impl, model.dtype) == 'xla':
+    return cost.compiled_flops(compiled)
+  xla_steps = make_steps(
+    model.clone(conv_impl='xla'), tx, config, info.num_classes, mesh, num_seeds
+  )
+  lowered = xla_steps.train.lower(
+    abstract_state,
+    batch_shapes(config, num_seeds, info.image_size, num_sampled, xla_steps.seeds_batch_sharding),
+  )
+  return cost.compiled_flops(lowered) / mesh.devices.size

@@ -8,7 +8,6 @@ workdir resumes from the latest checkpoint, or returns the finished run's metric
 
 import functools
 import os
-import statistics
 import time
 from typing import Mapping
 
@@ -54,10 +53,6 @@ def dataset_info(config):
     multihost_utils.sync_global_devices('research.train: dataset ready')
     info = info or data.dataset_info(config.data)
   return info
-
-
-def _prefixed(prefix, d):
-  return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, (dict, list))}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -272,7 +267,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
         for i, seed in alive.items():
           writers[seed].write(
             step,
-            _prefixed(
+            predict.prefixed(
               'val',
               predict.evaluate(
                 steps,
@@ -295,20 +290,25 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
 
   results = {}
   if alive:
-    shared_cost = _shared_cost(
-      model,
+    shared_cost = cost.run_cost(
+      model.clone(conv_impl='xla'),  # lax's convolutions: XLA counts their FLOPs
       steps_lib.seed_slice(state['params'], next(iter(alive))),
-      config,
-      size,
-      mesh,
-      compiled_train_step,
+      (size, size, 3),
+      max(1, config.eval_batch_size // mesh.devices.size),  # a device's share of a batch
+      steps_lib.train_step_flops(
+        model, tx, config, info, mesh, compiled_train_step, num_seeds, abstract_state, num_sampled
+      )
+      / 1e9
+      / num_seeds,
       compile_seconds,
       num_seeds,
+      mesh.devices.size,
+      timed_apply=lambda p, x: model.apply({'params': p}, x),
     )
   for i, seed in alive.items():
     managers[seed].wait_until_finished()
     init_params = model.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))['params']
-    results[seed] = _finish(
+    results[seed] = predict.finish(
       steps,
       steps_lib.seed_slice(state['params'], i),
       init_params,
@@ -344,50 +344,3 @@ def _save_and_stop(state, step, alive, managers, writers, workdirs, saved: bool)
     managers[seed].close()
     writers[seed].close()
   raise preemption.Preempted(step, [workdirs[s] for s in alive.values()])
-
-
-def _shared_cost(
-  model, params, config, size, mesh, compiled_train_step, compile_seconds, num_seeds
-) -> dict:
-  """The cost figures every seed of a group shares (final.json's 'cost')."""
-  apply = lambda p, x: model.apply({'params': p}, x)
-  return {
-    'params': cost.count_params(params),
-    'gflops_per_image': cost.forward_gflops_per_image(apply, params, (size, size, 3)),
-    # XLA's count for one device's SPMD program (1/devices of the global step), per seed.
-    'train_step_gflops': cost.compiled_flops(compiled_train_step) / 1e9 / num_seeds,
-    'forward_ms_per_image': cost.forward_ms_per_image(
-      apply, params, (size, size, 3), max(1, config.eval_batch_size // mesh.devices.size)
-    ),  # a device's share of a batch
-    'compile_seconds': compile_seconds,
-    'seeds_together': num_seeds,  # > 1: step_seconds is the joint step of all of them
-    'devices': mesh.devices.size,
-    'platform': jax.devices()[0].platform,
-  }
-
-
-def _finish(steps, params, init_params, config, info, shared_cost, writer, workdir) -> dict:
-  """Evaluates one seed on the eval and test splits, and its initial parameters on the test
-  split (the checkerboard before training), and writes its final.json."""
-  final = {'step': config.num_steps}
-  for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = predict.evaluate_per_image(steps, params, config, split, info, workdir)
-  init = predict.evaluate_per_image(
-    steps, init_params, config, config.data.test_split, info, workdir, prefix='init_', shifts=False
-  )
-  final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}
-  # From metrics.jsonl, so that a resumed run's timing covers its earlier part too.
-  timings = writer.values('train/step_seconds')
-  step_seconds = statistics.median(timings) if timings else float('nan')
-  final['cost'] = {
-    **shared_cost,
-    'step_seconds': step_seconds,
-    'images_per_second': config.batch_size / step_seconds,  # per seed
-    **cost.peak_memory(),
-  }
-  writer.write(
-    config.num_steps, {**_prefixed('val', final['val']), **_prefixed('test', final['test'])}
-  )
-  if jax.process_index() == 0:
-    workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
-  return final

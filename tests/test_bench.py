@@ -9,6 +9,7 @@ from research import cost
 from research import models
 from research.bench import measure
 from research.bench import peaks
+from research.bench import train_step
 from research.upsamplers import transpose_conv
 
 
@@ -16,7 +17,7 @@ def test_train_step_measures_the_real_step(tiny_dir):
   c = base.get_config()
   c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
   c.model.width, c.model.options, c.batch_size = 4, {'depth': 2}, 8
-  one, two = measure.train_step(c, repeats=1), measure.train_step(c, num_seeds=2, repeats=1)
+  one, two = train_step.train_step(c, repeats=1), train_step.train_step(c, num_seeds=2, repeats=1)
   assert one['params'] == two['params'] > 0
   assert one['images_per_second'] > 0 and two['images_per_second'] > 0
   stages = one['trace_seconds'] + one['lower_seconds'] + one['xla_compile_seconds']
@@ -53,7 +54,7 @@ def test_pytorch_side_by_side_times_both_frameworks_on_the_same_network(tiny_dir
   c = base.get_config()
   c.data.variant, c.data.data_dir, c.data.image_size = 'res64_tiny', str(tiny_dir), 32
   c.model.options, c.batch_size = {'depth': 2}, 4
-  row = measure.torch_side_by_side(c, 'transpose_conv', width=4, repeats=1)
+  row = train_step.torch_side_by_side(c, 'transpose_conv', width=4, repeats=1)
   assert row['params'] > 0 and row['speedup'] > 0
   assert min(row['jax_ms'], row['torch_nchw_ms'], row['torch_channels_last_ms']) > 0
 

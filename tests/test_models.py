@@ -59,10 +59,27 @@ def num_params(tree):
 
 
 UPSAMPLING = [a for a in models.names() if a not in ('sliding_window', 'fullres')]
+# FCN-16s and -32s run an upsampler exactly as FCN-8s does, one skip less: the newer (and
+# slower to compile) upsamplers are checked in FCN-8s, U-Net and SegNet only.
+CLASSIC = (
+  'nearest',
+  'bed_of_nails',
+  'max_unpool',
+  'transpose_conv',
+  'bilinear',
+  'resize_conv',
+  'pixel_shuffle',
+  'bilinear_additive',
+)
+PAIRS = [
+  (arch, name)
+  for arch in UPSAMPLING
+  for name in upsamplers.names()
+  if name in CLASSIC or arch not in ('fcn16s', 'fcn32s')
+]
 
 
-@pytest.mark.parametrize('upsampler', upsamplers.names())
-@pytest.mark.parametrize('arch', UPSAMPLING)
+@pytest.mark.parametrize('arch,upsampler', PAIRS)
 def test_every_architecture_with_every_upsampler(arch, upsampler):
   if (arch, upsampler) in REFUSED:
     with pytest.raises(ValueError, match=f'{upsampler}.*needs'):

@@ -160,7 +160,7 @@ def _files(workdir):
   return {
     p.relative_to(workdir): p.read_bytes()
     for p in pathlib.Path(workdir).glob('**/*')
-    if p.is_file() and p.name != sweep.LOG
+    if p.is_file() and p.name not in (sweep.LOG, 'run.log')  # logs: appended to on each start
   }
 
 

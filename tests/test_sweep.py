@@ -346,7 +346,7 @@ def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   (bin_dir / 'sbatch').write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/submitted\necho Submitted\n')
   (bin_dir / 'sbatch').chmod(stat.S_IRWXU)
   root = tmp_path / 'root'
-  spec = 'experiments/decoder_ablation.py:steps=2,seeds=1'
+  spec = 'experiments/decoder_ablation.py:steps=2,seeds=1,decoders=classic'
   out = subprocess.run(
     [
       sys.executable,

@@ -94,7 +94,7 @@ def test_one_run_writes_its_workdir(reference):
 
 def test_finished_run_is_not_trained_again(reference, tiny_dir, monkeypatch):
   workdir, final = reference
-  monkeypatch.setattr(train, 'make_steps', lambda *a, **k: pytest.fail('trained again'))
+  monkeypatch.setattr(steps, 'make_steps', lambda *a, **k: pytest.fail('trained again'))
   assert train.train_and_evaluate(tiny_config(tiny_dir), workdir) == json.loads(json.dumps(final))
 
 

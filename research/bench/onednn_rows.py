@@ -12,6 +12,7 @@ import numpy as np
 from research import onednn
 from research import steps
 from research.bench import measure
+from research.bench import train_step
 
 
 def with_threads(n: int, call):
@@ -89,7 +90,7 @@ def step_row(config, repeats: int) -> dict:
   for impl in ('xla', 'onednn'):
     c = config.copy_and_resolve_references()
     c.model.conv_impl = impl
-    calls[impl] = measure.compile_train_step(c)[1]
+    calls[impl] = train_step.compile_train_step(c)[1]
   calls['onednn_1t'] = with_threads(1, calls['onednn'])
   calls['onednn'] = with_threads(0, calls['onednn'])
   s, b = config.data.image_size, config.batch_size

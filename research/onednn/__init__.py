@@ -13,10 +13,8 @@ used: 'auto' is oneDNN on CPU when the library loaded and XLA otherwise (GPU and
 XLA). `conv_general_dilated` is what the models' `Conv` layer calls.
 """
 
-import ctypes
 import functools
 import logging
-import os
 from typing import Optional, Sequence, Tuple, Union
 
 import jax
@@ -25,52 +23,12 @@ from jax.experimental.custom_partitioning import custom_partitioning
 import jax.numpy as jnp
 import numpy as np
 
-IMPLS = ('auto', 'xla', 'onednn')
-LIBRARY = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-  'build',
-  'libonednn_conv.so',
-)
-_TARGETS = {
-  'forward': 'onednn_conv_forward',
-  'input_grad': 'onednn_conv_input_grad',
-  'kernel_grad': 'onednn_conv_kernel_grad',
-}
-_SYMBOLS = {
-  'forward': 'OnednnConvForward',
-  'input_grad': 'OnednnConvBackwardData',
-  'kernel_grad': 'OnednnConvBackwardWeights',
-}
+from research.onednn import library
+from research.onednn.library import IMPLS
+from research.onednn.library import load_error
+from research.onednn.library import set_threads
+
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
-
-
-@functools.cache
-def load_error() -> Optional[str]:
-  """None once the library is loaded and its FFI targets registered; otherwise why not."""
-  if not os.path.exists(LIBRARY):
-    return f'{LIBRARY} is not built'
-  try:
-    lib = ctypes.CDLL(LIBRARY)
-  except OSError as e:
-    return f'{LIBRARY} does not load ({e})'
-  for kind, target in _TARGETS.items():
-    jax.ffi.register_ffi_target(
-      target, jax.ffi.pycapsule(getattr(lib, _SYMBOLS[kind])), platform='cpu'
-    )
-  _LIB.append(lib)
-  return None
-
-
-_LIB = []  # the loaded library, once load_error() is None
-
-
-def set_threads(n: int):
-  """oneDNN's OpenMP threads per convolution from now on; 0 (the default): OpenMP's
-  (OMP_NUM_THREADS, else all cores). Which is faster depends on what else runs on the
-  cores (python -m research.onednn.measure compares 1 thread with the default)."""
-  if load_error():
-    _refuse(load_error())
-  _LIB[0].OnednnConvSetThreads(int(n))
 
 
 @functools.cache
@@ -111,7 +69,7 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
         f'{jax.default_backend()}. Use conv_impl="auto" or "xla".'
       )
     if load_error():
-      _refuse(load_error())
+      library.refuse(load_error())
     if why:
       raise RuntimeError(
         f'conv_impl="onednn" cannot run: {why}. Use float32 (model.dtype), '
@@ -122,14 +80,6 @@ def resolve(conv_impl: str, dtype=jnp.float32) -> str:
     _say_once(f'conv_impl="auto": using XLA\'s convolutions, not oneDNN\'s: {why}.')
     return 'xla'
   return 'onednn' if on_cpu else 'xla'
-
-
-def _refuse(why: str):
-  raise RuntimeError(
-    f'conv_impl="onednn" cannot run: {why}. Build the library with '
-    f'`make onednn` (part of `make test` and `make demo`), or use '
-    f'conv_impl="auto" or "xla".'
-  )
 
 
 @functools.cache
@@ -166,7 +116,7 @@ def conv_general_dilated(
     padding = lax.padtype_to_pads(x.shape[1:3], window, strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if impl == 'onednn' and load_error():
-    _refuse(load_error())
+    library.refuse(load_error())
   if impl == 'xla' or min(min(p) for p in padding) < 0:
     return lax.conv_general_dilated(
       x,
@@ -225,7 +175,7 @@ def _op(kind: str, out_shape, strides, lo, hi, dilation, groups: int):
 
   def call(a, b):  # on whole arrays, or on one device's rows of a batch-split mesh
     shape = out_shape if kind == 'kernel_grad' else (a.shape[0], *out_shape[1:])
-    ffi = jax.ffi.ffi_call(_TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
+    ffi = jax.ffi.ffi_call(library.TARGETS[kind], jax.ShapeDtypeStruct(shape, a.dtype))
     return ffi(
       a,
       b,

@@ -115,8 +115,8 @@ class Row:
   label: dict  # its overrides except the seed (dotted key -> value)
   workdirs: list = dataclasses.field(default_factory=list)
   statuses: list = dataclasses.field(default_factory=list)
-  seeds: list = dataclasses.field(default_factory=list)  # each workdir's seed (None: not swept)
   finals: list = dataclasses.field(default_factory=list)  # final.json of the done cells
+  seeds: list = dataclasses.field(default_factory=list)  # each workdir's seed (None: not swept)
 
   @property
   def done(self) -> list[str]:
