@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from experiments import decoder_ablation
 from experiments import design_costs
 from research import models
 from research import upsamplers
@@ -61,16 +62,7 @@ def num_params(tree):
 UPSAMPLING = [a for a in models.names() if a not in ('sliding_window', 'fullres')]
 # FCN-16s and -32s run an upsampler exactly as FCN-8s does, one skip less: the newer (and
 # slower to compile) upsamplers are checked in FCN-8s, U-Net and SegNet only.
-CLASSIC = (
-  'nearest',
-  'bed_of_nails',
-  'max_unpool',
-  'transpose_conv',
-  'bilinear',
-  'resize_conv',
-  'pixel_shuffle',
-  'bilinear_additive',
-)
+CLASSIC = decoder_ablation.CLASSIC
 PAIRS = [
   (arch, name)
   for arch in UPSAMPLING

@@ -152,7 +152,7 @@ def test_dysample_refuses_what_it_cannot_do():
     ({'style': 'pl'}, 'divisible by 4; got 6'),
     ({'groups': 4}, 'divisible by groups'),
     ({'style': 'xy'}, "lp, pl; got 'xy'"),
-    ({'features': 3}, 'keeps its 6 channels'),
+    ({'features': 3}, 'keeps the 6 input channels'),
   ]
   for options, message in cases:
     module = upsamplers.build('dysample', **options)

@@ -55,29 +55,18 @@ class SlidingWindow(base.SegmentationModel):
       z = jax.vmap(jax.vmap(window, (None, 0, 0)))(padded, pixels // w, pixels % w)
       out_shape = (*pixels.shape, self.num_classes)
       z = z.reshape(-1, p, p, c)  # [B·N, p, p, C]
-    for i, features in enumerate((self.width, self.width)):
-      z = nn.relu(
-        layers.Conv(
-          features,
-          (3, 3),
-          padding='VALID',
-          dtype=self.dtype,
-          conv_impl=self.conv_impl,
-          name=f'conv{i}',
-        )(z)
+    for i, features in enumerate((self.width,) * 2 + (2 * self.width,) * 2):
+      if i == 2:  # two 'VALID' 3×3 convolutions on each side of a 2×2 max-pool
+        z = nn.max_pool(z, (2, 2), (2, 2))
+      conv = layers.Conv(
+        features,
+        (3, 3),
+        padding='VALID',
+        dtype=self.dtype,
+        conv_impl=self.conv_impl,
+        name=f'conv{i}',
       )
-    z = nn.max_pool(z, (2, 2), (2, 2))
-    for i, features in enumerate((2 * self.width, 2 * self.width), start=2):
-      z = nn.relu(
-        layers.Conv(
-          features,
-          (3, 3),
-          padding='VALID',
-          dtype=self.dtype,
-          conv_impl=self.conv_impl,
-          name=f'conv{i}',
-        )(z)
-      )
+      z = nn.relu(conv(z))
     z = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, name='hidden')(z.reshape(len(z), -1)))
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='head')(z)
     return logits.reshape(out_shape).astype(jnp.float32)

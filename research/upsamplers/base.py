@@ -41,7 +41,8 @@ class Upsampler(nn.Module):
   """Base of every registered upsampler: the `features` field and the one input check.
 
   Subclasses set `kind` (the registry name, for messages), `needs` (Guide fields they
-  require), `keeps_channels` (True for the parameter-free ones that cannot change C) and
+  require), `keeps_channels` (True for those whose output has x's C channels: features must
+  be None or C) and
   `skip_like_x` (True where the skip is mixed with x channel by channel, as FADE's gate).
   """
 
@@ -60,7 +61,7 @@ class Upsampler(nn.Module):
       raise ValueError(f'{self.kind} expects x of shape [B, H, W, C]; got shape {x.shape}.')
     if self.keeps_channels and self.features is not None and self.features != x.shape[-1]:
       raise ValueError(
-        f'{self.kind} has no parameters and keeps the {x.shape[-1]} input channels; '
+        f'{self.kind} keeps the {x.shape[-1]} input channels (its output has them); '
         f'got features={self.features} (use None or {x.shape[-1]}).'
       )
     for name in self.needs:

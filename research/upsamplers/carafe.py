@@ -32,16 +32,12 @@ class CARAFE(base.Upsampler):
   encoder_dilation: int = 1
 
   kind = 'carafe'
+  keeps_channels = True
 
   @nn.compact
   def __call__(self, x, guide=None):  # x: [B, H, W, C] -> [B, 2H, 2W, C]
     self.check(x, guide)
     b, h, w, c = x.shape
-    if self.features is not None and self.features != c:
-      raise ValueError(
-        f'carafe reassembles x and keeps its {c} channels; got features='
-        f'{self.features} (use None or {c}).'
-      )
     if c % self.up_group:
       raise ValueError(f'carafe needs up_group dividing the {c} channels; got {self.up_group}.')
     if self.encoder_kernel % 2 == 0 or self.up_kernel % 2 == 0:

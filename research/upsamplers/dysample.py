@@ -120,17 +120,13 @@ class DySample(base.Upsampler):
   dyscope: bool = False
 
   kind = 'dysample'
+  keeps_channels = True
 
   @nn.compact
   def __call__(self, x, guide=None):  # x: [B, H, W, C]
     self.check(x, guide)
     b, h, w, c = x.shape
     g = self.groups or max(d for d in (4, 2, 1) if c % d == 0)
-    if self.features is not None and self.features != c:
-      raise ValueError(
-        f'dysample samples its input and keeps its {c} channels; got '
-        f'features={self.features} (use None or {c}).'
-      )
     if self.style not in STYLES:
       raise ValueError(f'dysample style must be one of {", ".join(STYLES)}; got {self.style!r}.')
     if g < 1 or c % g:

@@ -36,18 +36,13 @@ class FADE(base.Upsampler):
   up_kernel: int = 5
 
   kind = 'fade'
+  keeps_channels = True
   skip_like_x = True
   needs = ('skip',)
 
   @nn.compact
   def __call__(self, x, guide):  # x: [B, H, W, C], guide.skip: [B, 2H, 2W, C]
     guide = self.check(x, guide)
-    c = x.shape[-1]
-    if self.features is not None and self.features != c:
-      raise ValueError(
-        f'fade mixes skip and the reassembled x and keeps their {c} channels; '
-        f'got features={self.features} (use None or {c}).'
-      )
     skip = guide.skip
     reassembly.check_skip(self.kind, x, skip, same_channels=True)
     xavier_uniform = nn.initializers.xavier_uniform()

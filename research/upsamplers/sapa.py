@@ -56,18 +56,13 @@ class _SAPA(base.Upsampler):
 
   def check_sapa(self, x, guide, same_channels: bool):
     guide = self.check(x, guide)
-    c = x.shape[-1]
-    if self.features is not None and self.features != c:
-      raise ValueError(
-        f'{self.kind} reassembles x and keeps its {c} channels; got features='
-        f'{self.features} (use None or {c}).'
-      )
     reassembly.check_skip(self.kind, x, guide.skip, same_channels)
     return guide.skip
 
 
 class SAPAI(_SAPA):
   kind = 'sapa_i'
+  keeps_channels = True
   skip_like_x = True
 
   @nn.compact
@@ -84,6 +79,7 @@ class SAPAB(_SAPA):
   qkv_bias: bool = True
 
   kind = 'sapa_b'
+  keeps_channels = True
 
   @nn.compact
   def __call__(self, x, guide):  # x: [B, H, W, C], guide.skip: [B, 2H, 2W, Cs]
