@@ -95,13 +95,12 @@ def train_dataset(
       f'The train split has {len(source)} examples, fewer than one global batch '
       f'({global_batch_size}).'
     )
+  used = steps_per_epoch * global_batch_size
+  # The shuffle is reseeded every epoch by repeat() below.
   return (
     grain.MapDataset.source(source)
     .seed(seed)
-    .shuffle()[
-        # reseeded every epoch by repeat() below
-      : steps_per_epoch * global_batch_size
-    ]
+    .shuffle()[:used]
     .map(decode_fn)
     .random_map(functools.partial(augment, flip=flip, crop_padding=crop_padding))[
       process_index::process_count
