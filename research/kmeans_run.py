@@ -82,9 +82,5 @@ def run(config, workdir: str) -> dict:
 
 def run_seeds(config, workdirs: Mapping[int, str]) -> dict[int, dict]:
   """`run` for each seed in turn (nothing to share: no training)."""
-  results = {}
-  for seed, workdir in workdirs.items():
-    c = config.copy_and_resolve_references()
-    c.seed = int(seed)
-    results[int(seed)] = run(c, workdir)
-  return results
+  workdirs = workdir_lib.checked_workdirs(workdirs)
+  return {s: run(workdir_lib.with_seed(config, s), w) for s, w in workdirs.items()}

@@ -7,7 +7,6 @@ workdir resumes from the latest checkpoint, or returns the finished run's metric
 """
 
 import functools
-import os
 import time
 from typing import Mapping
 
@@ -60,12 +59,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return train_and_evaluate_seeds(config, {config.seed: workdir})[config.seed]
 
 
-def with_seed(config, seed: int):
-  c = config.copy_and_resolve_references()
-  c.seed = seed
-  return c
-
-
 def train_and_evaluate_seeds(
   config: ml_collections.ConfigDict, workdirs: Mapping[int, str]
 ) -> dict[int, dict]:
@@ -80,8 +73,8 @@ def train_and_evaluate_seeds(
   A seed that goes non-finite stops alone: the others finish, then the error is raised.
   """
   runtime.maybe_initialize_distributed(config)
-  workdirs = checked_workdirs(workdirs)
-  configs = {s: with_seed(config, s) for s in workdirs}
+  workdirs = workdir_lib.checked_workdirs(workdirs)
+  configs = {s: workdir_lib.with_seed(config, s) for s in workdirs}
   results = {}
   for seed, workdir in workdirs.items():
     workdir_lib.check_config(configs[seed], workdir)
@@ -130,16 +123,6 @@ def _train_group(configs, workdirs, start, info, mesh, model, tx, errors) -> dic
     errors.append(str(e))
     finals = {s: workdir_lib.read_final(w) for s, w in workdirs.items()}
     return {s: f for s, f in finals.items() if f is not None}
-
-
-def checked_workdirs(workdirs: Mapping[int, str]) -> dict[int, str]:
-  """{seed: absolute workdir}, refusing none at all or two seeds sharing one."""
-  if not workdirs:
-    raise ValueError('No seeds to train: workdirs is empty.')
-  workdirs = {int(s): os.path.abspath(w) for s, w in workdirs.items()}
-  if len(set(workdirs.values())) < len(workdirs):
-    raise ValueError(f'Each seed needs its own workdir; got {workdirs}.')
-  return workdirs
 
 
 def _initial_state(configs, workdirs, start, steps, model, tx, size):

@@ -7,6 +7,7 @@ refused rather than mixed into it.
 import json
 import os
 import time
+from typing import Mapping
 
 import jax
 import ml_collections
@@ -78,6 +79,24 @@ def check_config(config, workdir: str):
       f'Workdir {workdir} holds a run of a different config; refusing to mix '
       f'them. Use another --workdir or delete this one. Differences:\n{lines}'
     )
+
+
+def checked_workdirs(workdirs: Mapping[int, str]) -> dict[int, str]:
+  """{seed: absolute workdir}, refusing none at all or two seeds sharing one (every
+  method's runner takes its seeds' workdirs through this)."""
+  if not workdirs:
+    raise ValueError('No seeds to train: workdirs is empty.')
+  workdirs = {int(s): os.path.abspath(w) for s, w in workdirs.items()}
+  if len(set(workdirs.values())) < len(workdirs):
+    raise ValueError(f'Each seed needs its own workdir; got {workdirs}.')
+  return workdirs
+
+
+def with_seed(config, seed: int):
+  """A copy of `config` for one seed of a run."""
+  c = config.copy_and_resolve_references()
+  c.seed = seed
+  return c
 
 
 def write_config(config, workdir: str):

@@ -306,3 +306,9 @@ def test_clustering_run_refuses_more_clusters_than_pixels(tiny_dir, tmp_path):
   with pytest.raises(ValueError, match='k must be in \\[1, N=4096\\], got 5000'):
     kmeans_run.run(c, str(tmp_path))
   assert not (tmp_path / 'config.json').exists()
+
+
+def test_the_clustering_runner_refuses_two_seeds_in_one_workdir(tmp_path):
+  c = experiment.get_config('k=4')
+  with pytest.raises(ValueError, match='Each seed needs its own workdir'):
+    runners.run_seeds(c, {0: str(tmp_path), 1: str(tmp_path)})
