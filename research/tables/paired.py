@@ -80,16 +80,25 @@ def reference_of(rows: list, row, reference: str):
   return None
 
 
-def _paired_arrays(row, ref, split: str):
+def _read(path: str, loaded_files: dict) -> dict:
+  """A run's per-image arrays, read once."""
+  if path not in loaded_files:
+    with np.load(path) as arrays:
+      loaded_files[path] = dict(arrays)
+  return loaded_files[path]
+
+
+def _paired_arrays(row, ref, split: str, loaded_files: dict):
   """The seeds both rows finished, and their per-image arrays stacked [S, N, ...] (None where
-  a run kept no per-image values, e.g. one trained before they were kept)."""
+  a run kept no per-image values, e.g. one trained before they were kept). `loaded_files`
+  keeps what was read, so the reference's runs are read once, not once per row."""
   done = lambda r: {s: w for s, w, st in zip(r.seeds, r.workdirs, r.statuses) if st == 'done'}
   mine, theirs = done(row), done(ref)
   seeds = sorted(set(mine) & set(theirs), key=str)
   files = [(_split_file(mine[s], split), _split_file(theirs[s], split)) for s in seeds]
   if not seeds or not all(os.path.exists(a) and os.path.exists(b) for a, b in files):
     return seeds, None
-  loaded = [(dict(np.load(a)), dict(np.load(b))) for a, b in files]
+  loaded = [(_read(a, loaded_files), _read(b, loaded_files)) for a, b in files]
   stack = lambda side: {k: np.stack([pair[side][k] for pair in loaded]) for k in loaded[0][side]}
   return seeds, (stack(0), stack(1))
 
@@ -99,12 +108,12 @@ def differences(
 ) -> list[tuple]:
   """[(row, {metric title: stats.PairedDifference})] for every row with a reference row and
   paired per-image values (the reference row itself left out)."""
-  out = []
+  out, loaded_files = [], {}
   for row in rows:
     ref = reference_of(rows, row, reference)
     if ref is None or ref is row:
       continue
-    _, arrays = _paired_arrays(row, ref, split)
+    _, arrays = _paired_arrays(row, ref, split, loaded_files)
     if arrays is None:
       continue
     mine, theirs = arrays
