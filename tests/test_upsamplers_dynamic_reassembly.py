@@ -177,6 +177,22 @@ def test_window_similarity_is_the_loop_definition():
     np.testing.assert_allclose(sims[n, oy, ox, ty * 3 + tx], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+  'shape,groups,k', [((2, 3, 5, 4), 2, 3), ((1, 4, 3, 3), 1, 5), ((1, 2, 3, 2), 1, 1)]
+)
+def test_reassembly_gradients_are_the_definitions(shape, groups, k):
+  """The written-out VJPs against finite differences of the ops (float64)."""
+  rng = np.random.default_rng(2)
+  b, h, w, c = shape
+  with jax.enable_x64(True):
+    x = jnp.asarray(rng.normal(size=shape))
+    kernels = jnp.asarray(rng.normal(size=(b, 2 * h, 2 * w, groups, k * k)))
+    q = jnp.asarray(rng.normal(size=(b, 2 * h, 2 * w, c)))
+    test_util.check_grads(reassembly.reassemble, (x, kernels), order=1, modes=['rev'], eps=1e-6)
+    similarity = functools.partial(reassembly.window_similarity, kernel_size=k)
+    test_util.check_grads(similarity, (q, x), order=1, modes=['rev'], eps=1e-6)
+
+
 def test_reassembly_ops_refuse_bad_shapes():
   x = jnp.zeros((1, 3, 5, 4))
   with pytest.raises(ValueError, match='k² taps'):
