@@ -1,7 +1,7 @@
 r"""Tables (markdown, CSV, LaTeX) and figures of a sweep root written by launch.sweep.
 
   python -m launch.table --root workdirs/decoder_ablation               # into the sweep root
-  python -m launch.table --root workdirs/decoder_ablation --reference nearest --out results
+  python -m launch.table --root workdirs/decoder_ablation --reference nearest,bilinear --out results
   python -m launch.table --root workdirs/decoder_ablation --split val --noqualitative
 
 Writes OUT/NAME.md (headed by this command and the git commit), NAME.csv, NAME.tex and
@@ -35,10 +35,10 @@ _QUALITATIVE = flags.DEFINE_bool(
 )
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 4, 'Images in the qualitative figures.')
 _FORCE = flags.DEFINE_bool('force', False, 'Replace tables that were made from another sweep.')
-_REFERENCE = flags.DEFINE_string(
+_REFERENCE = flags.DEFINE_list(
   'reference',
-  None,
-  "A decoder (e.g. nearest): add each row's paired difference to the row "
+  [],
+  "Decoders (e.g. nearest,bilinear): add each row's paired difference to the row "
   'with that decoder, with 95% hierarchical-bootstrap intervals, and its forest plots.',
 )
 flags.mark_flags_as_required(['root'])

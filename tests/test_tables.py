@@ -310,12 +310,15 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
         f,
       )
   out = str(tmp_path / 'out')
-  written = tables.write(path, out, 'exp', 'test', COMMAND, qualitative=False, reference='nearest')
+  written = tables.write(
+    path, out, 'exp', 'test', COMMAND, qualitative=False, reference=['nearest', 'bilinear']
+  )
   text = open(os.path.join(out, 'exp.md')).read()
   expected = np.mean([miou['resize_conv', s] - miou['nearest', s] for s in range(3)])
   line = next(line for line in text.splitlines() if line.startswith('| model.upsampler=resize'))
   assert f'**{100 * expected:+.1f} [' in line and '| 3×20 |' in line  # excludes zero: bold
   assert 'Smallest difference this design could detect' in text
+  assert 'No paired differences to `bilinear`' in text  # the grid has no bilinear row
   assert 'model.upsampler=nearest' not in text.split('## Paired differences')[1]
-  assert os.path.join(out, 'exp_diff_mIoU.png') in written
-  assert os.path.exists(os.path.join(out, 'exp_diff_boundary_F1.png'))
+  assert os.path.join(out, 'exp_diff_nearest_mIoU.png') in written
+  assert os.path.exists(os.path.join(out, 'exp_diff_nearest_boundary_F1.png'))

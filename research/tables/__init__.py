@@ -8,14 +8,10 @@ upsampler, and from the checkpoints, predictions of every upsampler on the same 
 and the checkerboard of transpose_conv against resize_conv made visible.
 """
 
-import json
 import os
-
-import ml_collections
 
 from research import upsamplers
 from research import workdir as workdir_lib
-from research.data import catalog
 from research.tables import figures
 from research.tables import paired
 from research.tables import qualitative as qualitative_lib
@@ -46,12 +42,13 @@ def write(
   num_images: int = 4,
   echo=print,
   force: bool = False,
-  reference: str | None = None,
+  reference: str | list[str] | None = None,
 ) -> list[str]:
   """OUT/NAME.md, .csv, .tex and the figures; returns the paths written.
 
-  With `reference` (a decoder, e.g. 'nearest'), NAME.md also holds each row's paired
-  difference to the row with that decoder (tables.paired), drawn as NAME_diff_*.png.
+  With `reference` (a decoder, e.g. 'nearest', or several), NAME.md also holds each row's
+  paired difference to the row with that decoder (tables.paired), drawn as
+  NAME_diff_<reference>_<metric>.png.
 
   Everything is rendered before the first file is replaced, and each file is replaced by
   a rename, so an error leaves the previous results as they were. Tables made from
@@ -87,17 +84,17 @@ def write(
       f'{", ".join(map(str, together))}): their ms/step and images/s are those of the '
       'joint step, per seed.\n'
     )
-  found = []
-  if reference and reference not in upsamplers.names():
-    raise ValueError(
-      f'--reference {reference!r} is no upsampler; known upsamplers: '
-      f'{", ".join(upsamplers.names())}.'
-    )
-  if reference:
-    found = paired.differences(rows, split, reference, _thin_classes(rows))
+  references = [reference] if isinstance(reference, str) else list(reference or ())
+  for ref in references:
+    if ref not in upsamplers.names():
+      raise ValueError(
+        f'--reference {ref!r} is no upsampler; known upsamplers: {", ".join(upsamplers.names())}.'
+      )
+  thin = next((paired.thin_classes_of(r) for r in rows if r.done), ()) if references else ()
+  found = {ref: paired.differences(rows, split, ref, thin) for ref in references}
   markdown = text.to_markdown(rows, split, header + intro)
-  if reference:
-    markdown += '\n' + paired.to_markdown(found, reference, split)
+  for ref, differences in found.items():
+    markdown += '\n' + paired.to_markdown(differences, ref, split)
   texts = {
     'md': markdown,
     'csv': text.to_csv(rows, split),
@@ -115,18 +112,8 @@ def write(
     figures.plot_boundary_f1(rows, split, f'{prefix}_boundary_f1.png')
     written += [f'{prefix}_miou_vs_gflops.png', f'{prefix}_boundary_f1.png']
     written += stats_figures.plot_curves(rows, split, prefix)
-    if found:
-      written += paired.plot(found, reference, prefix)
+    for ref, differences in found.items():
+      written += paired.plot(differences, ref, f'{prefix}_diff_{ref}')
     if qualitative:
       written += qualitative_lib.qualitative_figures(rows, split, prefix, num_images, echo)
   return written
-
-
-def _thin_classes(rows) -> tuple:
-  """The thin classes of the sweep's dataset (from a finished run's config)."""
-  for row in rows:
-    for workdir in row.done:
-      with open(os.path.join(workdir, 'config.json')) as f:
-        data_config = json.load(f)['data']
-      return catalog.resolve(ml_collections.ConfigDict(data_config)).thin_classes
-  return ()

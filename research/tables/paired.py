@@ -13,9 +13,11 @@ import json
 import os
 from typing import Callable, NamedTuple
 
+import ml_collections
 import numpy as np
 
 from research import stats
+from research.data import catalog
 from research.tables import stats_figures
 from research.tables import text
 
@@ -49,15 +51,28 @@ METRICS = (
   Metric(
     'shift consistency', 'shift_consistency', lambda a: (a['shift_consistency'].mean(-1), None)
   ),
+  Metric(
+    'checkerboard (logits)', 'checkerboard_logits', lambda a: (a['checkerboard_logits'], None)
+  ),
 )
 
 
-def _split_file(workdir: str, split: str) -> str:
-  """per_image_<data split>.npz of a run, for the table's split ('val' or 'test')."""
+def _split_file(workdir: str, split: str, init: bool = False) -> str:
+  """per_image_<data split>.npz of a run, for the table's split ('val' or 'test'); with
+  `init`, per_image_init_<data split>.npz (the initial parameters' values)."""
   with open(os.path.join(workdir, 'config.json')) as f:
     data = json.load(f)['data']
   name = data['eval_split'] if split == 'val' else data['test_split']
-  return os.path.join(workdir, f'per_image_{name}.npz')
+  return os.path.join(workdir, f'per_image_{"init_" if init else ""}{name}.npz')
+
+
+def thin_classes_of(row) -> tuple:
+  """The thin classes of a row's dataset (from its first finished run's config)."""
+  for workdir in row.done:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      data_config = json.load(f)['data']
+    return catalog.resolve(ml_collections.ConfigDict(data_config)).thin_classes
+  return ()
 
 
 def reference_of(rows: list, row, reference: str):
@@ -88,14 +103,14 @@ def _read(path: str, loaded_files: dict) -> dict:
   return loaded_files[path]
 
 
-def _paired_arrays(row, ref, split: str, loaded_files: dict):
+def paired_arrays(row, ref, split: str, loaded_files: dict, init: bool = False):
   """The seeds both rows finished, and their per-image arrays stacked [S, N, ...] (None where
   a run kept no per-image values, e.g. one trained before they were kept). `loaded_files`
   keeps what was read, so the reference's runs are read once, not once per row."""
   done = lambda r: {s: w for s, w, st in zip(r.seeds, r.workdirs, r.statuses) if st == 'done'}
   mine, theirs = done(row), done(ref)
   seeds = sorted(set(mine) & set(theirs), key=str)
-  files = [(_split_file(mine[s], split), _split_file(theirs[s], split)) for s in seeds]
+  files = [(_split_file(mine[s], split, init), _split_file(theirs[s], split, init)) for s in seeds]
   if not seeds or not all(os.path.exists(a) and os.path.exists(b) for a, b in files):
     return seeds, None
   loaded = [(_read(a, loaded_files), _read(b, loaded_files)) for a, b in files]
@@ -113,28 +128,28 @@ def differences(
     ref = reference_of(rows, row, reference)
     if ref is None or ref is row:
       continue
-    _, arrays = _paired_arrays(row, ref, split, loaded_files)
+    _, arrays = paired_arrays(row, ref, split, loaded_files)
     if arrays is None:
       continue
     mine, theirs = arrays
-    result = {}
-    for metric in METRICS:
-      if metric.needs not in mine or (metric.thin and not len(thin_classes)):
-        continue
-      (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
-      if metric.iou:
-        result[metric.title] = stats.confusion_difference(
-          base,
-          cand,
-          classes=list(thin_classes) if metric.thin else None,
-          num_resamples=num_resamples,
-        )
-      else:
-        result[metric.title] = stats.score_difference(
-          base, cand, base_w, cand_w, num_resamples=num_resamples
-        )
+    result = {
+      metric.title: metric_difference(metric, mine, theirs, thin_classes, num_resamples)
+      for metric in METRICS
+      if metric.needs in mine and metric.needs in theirs and (len(thin_classes) or not metric.thin)
+    }
     out.append((row, result))
   return out
+
+
+def metric_difference(
+  metric: Metric, mine: dict, theirs: dict, thin_classes, num_resamples=stats.NUM_RESAMPLES
+) -> stats.PairedDifference:
+  """Candidate (`mine`) minus reference (`theirs`) on one metric, paired [S, N] arrays."""
+  (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
+  if metric.iou:
+    classes = list(thin_classes) if metric.thin else None
+    return stats.confusion_difference(base, cand, classes=classes, num_resamples=num_resamples)
+  return stats.score_difference(base, cand, base_w, cand_w, num_resamples=num_resamples)
 
 
 def to_markdown(found: list[tuple], reference: str, split: str) -> str:
@@ -183,7 +198,7 @@ def to_markdown(found: list[tuple], reference: str, split: str) -> str:
 
 
 def plot(found: list[tuple], reference: str, prefix: str) -> list[str]:
-  """One forest plot per metric: PREFIX_diff_<metric>.png."""
+  """One forest plot per metric: PREFIX_<metric>.png."""
   written = []
   titles = list(dict.fromkeys(t for _, result in found for t in result))
   for title in titles:
@@ -192,7 +207,9 @@ def plot(found: list[tuple], reference: str, prefix: str) -> list[str]:
       for row, result in found
       if title in result
     }
-    path = f'{prefix}_diff_{title.replace(" ", "_").replace("-", "_")}.png'
+    path = (
+      f'{prefix}_{title.replace(" ", "_").replace("-", "_").replace("(", "").replace(")", "")}.png'
+    )
     stats_figures.plot_differences(by_row, reference, title, path)
     written.append(path)
   return written

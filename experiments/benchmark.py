@@ -1,0 +1,186 @@
+r"""Decoder benchmark v2: every upsampler each architecture takes, paired by seed, four parts.
+
+  python -m launch.sweep --config experiments/benchmark.py:part=fcn8s \
+      --root workdirs/benchmark/fcn8s
+  python -m launch.table --root workdirs/benchmark/fcn8s --name benchmark_fcn8s \
+      --reference nearest,bilinear --out results
+
+`part` picks the grid (one sweep root each; the findings read all four):
+  unet     U-Net, all 14 upsamplers, 5 seeds, 2400 steps (the length at which the classic
+           decoders separated in experiments/decoder_ablation_long.py), lab_shapes/res64.
+  fcn8s    FCN-8s, the 12 upsamplers FCN can take (they see class scores: the linear-head
+           case), 3 seeds, 800 steps.
+  segnet   SegNet, the 11 it can take (its only skips are pooling switches), 5 seeds, 2400.
+  fashion  the U-Net rows on fashion_scenes (real garment shapes), 3 seeds, 2400 steps.
+Every part is width 8, batch 16, the decoder ablation's optimiser; cells are seed-major
+(seed 0 of every row first), so a sweep cut short still gives every row.
+
+Measured CPU time (2 cores, one cell at a time, at dc8f806): see each part's line in
+results/FINDINGS.md. Per train step at width 8 (50-step probes, 2 cores): U-Net nearest
+0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor and
+3×3 encoder cost more than the reassembly).
+Smoke test: `experiments/benchmark.py:part=unet,steps=2,seeds=1`.
+"""
+
+from experiments import decoder_ablation
+from research import models
+from research import upsamplers
+from research.sweep import grids
+
+PARTS = {
+  # part: (architecture, dataset, seeds, steps)
+  'unet': ('unet', 'lab_shapes', 5, 2400),
+  'fcn8s': ('fcn8s', 'lab_shapes', 3, 800),
+  'segnet': ('segnet', 'lab_shapes', 5, 2400),
+  'fashion': ('unet', 'fashion_scenes', 3, 2400),
+}
+
+
+def parse_args(arg):
+  """`part` and the ablation's keys; a part sets the ablation's defaults it changes."""
+  part = decoder_ablation.parse_args(arg, part='unet').part
+  if part not in PARTS:
+    raise ValueError(f'part must be one of {", ".join(PARTS)}; got {part!r}.')
+  arch, dataset, seeds, steps = PARTS[part]
+  return decoder_ablation.parse_args(
+    arg, part='unet', arch=arch, dataset=dataset, seeds=seeds, steps=steps
+  )
+
+
+def get_config(arg=None):
+  arg = parse_args(arg)
+  c = decoder_ablation.config_from(arg)
+  c.data.name = arg.dataset
+  c.eval_every = max(arg.steps // 4, 1)
+  c.checkpoint_every = max(arg.steps // 4, 1)
+  return c
+
+
+def get_sweep(arg=None):
+  """Every upsampler the part's architecture takes × its seeds, seed 0 of every row first."""
+  arg = parse_args(arg)
+  rows = grids.axis(
+    'model.upsampler', [u for u in upsamplers.names() if models.compatible(arg.arch, u)]
+  )
+  cells = grids.product(rows, grids.axis('seed', range(arg.seeds)))
+  return sorted(cells, key=lambda cell: cell['seed'])
+
+
+# The findings (python -m launch.findings) read these sweeps, each a root under
+# workdirs/benchmark/: `python -m launch.sweep --config CONFIG --root workdirs/benchmark/NAME`.
+SWEEPS = {
+  **{part: f'experiments/benchmark.py:part={part}' for part in PARTS},
+  'fcn_skips': 'experiments/fcn_skips.py',
+  'checkerboard': 'experiments/checkerboard.py',
+}
+_DYNAMIC_GAINS = 'FADE README (SegFormer-B1, ADE20K): bilinear 41.68 mIoU'
+CLAIMS = [
+  dict(
+    claim='Skips help: FCN-8s beats FCN-16s',
+    source='Long et al. 2015, Table 2',
+    published='mIoU 16s 62.4, 8s 62.7 (VOC 2011)',
+    sweep='fcn_skips',
+    metric='mIoU',
+    candidate={'model.arch': 'fcn8s', 'model.upsampler': 'transpose_conv'},
+    reference={'model.arch': 'fcn16s', 'model.upsampler': 'transpose_conv'},
+    expect='greater',
+  ),
+  dict(
+    claim='Skips help: FCN-16s beats FCN-32s',
+    source='Long et al. 2015, Table 2',
+    published='mIoU 32s 59.4, 16s 62.4 (VOC 2011)',
+    sweep='fcn_skips',
+    metric='mIoU',
+    candidate={'model.arch': 'fcn16s', 'model.upsampler': 'transpose_conv'},
+    reference={'model.arch': 'fcn32s', 'model.upsampler': 'transpose_conv'},
+    expect='greater',
+  ),
+  dict(
+    claim="SegNet's max-unpooling gives better boundaries than bilinear upsampling",
+    source='Badrinarayanan et al. 2017, Table 1',
+    published='BF 35.78 (SegNet-Basic) vs 20.83 (bilinear), CamVid',
+    sweep='segnet',
+    metric='boundary F1',
+    candidate={'model.upsampler': 'max_unpool'},
+    reference={'model.upsampler': 'bilinear'},
+    expect='greater',
+  ),
+  dict(
+    claim='Uneven overlap (kernel 3, stride 2) makes checkerboard artifacts, at initialisation',
+    source='Odena et al. 2016',
+    published='qualitative',
+    sweep='checkerboard',
+    metric='checkerboard (logits)',
+    candidate={'model.upsampler': 'transpose_conv', 'model.upsampler_options': {'kernel_size': 3}},
+    reference={'model.upsampler': 'resize_conv', 'model.upsampler_options': {}},
+    expect='greater',
+    init=True,
+  ),
+  dict(
+    claim='... and after training; resize-convolution avoids them',
+    source='Odena et al. 2016',
+    published='qualitative',
+    sweep='checkerboard',
+    metric='checkerboard (logits)',
+    candidate={'model.upsampler': 'transpose_conv', 'model.upsampler_options': {'kernel_size': 3}},
+    reference={'model.upsampler': 'resize_conv', 'model.upsampler_options': {}},
+    expect='greater',
+  ),
+  dict(
+    claim='ICNR removes the artifacts of sub-pixel convolution at initialisation',
+    source='Aitken et al. 2017',
+    published='qualitative',
+    sweep='checkerboard',
+    metric='checkerboard (logits)',
+    candidate={'model.upsampler': 'pixel_shuffle', 'model.upsampler_options': {'icnr': True}},
+    reference={'model.upsampler': 'pixel_shuffle', 'model.upsampler_options': {}},
+    expect='less',
+    init=True,
+  ),
+  dict(
+    claim='Bilinear additive upsampling beats plain bilinear in the decoder',
+    source='Wojna et al. 2019',
+    published='tables not verified here (ANCHORS.md)',
+    sweep='unet',
+    metric='mIoU',
+    candidate={'model.upsampler': 'bilinear_additive'},
+    reference={'model.upsampler': 'bilinear'},
+    expect='greater',
+  ),
+  *[
+    dict(
+      claim=f'{name} beats bilinear ({part})',
+      source=source,
+      published=published,
+      sweep=part,
+      metric='mIoU',
+      candidate={'model.upsampler': upsampler},
+      reference={'model.upsampler': 'bilinear'},
+      expect='greater',
+    )
+    for part in ('unet', 'fashion')
+    for name, upsampler, source, published in (
+      ('CARAFE', 'carafe', 'Wang et al. 2019', f'{_DYNAMIC_GAINS}, CARAFE 42.82'),
+      ('FADE', 'fade', 'Lu et al. 2022', f'{_DYNAMIC_GAINS}, FADE 44.41'),
+      ('SAPA-B', 'sapa_b', 'Lu et al. 2022 (SAPA)', 'SAPA README: SAPA-B 43.20 mIoU'),
+      ('DySample', 'dysample', 'Liu et al. 2023', 'COCO box AP: nearest 37.5, DySample 38.6'),
+    )
+  ],
+  *[
+    dict(
+      claim=f'With a linear head (FCN-8s upsamples class scores), {name} does not beat bilinear',
+      source='JAFAR (arXiv 2506.11136), Table 1',
+      published=published,
+      sweep='fcn8s',
+      metric='mIoU',
+      candidate={'model.upsampler': upsampler},
+      reference={'model.upsampler': 'bilinear'},
+      expect='not_greater',
+    )
+    for name, upsampler, published in (
+      ('CARAFE', 'carafe', 'ADE20K mIoU: bilinear 39.23, CARAFE 38.30'),
+      ('SAPA-B', 'sapa_b', 'ADE20K mIoU: bilinear 39.23, SAPA 35.87'),
+      ('DySample', 'dysample', 'ADE20K mIoU: bilinear 39.23, DySample 38.99'),
+    )
+  ],
+]
