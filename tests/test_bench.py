@@ -90,6 +90,22 @@ def test_peak_is_a_number_with_its_derivation_or_unknown():
 
 
 @pytest.mark.parametrize(
+  'vendor,family,model,per_cycle,name',
+  [
+    ('AuthenticAMD', 25, 0x01, 32, 'AMD Zen 3'),  # EPYC 7003 (Milan)
+    ('AuthenticAMD', 25, 0x11, 32, 'AMD Zen 4'),  # EPYC 9004 (Genoa)
+    ('GenuineIntel', 6, 0x8F, 64, 'Intel Sapphire Rapids'),  # Xeon 4th gen, AMX
+    ('GenuineIntel', 6, 0x55, None, 'model 85'),  # Skylake-SP: FMA units depend on the SKU
+    ('GenuineIntel', 25, 0x01, None, 'GenuineIntel CPU family 25'),  # AMD's family, not AMD
+  ],
+)
+def test_cpu_peaks_know_the_machines_processors(vendor, family, model, per_cycle, name):
+  info = {'vendor_id': vendor, 'cpu family': str(family), 'model': str(model), 'cpu MHz': '2000.0'}
+  peak, note = peaks.cpu_peak_gflops(info, cores=2)
+  assert peak == (None if per_cycle is None else 2 * 2.0 * per_cycle) and name in note
+
+
+@pytest.mark.parametrize(
   'upsampler,options,depth',
   [('nearest', {}, 4), ('transpose_conv', {}, 4), ('transpose_conv', {'kernel_size': 3}, 2)],
 )

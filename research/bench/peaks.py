@@ -4,10 +4,25 @@ import os
 
 import jax
 
-# Nominal peak FP32 FLOP/s per core and cycle (FMA = 2 FLOPs) for processors whose vector
-# units are documented; None elsewhere. AMD Zen 4 (family 25, models 0x10-0x1f, 0x60-0x7f,
-# 0xa0-0xaf): two 256-bit FMA pipes, AVX-512 issued as two halves -> 2 × 8 × 2 = 32.
-_ZEN4_MODELS = set(range(0x10, 0x20)) | set(range(0x60, 0x80)) | set(range(0xA0, 0xB0))
+# Nominal peak FP32 FLOP per core and cycle (FMA = 2 FLOPs) for processors whose vector
+# units are documented; None elsewhere. (vendor, family, models) -> (FLOP/cycle, name):
+# AMD Zen 3 and Zen 4 (family 25): two 256-bit FMA pipes (Zen 4 issues AVX-512 as two
+# halves) -> 2 × 8 × 2 = 32. Intel Xeon Scalable from Ice Lake-SP on (family 6: Ice Lake-SP,
+# Sapphire, Emerald and Granite Rapids): two 512-bit FMA units -> 2 × 16 × 2 = 64. Skylake-
+# and Cascade Lake-SP (model 0x55) are left unknown: their FMA units (one or two) depend on
+# the SKU.
+_CPU_PEAKS = (
+  ('AuthenticAMD', 25, range(0x00, 0x10), 32, 'AMD Zen 3'),
+  ('AuthenticAMD', 25, range(0x20, 0x30), 32, 'AMD Zen 3'),
+  ('AuthenticAMD', 25, range(0x40, 0x60), 32, 'AMD Zen 3'),
+  ('AuthenticAMD', 25, range(0x10, 0x20), 32, 'AMD Zen 4'),
+  ('AuthenticAMD', 25, range(0x60, 0x80), 32, 'AMD Zen 4'),
+  ('AuthenticAMD', 25, range(0xA0, 0xB0), 32, 'AMD Zen 4'),
+  ('GenuineIntel', 6, (0x6A, 0x6C), 64, 'Intel Ice Lake-SP'),
+  ('GenuineIntel', 6, (0x8F,), 64, 'Intel Sapphire Rapids'),
+  ('GenuineIntel', 6, (0xCF,), 64, 'Intel Emerald Rapids'),
+  ('GenuineIntel', 6, (0xAD, 0xAE), 64, 'Intel Granite Rapids'),
+)
 # GPUs: dense FP32 without tensor cores (NVIDIA data sheets, SXM parts).
 _GPU_PEAK_TFLOPS = {'H100': 67.0, 'H200': 67.0, 'A100': 19.5}
 
@@ -34,17 +49,23 @@ def peak_gflops() -> tuple[float | None, str]:
         return 1e3 * tflops, f'{name} data sheet, dense FP32 (no tensor cores)'
     return None, f'unknown GPU {device.device_kind}'
   if device.platform == 'cpu':
-    info = _cpuinfo()
-    try:
-      family, model, mhz = int(info['cpu family']), int(info['model']), float(info['cpu MHz'])
-    except (KeyError, ValueError):
-      return None, 'no /proc/cpuinfo'
-    if family == 25 and model in _ZEN4_MODELS:
-      cores = len(os.sched_getaffinity(0))
-      return (
-        cores * mhz * 32 / 1e3,
-        f'AMD Zen 4: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) '
-        '× 32 FP32 FLOP/cycle',
-      )
-    return None, f'no documented vector width for CPU family {family} model {model}'
+    return cpu_peak_gflops(_cpuinfo(), len(os.sched_getaffinity(0)))
   return None, f'unknown platform {device.platform}'
+
+
+def cpu_peak_gflops(info: dict, cores: int) -> tuple[float | None, str]:
+  """FP32 peak of `cores` logical CPUs of the processor /proc/cpuinfo's first entry
+  (`info`) describes, at its clock now; None where its vector units are not in the table."""
+  try:
+    family, model, mhz = int(info['cpu family']), int(info['model']), float(info['cpu MHz'])
+  except (KeyError, ValueError):
+    return None, 'no /proc/cpuinfo'
+  vendor = info.get('vendor_id', '')
+  for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS:
+    if (vendor, family) == (peak_vendor, peak_family) and model in models:
+      return (
+        cores * mhz * flops / 1e3,
+        f'{name}: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) '
+        f'× {flops} FP32 FLOP/cycle',
+      )
+  return None, f'no documented vector width for {vendor} CPU family {family} model {model}'
