@@ -322,3 +322,4 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
   assert 'model.upsampler=nearest' not in text.split('## Paired differences')[1]
   assert os.path.join(out, 'exp_diff_nearest_mIoU.png') in written
   assert os.path.exists(os.path.join(out, 'exp_diff_nearest_boundary_F1.png'))
+  assert os.path.join(out, 'exp_diff_nearest_mIoU_vs_gflops.png') in written

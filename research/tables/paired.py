@@ -207,9 +207,18 @@ def plot(found: list[tuple], reference: str, prefix: str) -> list[str]:
       for row, result in found
       if title in result
     }
-    path = (
-      f'{prefix}_{title.replace(" ", "_").replace("-", "_").replace("(", "").replace(")", "")}.png'
+    stem = title.replace(' ', '_').replace('-', '_').replace('(', '').replace(')', '')
+    stats_figures.plot_differences(by_row, reference, title, f'{prefix}_{stem}.png')
+    written.append(f'{prefix}_{stem}.png')
+  costs = {
+    ', '.join(str(v) for v in row.label.values()): (
+      row.finals[0]['cost']['gflops_per_image'],
+      result['mIoU'],
     )
-    stats_figures.plot_differences(by_row, reference, title, path)
-    written.append(path)
+    for row, result in found
+    if 'mIoU' in result and row.finals and 'gflops_per_image' in row.finals[0].get('cost', {})
+  }
+  if costs:
+    stats_figures.plot_difference_vs_cost(costs, reference, 'mIoU', f'{prefix}_mIoU_vs_gflops.png')
+    written.append(f'{prefix}_mIoU_vs_gflops.png')
   return written

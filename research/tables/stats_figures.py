@@ -64,6 +64,40 @@ def plot_differences(
   return _save(fig, path)
 
 
+def plot_difference_vs_cost(points: dict, reference: str, metric: str, path: str) -> Figure:
+  """Each decoder's paired difference to `reference` (points of %, 95% interval) against
+  its forward GFLOPs per image: what a decoder buys for what it costs.
+
+  points: decoder -> (GFLOPs, stats.PairedDifference). Filled: the interval excludes zero.
+  """
+  if not points:
+    raise ValueError('points must name at least one decoder')
+  fig = Figure(figsize=(6, 4.5))
+  ax = fig.add_subplot()
+  ax.axhline(0, color='0.5', lw=1)
+  for name, (gflops, d) in points.items():
+    diff, low, high = 100 * d.difference, 100 * d.low, 100 * d.high
+    ax.errorbar(
+      gflops,
+      diff,
+      yerr=[[diff - low], [high - diff]],
+      fmt='o',
+      color='C0',
+      capsize=3,
+      markerfacecolor='C0' if d.excludes_zero else 'white',
+    )
+    ax.annotate(name, (gflops, diff), fontsize=7, xytext=(3, 3), textcoords='offset points')
+  ax.set_xlabel('forward GFLOPs per image')
+  ax.set_ylabel(f'{metric}: difference to {reference} (points)')
+  ax.set_title(
+    f'Gain against cost: paired difference to {reference}, 95% interval\n'
+    '(filled: interval excludes zero)',
+    fontsize=9,
+  )
+  ax.grid(alpha=0.3)
+  return _save(fig, path)
+
+
 def _curves(x, values, spread, xlabel, ylabel, title, path, log2_x):
   """One line per decoder through values[decoder] (float [len(x)]), optional error bars."""
   x = np.asarray(x, np.float64)
