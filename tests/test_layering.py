@@ -22,6 +22,9 @@ BLOCKS = (
   'research.clustering',
   'research.torch_reference',
   'research.decoder_metrics',
+  'research.roi_align',
+  'research.instance_metrics',
+  'research.panoptic',
   'research.stats',
   'research.onednn',
 )
