@@ -25,6 +25,8 @@ BLOCKS = (
   'research.roi_align',
   'research.instance_metrics',
   'research.panoptic',
+  'research.panoptic_metrics',
+  'research.video_metrics',
   'research.stats',
   'research.onednn',
 )
