@@ -183,3 +183,54 @@ def test_bad_arguments_say_what_is_valid():
     panoptic.find_centres(np.zeros((4, 4)), nms_kernel=4)
   with pytest.raises(ValueError, match=r'offsets \[H, W, 2\]'):
     panoptic.group(GT, np.zeros((4, 8)), np.zeros((4, 8)), THINGS)
+
+
+def _pq_reference(gt, gt_ids, pred, pred_ids, num_classes, things):
+  """Kirillov et al. 2019, Sec. 4.1-4.2, segment by segment with pixel sets: (tp, fp, fn,
+  iou_sum) per class for one image."""
+  void = {tuple(p) for p in np.argwhere((gt < 0) | (gt >= num_classes))}
+
+  def segments(labels, ids, drop):
+    found = {}
+    for y, x in np.ndindex(labels.shape):
+      c = int(labels[y, x])
+      if not 0 <= c < num_classes or (c in things and ids[y, x] == 0):
+        if drop:
+          void.add((y, x))  # a ground-truth thing pixel without an id is void
+        continue
+      found.setdefault((c, int(ids[y, x]) if c in things else 0), set()).add((y, x))
+    return found
+
+  truth, found = segments(gt, gt_ids, True), segments(pred, pred_ids, False)
+  tp, fp, fn, iou_sum = (np.zeros(num_classes) for _ in range(4))
+  matched = set()
+  for (c, _), g_pixels in truth.items():
+    hit = False
+    for (d, p), p_pixels in found.items():
+      if d == c:
+        seen = p_pixels - void
+        iou = len(g_pixels & seen) / len(g_pixels | seen)
+        if iou > 0.5:
+          hit = True
+          matched.add((d, p))
+          tp[c], iou_sum[c] = tp[c] + 1, iou_sum[c] + iou
+    fn[c] += not hit
+  for key, p_pixels in found.items():
+    if key not in matched and len(p_pixels & void) <= 0.5 * len(p_pixels):
+      fp[key[0]] += 1
+  return tp, fp, fn, iou_sum
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_pq_stats_match_the_definition_on_random_maps(seed):
+  rng = np.random.default_rng(seed)
+  # Blocky random maps, so that segments overlap a lot: 3 classes (2 a thing), ids 0-3, void.
+  block = lambda high: np.kron(rng.integers(0, high, (4, 4)), np.ones((3, 3), int))
+  gt, gt_ids = block(3), block(3)
+  pred = np.where(block(4) == 0, block(3), gt)  # a quarter of the blocks redrawn
+  pred_ids = np.where(block(4) == 0, block(3), gt_ids)
+  gt[block(6) == 5] = V
+  stats = _stats(gt, gt_ids, pred, pred_ids)
+  want = _pq_reference(gt, gt_ids, pred, pred_ids, 3, THINGS)
+  for name, value in zip(('tp', 'fp', 'fn', 'iou_sum'), want):
+    np.testing.assert_allclose(stats[name][0], value, err_msg=name)
