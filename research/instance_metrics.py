@@ -114,6 +114,8 @@ def match_image(
 
 def _class_ap(scores, matched, num_gt):
   """AP [T] of one class from its detections' scores [D] and matches [D, T] over a dataset."""
+  if not len(scores):
+    return np.zeros(matched.shape[1])  # ground truth, no detection: recall stays 0
   order = np.argsort(-scores, kind='mergesort')
   tp = np.cumsum(matched[order], axis=0)  # [D, T]
   fp = np.cumsum(~matched[order], axis=0)

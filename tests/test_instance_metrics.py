@@ -79,6 +79,8 @@ def test_a_perfect_prediction_scores_ap_1_and_no_ground_truth_is_nan():
   assert im.mask_ap([match], num_classes=3)['ap'] == 1
   empty = im.match_image(np.zeros((1, H, W)), [0.5], [1], np.zeros((0, H, W)), [])
   assert np.isnan(im.mask_ap([empty], num_classes=2)['ap'])
+  missed = im.match_image(np.zeros((0, H, W)), [], [], [GT_A], [1])  # nothing detected
+  assert im.mask_ap([missed], num_classes=2)['ap'] == 0
 
 
 def test_boundary_f1_of_pasted_masks():
