@@ -22,6 +22,11 @@ BLOCKS = (
   'research.clustering',
   'research.torch_reference',
   'research.decoder_metrics',
+  'research.roi_align',
+  'research.instance_metrics',
+  'research.panoptic',
+  'research.panoptic_metrics',
+  'research.video_metrics',
   'research.stats',
   'research.onednn',
 )

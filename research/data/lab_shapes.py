@@ -19,6 +19,11 @@ Objects are drawn in a random order, so they touch and occlude each other. Two
 objects of the same thin class never touch (a resampled placement, or none), so
 each thin class stays at most 2 px wide everywhere: a 3×3 erosion removes it.
 Labels are rasterised with numpy at the output resolution, never resampled.
+
+Instances (configs `res64_instances*`, `generate_instances`): every drawn object is a
+thing with its own id over its visible pixels; background is the one stuff class.
+Clips (`res64_clips*`, `generate_clip`): 8 frames in which objects move and turn
+smoothly over a drifting background, with labels and instance ids per frame.
 """
 
 import math
@@ -26,12 +31,18 @@ import math
 import numpy as np
 from scipy import ndimage
 
+from research.data import motion
 from research.data import procedural
 
 CLASS_NAMES = ('background', 'blob', 'polygon', 'line', 'ring', 'speck')
 BLOB, POLYGON, LINE, RING, SPECK = range(1, 6)
 THIN_CLASSES = (LINE, RING)
+# Panoptic roles (Kirillov et al. 2019): every drawn object is a countable thing with an
+# instance id; the background is the one stuff class (amorphous, no instances).
+THING_CLASSES = (BLOB, POLYGON, LINE, RING, SPECK)
+STUFF_CLASSES = (0,)
 _THIN_TRIES = 5  # placements tried before a thin object is left out
+CLIP_FRAMES = 8
 
 
 def _window(size, y0, y1, x0, x1):
@@ -166,13 +177,25 @@ def generate(resolution: int, seed: int, split: str, index: int) -> tuple[np.nda
 
   A pure function of its arguments: the builder writes exactly this.
   """
+  return generate_instances(resolution, seed, split, index)[:2]
+
+
+def generate_instances(resolution: int, seed: int, split: str, index: int) -> tuple:
+  """`generate`'s example with its instance ids: `(image, labels, instances)`, uint8
+  [S, S, 3], [S, S], [S, S].
+
+  instances: 0 on background (stuff), 1..N on the visible pixels of the N drawn objects
+  that stay visible, numbered in drawing order; `labels` is that object's class there.
+  The image and labels are `generate`'s, byte for byte (the same draws in the same order).
+  """
   rng = procedural.example_rng(seed, split, index)
   scale = resolution / 64
   yy, xx = procedural.pixel_grid(resolution)
   image, background = procedural.textured_background(rng, resolution)
   labels = np.zeros((resolution, resolution), np.uint8)  # [S, S]
+  instances = np.zeros((resolution, resolution), np.int32)  # [S, S], in drawing order
   drawn = {c: np.zeros((resolution, resolution), bool) for c in THIN_CLASSES}  # unoccluded
-  for cls in _object_classes(rng, scale):
+  for number, cls in enumerate(_object_classes(rng, scale), start=1):
     placed = _place(rng, cls, scale, yy, xx, drawn)
     if placed is None:
       continue
@@ -184,7 +207,86 @@ def generate(resolution: int, seed: int, split: str, index: int) -> tuple[np.nda
     shade = colour + texture[..., None] * rng.uniform(0.03, 0.1)  # [h, w, 3]
     image[win][mask] = shade[mask]
     labels[win][mask] = cls
-  return procedural.quantise(rng, image), labels
+    instances[win][mask] = number
+  return procedural.quantise(rng, image), labels, consecutive_ids(instances)
+
+
+def consecutive_ids(instances: np.ndarray) -> np.ndarray:
+  """Ids (int [..., S, S], 0 = none) renumbered 1..N in their order, as uint8: objects
+  hidden everywhere (occluded, or off the canvas in every frame) leave no gap."""
+  present, inverse = np.unique(instances, return_inverse=True)
+  if present[0] != 0:  # no background pixel: ids start at 1 all the same
+    inverse = inverse + 1
+  if inverse.max(initial=0) > 255:
+    raise ValueError(f'{inverse.max()} instances do not fit uint8 ids (at most 255)')
+  return inverse.reshape(instances.shape).astype(np.uint8)
+
+
+def generate_clip(
+  resolution: int, seed: int, split: str, index: int, frames: int = CLIP_FRAMES
+) -> tuple:
+  """Clip `index` of `split`: `(images, labels, instances)`, uint8 [T, S, S, 3], [T, S, S],
+  [T, S, S]; a pure function of its arguments.
+
+  A scene drawn as a still one is (classes, counts, shapes, colours, occlusion order),
+  set in motion: each object translates at 0.5–2 px per frame (× S / 64) and turns at up
+  to 0.06 rad per frame, its texture moving with it (research/data/motion.py); the
+  background texture drifts at 0.2–0.5 px per frame; pixel noise is new in every frame.
+  Labels and instance ids are drawn per frame exactly as in a still; an object keeps its
+  id in every frame (ids 1..N over the objects visible in some frame). A thin object is
+  placed again while it touches its own class in any frame.
+  """
+  if frames < 1:
+    raise ValueError(f'frames must be >= 1, got {frames}')
+  rng = procedural.example_rng(seed, split, index)
+  scale = resolution / 64
+  yy, xx = procedural.pixel_grid(resolution)
+  shape = (frames, resolution, resolution)
+  background_seed = int(rng.integers(2**32))  # one texture, redrawn at each frame's offset
+  drift = np.array(motion.random_velocity(rng, 0.2 * scale, 0.5 * scale))  # px per frame
+  textures = [
+    procedural.textured_background(np.random.default_rng(background_seed), resolution, drift * t)
+    for t in range(frames)
+  ]
+  images, background = np.stack([image for image, _ in textures]), textures[0][1]  # [T, S, S, 3]
+  labels, instances = np.zeros(shape, np.uint8), np.zeros(shape, np.int32)
+  drawn = {c: np.zeros(shape, bool) for c in THIN_CLASSES}  # unoccluded, per frame
+  for number, cls in enumerate(_object_classes(rng, scale), start=1):
+    placed = _place_moving(rng, cls, scale, yy, xx, drawn)
+    if placed is None:
+      continue
+    move, frame_masks = placed  # per frame: (window, bool mask [h, w])
+    colour = procedural.contrasting_colour(rng, background)
+    texture_seed, amplitude = int(rng.integers(2**32)), rng.uniform(0.03, 0.1)
+    for t, (win, mask) in enumerate(frame_masks):
+      if cls in THIN_CLASSES:
+        drawn[cls][t][win] |= mask
+      local_y, local_x = move.local(yy[win], xx[win], t)
+      texture = procedural.grating(
+        np.random.default_rng(texture_seed), local_y, local_x, max_period=16 * scale
+      )
+      shade = colour + texture[..., None] * amplitude  # [h, w, 3]
+      images[t][win][mask] = shade[mask]
+      labels[t][win][mask] = cls
+      instances[t][win][mask] = number
+  return procedural.quantise(rng, images), labels, consecutive_ids(instances)
+
+
+def _place_moving(rng, cls, scale, yy, xx, drawn):
+  """`_place` for a clip: `(Motion, [(window, bool mask [h, w])] per frame)` or None."""
+  frames = next(iter(drawn.values())).shape[0]
+  for _ in range(_THIN_TRIES if cls in THIN_CLASSES else 1):
+    box, inside = _SHAPES[cls](rng, scale)
+    move = motion.random_motion(rng, box, speed=(0.5 * scale, 2 * scale), max_spin=0.06)
+    frame_masks = []
+    for t in range(frames):
+      win = _window(yy.shape[0], *move.box(box, t))
+      frame_masks.append((win, inside(*move.local(yy[win], xx[win], t))))
+    if cls not in THIN_CLASSES or not any(
+      _touches(mask, drawn[cls][t][win]) for t, (win, mask) in enumerate(frame_masks)
+    ):
+      return move, frame_masks
+  return None
 
 
 def _place(rng, cls, scale, yy, xx, drawn):
@@ -207,12 +309,41 @@ def _touches(mask, other):
   return bool((mask & ndimage.binary_dilation(other, structure=np.ones((3, 3)))).any())
 
 
+def _instance_config(name, frames, sizes, what):
+  train, validation, test = sizes
+  return procedural.SceneConfig(
+    name=name,
+    instances=True,
+    frames=frames,
+    num_train=train,
+    num_validation=validation,
+    num_test=test,
+    description=f'64×64 {what} with instance ids: train {train} / validation {validation} / '
+    f'test {test}.',
+  )
+
+
+# Seed 0 as res64: the still instance configs hold res64's (res64_tiny's) examples, plus ids.
+INSTANCE_CONFIGS = (
+  _instance_config('res64_instances', 0, (2048, 256, 256), "res64's images"),
+  _instance_config('res64_instances_tiny', 0, (64, 16, 16), "res64_tiny's images, for tests,"),
+  _instance_config('res64_clips', CLIP_FRAMES, (512, 64, 64), 'clips of 8 frames'),
+  _instance_config('res64_clips_tiny', CLIP_FRAMES, (8, 4, 4), 'clips of 8 frames, for tests,'),
+)
+
+
 class LabShapes(procedural.SceneBuilder):
   """Procedural shapes on textured backgrounds; see the module docstring for the classes."""
 
+  BUILDER_CONFIGS = [*procedural.SCENE_CONFIGS, *INSTANCE_CONFIGS]
   CLASS_NAMES = CLASS_NAMES
   THIN_METRIC_CLASSES = (LINE, RING, SPECK)  # all 1–4 px across at every resolution
 
   def example(self, split: str, index: int) -> dict:
     config = self.builder_config
-    return procedural.to_example(*generate(config.resolution, config.seed, split, index))
+    where = (config.resolution, config.seed, split, index)
+    if config.frames:
+      return procedural.to_example(*generate_clip(*where, frames=config.frames))
+    if config.instances:
+      return procedural.to_example(*generate_instances(*where))
+    return procedural.to_example(*generate(*where))

@@ -4,7 +4,9 @@ Both are TFDS `GeneratorBasedBuilder`s whose every example is a pure function of
 (seed, split, index): `example_rng` derives an independent numpy Generator from that
 triple, so any example can be regenerated alone, in any order, by any process.
 They write array_record (read back with `tfds.data_source`, no TensorFlow needed)
-and share the resolution/size configs and the textured backgrounds below.
+and share the resolution/size configs and the textured backgrounds below. A config
+may add an `instance` mask (instance ids per pixel) and make every example a clip of
+`frames` frames; the still semantic configs (`SCENE_CONFIGS`) have neither.
 """
 
 import abc
@@ -19,13 +21,16 @@ SPLITS = ('train', 'validation', 'test')
 
 @dataclasses.dataclass(eq=False)
 class SceneConfig(tfds.core.BuilderConfig):
-  """Canvas size, examples per split and the seed every example derives from."""
+  """Canvas size, examples per split and the seed every example derives from; whether
+  examples carry instance ids, and how many frames a clip has (0: still images)."""
 
   resolution: int = 64
   num_train: int = 2048
   num_validation: int = 256
   num_test: int = 256
   seed: int = 0
+  instances: bool = False  # an 'instance' mask: 0 none (stuff), 1..N the drawn objects
+  frames: int = 0  # 0: one image per example; T > 0: clips [T, S, S, 3], labels per frame
 
   def num_examples(self) -> dict[str, int]:
     return {'train': self.num_train, 'validation': self.num_validation, 'test': self.num_test}
@@ -76,13 +81,17 @@ def grating(
   return np.sin(2 * np.pi * u / period + phase).astype(np.float32)
 
 
-def textured_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+def textured_background(
+  rng: np.random.Generator, size: int, offset=(0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray]:
   """A colour plus a few coloured gratings: `(image float32 [S, S, 3], base colour [3])`.
 
   The base colour is drawn from the same range objects draw theirs from, so colour
-  alone says little about class.
+  alone says little about class. `offset` (y, x) in px moves the texture (a clip's
+  drifting background: the same rng state with a moving offset); (0, 0) leaves it.
   """
   yy, xx = pixel_grid(size)
+  yy, xx = yy - np.float32(offset[0]), xx - np.float32(offset[1])
   base = rng.uniform(0.15, 0.85, size=3).astype(np.float32)
   image = np.broadcast_to(base, (size, size, 3)).copy()  # [S, S, 3]
   for _ in range(rng.integers(2, 4)):
@@ -105,13 +114,21 @@ def quantise(rng: np.random.Generator, image: np.ndarray, noise: float = 0.03) -
   return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
 
 
-def to_example(image: np.ndarray, labels: np.ndarray) -> dict:
-  """uint8 image [S, S, 3] and labels [S, S] as a TFDS example.
+def to_example(image: np.ndarray, labels: np.ndarray, instances=None) -> dict:
+  """uint8 image [S, S, 3], labels [S, S] and optional instance ids [S, S] as a TFDS
+  example; a clip's arrays have a leading frame axis [T, ...] and become lists of frames.
 
   PIL images, because TFDS PNG-encodes those with PIL; numpy arrays it would encode
   with TensorFlow.
   """
-  return {'image': PIL.Image.fromarray(image), 'segmentation_mask': PIL.Image.fromarray(labels)}
+  arrays = {'image': image, 'segmentation_mask': labels}
+  if instances is not None:
+    arrays['instance'] = instances
+  clip = image.ndim == 4
+  return {
+    key: [PIL.Image.fromarray(f) for f in a] if clip else PIL.Image.fromarray(a)
+    for key, a in arrays.items()
+  }
 
 
 class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -129,16 +146,20 @@ class SceneBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   THIN_METRIC_CLASSES: tuple[int, ...] = ()  # class ids the thin-structure IoU averages
 
   def _info(self) -> tfds.core.DatasetInfo:
-    s = self.builder_config.resolution
+    config = self.builder_config
+    s = config.resolution
+    features = {
+      'image': tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
+      'segmentation_mask': tfds.features.Image(shape=(s, s, 1), dtype=np.uint8),
+    }
+    if config.instances:
+      features['instance'] = tfds.features.Image(shape=(s, s, 1), dtype=np.uint8)
+    if config.frames:  # each feature a sequence of frames, decoded as a list of arrays
+      features = {k: tfds.features.Sequence(f, length=config.frames) for k, f in features.items()}
     return tfds.core.DatasetInfo(
       builder=self,
       description=self.__doc__,
-      features=tfds.features.FeaturesDict(
-        {
-          'image': tfds.features.Image(shape=(s, s, 3), dtype=np.uint8),
-          'segmentation_mask': tfds.features.Image(shape=(s, s, 1), dtype=np.uint8),
-        }
-      ),
+      features=tfds.features.FeaturesDict(features),
       supervised_keys=('image', 'segmentation_mask'),
       disable_shuffling=True,
     )
