@@ -120,7 +120,7 @@ def test_findings_page_names_its_sweeps_and_claims(tmp_path):
   claims = [_claim()._asdict(), _claim(sweep='unet')._asdict()]
   out = findings.write(claims, str(tmp_path), str(tmp_path / 'F.md'), 'test', 'cmd')
   page = open(out).read()
-  assert '| `fcn8s` | `experiments/benchmark.py:part=fcn8s` | 6 / 6 |' in page
+  assert '| `fcn8s` | `experiments/benchmark.py:part=fcn8s` | 6 / 6 | 0.0 | 0.0 |' in page
   assert '| `unet` | not run |' in page
   assert page.count('| carafe beats bilinear |') == 2
 

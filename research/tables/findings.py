@@ -117,13 +117,14 @@ def _sweep_lines(root: str, claims: list[Claim]) -> list[str]:
   for name in dict.fromkeys(c.sweep for c in claims):
     sweep_root = os.path.join(root, name)
     if not os.path.exists(os.path.join(sweep_root, cells_lib.INDEX)):
-      lines.append(f'| `{name}` | not run | | |')
+      lines.append(f'| `{name}` | not run | | | |')
       continue
     index, rows = text.read_sweep(sweep_root)
     done = sum(len(r.done) for r in rows)
     total = sum(len(r.workdirs) for r in rows)
     hours = sum(_wall_seconds(w) for r in rows for w in r.done) / 3600
-    lines.append(f'| `{name}` | `{index["config"]}` | {done} / {total} | {hours:.1f} |')
+    left = f'{hours / done * (total - done):.1f}' if done else text.MISSING
+    lines.append(f'| `{name}` | `{index["config"]}` | {done} / {total} | {hours:.1f} | {left} |')
   return lines
 
 
@@ -150,8 +151,13 @@ def to_markdown(findings: list[Finding], root: str, split: str, command: str) ->
     '',
     '## Sweeps read',
     '',
-    '| sweep | config | cells finished | cell hours (wall, 2 CPU cores) |',
-    '|---|---|---|---|',
+    'Cell hours: each finished cell from its config.json to its final.json, summed; cells '
+    'that ran beside another process count their slower wall time, so the hours left '
+    '(remaining cells at the mean so far) are an upper estimate for cells run one at a time.',
+    '',
+    '| sweep | config | cells finished | cell hours (wall, 2 CPU cores) | hours left (at that '
+    'mean) |',
+    '|---|---|---|---|---|',
     *_sweep_lines(root, [f.claim for f in findings]),
     '',
     '## Claims',
