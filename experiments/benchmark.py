@@ -75,26 +75,22 @@ SWEEPS = {
 }
 _DYNAMIC_GAINS = 'FADE README (SegFormer-B1, ADE20K): bilinear 41.68 mIoU'
 CLAIMS = [
-  dict(
-    claim='Skips help: FCN-8s beats FCN-16s',
-    source='Long et al. 2015, Table 2',
-    published='mIoU 16s 62.4, 8s 62.7 (VOC 2011)',
-    sweep='fcn_skips',
-    metric='mIoU',
-    candidate={'model.arch': 'fcn8s', 'model.upsampler': 'transpose_conv'},
-    reference={'model.arch': 'fcn16s', 'model.upsampler': 'transpose_conv'},
-    expect='greater',
-  ),
-  dict(
-    claim='Skips help: FCN-16s beats FCN-32s',
-    source='Long et al. 2015, Table 2',
-    published='mIoU 32s 59.4, 16s 62.4 (VOC 2011)',
-    sweep='fcn_skips',
-    metric='mIoU',
-    candidate={'model.arch': 'fcn16s', 'model.upsampler': 'transpose_conv'},
-    reference={'model.arch': 'fcn32s', 'model.upsampler': 'transpose_conv'},
-    expect='greater',
-  ),
+  *[
+    dict(
+      claim=f'Skips help: {better.upper()[:3]}-{better[3:]} beats {worse.upper()[:3]}-{worse[3:]}',
+      source='Long et al. 2015, Table 2',
+      published=published,
+      sweep='fcn_skips',
+      metric='mIoU',
+      candidate={'model.arch': better, 'model.upsampler': 'transpose_conv'},
+      reference={'model.arch': worse, 'model.upsampler': 'transpose_conv'},
+      expect='greater',
+    )
+    for better, worse, published in (
+      ('fcn8s', 'fcn16s', 'mIoU 16s 62.4, 8s 62.7 (VOC 2011)'),
+      ('fcn16s', 'fcn32s', 'mIoU 32s 59.4, 16s 62.4 (VOC 2011)'),
+    )
+  ],
   dict(
     claim="SegNet's max-unpooling gives better boundaries than bilinear upsampling",
     source='Badrinarayanan et al. 2017, Table 1',
@@ -105,27 +101,26 @@ CLAIMS = [
     reference={'model.upsampler': 'bilinear'},
     expect='greater',
   ),
-  dict(
-    claim='Uneven overlap (kernel 3, stride 2) makes checkerboard artifacts, at initialisation',
-    source='Odena et al. 2016',
-    published='qualitative',
-    sweep='checkerboard',
-    metric='checkerboard (logits)',
-    candidate={'model.upsampler': 'transpose_conv', 'model.upsampler_options': {'kernel_size': 3}},
-    reference={'model.upsampler': 'resize_conv', 'model.upsampler_options': {}},
-    expect='greater',
-    init=True,
-  ),
-  dict(
-    claim='... and after training; resize-convolution avoids them',
-    source='Odena et al. 2016',
-    published='qualitative',
-    sweep='checkerboard',
-    metric='checkerboard (logits)',
-    candidate={'model.upsampler': 'transpose_conv', 'model.upsampler_options': {'kernel_size': 3}},
-    reference={'model.upsampler': 'resize_conv', 'model.upsampler_options': {}},
-    expect='greater',
-  ),
+  *[
+    dict(
+      claim=claim,
+      source='Odena et al. 2016',
+      published='qualitative',
+      sweep='checkerboard',
+      metric='checkerboard (logits)',
+      candidate={
+        'model.upsampler': 'transpose_conv',
+        'model.upsampler_options': {'kernel_size': 3},
+      },
+      reference={'model.upsampler': 'resize_conv', 'model.upsampler_options': {}},
+      expect='greater',
+      init=init,
+    )
+    for claim, init in (
+      ('Uneven overlap (kernel 3, stride 2) makes checkerboard artifacts, at initialisation', True),
+      ('Uneven overlap still shows after training; resize-convolution avoids it', False),
+    )
+  ],
   dict(
     claim='ICNR removes the artifacts of sub-pixel convolution at initialisation',
     source='Aitken et al. 2017',
