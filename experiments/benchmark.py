@@ -4,8 +4,9 @@ r"""Decoder benchmark v2: every upsampler each architecture takes, paired by see
       --root workdirs/benchmark/fcn8s
   python -m launch.table --root workdirs/benchmark/fcn8s --name benchmark_fcn8s \
       --reference nearest,bilinear --out results
+  python -m launch.findings --root workdirs/benchmark --out results/FINDINGS.md
 
-`part` picks the grid (one sweep root each; the findings read all four):
+`part` picks the grid (one sweep root each, under workdirs/benchmark/):
   unet     U-Net, all 14 upsamplers, 5 seeds, 2400 steps (the length at which the classic
            decoders separated in experiments/decoder_ablation_long.py), lab_shapes/res64.
   fcn8s    FCN-8s, the 12 upsamplers FCN can take (they see class scores: the linear-head
@@ -13,12 +14,18 @@ r"""Decoder benchmark v2: every upsampler each architecture takes, paired by see
   segnet   SegNet, the 11 it can take (its only skips are pooling switches), 5 seeds, 2400.
   fashion  the U-Net rows on fashion_scenes (real garment shapes), 3 seeds, 2400 steps.
 Every part is width 8, batch 16, the decoder ablation's optimiser; cells are seed-major
-(seed 0 of every row first), so a sweep cut short still gives every row.
+(seed 0 of every row first), so a sweep cut short still gives every row. The findings
+(CLAIMS below) also read experiments/fcn_skips.py and experiments/checkerboard.py run
+into workdirs/benchmark/fcn_skips and workdirs/benchmark/checkerboard (SWEEPS).
 
-Measured CPU time (2 cores, one cell at a time, at dc8f806): see each part's line in
-results/FINDINGS.md. Per train step at width 8 (50-step probes, 2 cores): U-Net nearest
-0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor and
-3×3 encoder cost more than the reassembly).
+Cost, measured on 2 CPU cores from 94f7ec1 on (results/FINDINGS.md keeps the cell
+hours of every sweep and the hours left at that rate): an FCN-8s cell alone takes 2.3 min
+(0.07 s/step; evaluation, FLOP counting and compilation are more than half of it), 4-5 min
+beside another cell. Per U-Net train step at width 8 (50-step probes, one at a time):
+nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
+and 3×3 encoder cost more than its reassembly), so a 2400-step U-Net cell is 5-12 min and
+the four parts together are about 20 CPU-hours, over the issue's 12: run fcn8s, then unet,
+then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget is short.
 Smoke test: `experiments/benchmark.py:part=unet,steps=2,seeds=1`.
 """
 
