@@ -65,13 +65,24 @@ def prefixed(prefix, d):
   return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, (dict, list))}
 
 
-def finish(steps, params, init_params, config, info, shared_cost, writer, workdir) -> dict:
+def finish(
+  steps,
+  params,
+  init_params,
+  config,
+  info,
+  shared_cost,
+  writer,
+  workdir,
+  evaluate_split=evaluate_per_image,
+) -> dict:
   """Evaluates one seed on the eval and test splits, and its initial parameters on the test
-  split (the checkerboard before training), and writes its final.json."""
+  split (the checkerboard before training), and writes its final.json. `evaluate_split`
+  (evaluate_per_image's arguments): a task's evaluation of one split."""
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = evaluate_per_image(steps, params, config, split, info, workdir)
-  init = evaluate_per_image(
+    final[name] = evaluate_split(steps, params, config, split, info, workdir)
+  init = evaluate_split(
     steps, init_params, config, config.data.test_split, info, workdir, prefix='init_', shifts=False
   )
   final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}

@@ -9,12 +9,14 @@ from typing import Callable, Mapping
 
 from research import kmeans_run
 from research import train
+from research import video_run
 
 Runner = Callable[..., dict]
 
 _REGISTRY: dict[str, Runner] = {
   'train': train.train_and_evaluate_seeds,  # supervised training of config.model
   'kmeans': kmeans_run.run_seeds,  # the clustering baseline (experiments/clustering.py)
+  'video': video_run.run_seeds,  # train, then flicker on clips (experiments/video.py)
 }
 
 

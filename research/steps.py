@@ -323,18 +323,28 @@ def batch_source(config, seeds, start: int, size: int, num_sampled: int, shardin
 
 
 def train_step_flops(
-  model, tx, config, info, mesh, compiled, num_seeds, abstract_state, num_sampled
+  model,
+  tx,
+  config,
+  info,
+  mesh,
+  compiled,
+  num_seeds,
+  abstract_state,
+  num_sampled,
+  steps_fn=None,
+  shapes_fn=None,
 ) -> float:
   """XLA's FLOP count of one device's train step (all seeds). oneDNN's convolutions are custom
   calls XLA cannot count: then the same step with lax's convolutions is lowered (not run) and
-  its global count shared out over the devices."""
+  its global count shared out over the devices. steps_fn, shapes_fn: a task's make_steps and
+  batch_shapes (None: this module's)."""
   if onednn.resolve(model.conv_impl, model.dtype) == 'xla':
     return cost.compiled_flops(compiled)
-  xla_steps = make_steps(
-    model.clone(conv_impl='xla'), tx, config, info.num_classes, mesh, num_seeds
-  )
+  steps_fn, shapes_fn = steps_fn or make_steps, shapes_fn or batch_shapes
+  xla_steps = steps_fn(model.clone(conv_impl='xla'), tx, config, info.num_classes, mesh, num_seeds)
   lowered = xla_steps.train.lower(
     abstract_state,
-    batch_shapes(config, num_seeds, info.image_size, num_sampled, xla_steps.seeds_batch_sharding),
+    shapes_fn(config, num_seeds, info.image_size, num_sampled, xla_steps.seeds_batch_sharding),
   )
   return cost.compiled_flops(lowered) / mesh.devices.size
