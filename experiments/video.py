@@ -23,9 +23,6 @@ import ml_collections
 
 from experiments import decoder_ablation
 from research import config_utils
-from research import models
-from research import upsamplers
-from research.sweep import grids
 
 
 def parse_args(arg):
@@ -55,15 +52,4 @@ def get_config(arg=None):
 
 def get_sweep(arg=None):
   arg = parse_args(arg)
-  if arg.decoders not in decoder_ablation.DECODERS:
-    raise ValueError(
-      f'decoders must be one of {", ".join(decoder_ablation.DECODERS)}; got {arg.decoders!r}.'
-    )
-  names = decoder_ablation.CLASSIC + (
-    tuple(u for u in upsamplers.names() if u not in decoder_ablation.CLASSIC)
-    if arg.decoders == 'all'
-    else ()
-  )
-  rows = [{'model.upsampler': u} for u in names if models.compatible('unet', u)]
-  cells = grids.product(rows, grids.axis('seed', range(arg.seeds)))
-  return sorted(cells, key=lambda cell: cell['seed'])
+  return decoder_ablation.unet_sweep(arg.decoders, arg.seeds)

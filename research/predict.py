@@ -11,7 +11,8 @@ from research import evaluate as evaluate_lib
 from research import steps as steps_lib
 from research import workdir as workdir_lib
 
-# The checkerboard scores of the predict step, as final.json and the tables name them.
+# The checkerboard scores of the predict step, as final.json and the tables name them (a
+# task's other outputs keep their names).
 _CHECKERBOARD = {
   'probs': 'checkerboard',
   'logits': 'checkerboard_logits',
@@ -30,7 +31,7 @@ def predict_fn(steps: steps_lib.Steps, params) -> evaluate_lib.PredictFn:
 
   def predict(batch):
     preds, checker = _predict(steps, params, batch['image'])
-    return {'preds': preds, **{_CHECKERBOARD[k]: v for k, v in checker.items()}}
+    return {'preds': preds, **{_CHECKERBOARD.get(k, k): v for k, v in checker.items()}}
 
   return predict
 
