@@ -14,8 +14,11 @@ ground truth does not) and the still test split's shift consistency. Grid: the 8
 upsamplers (`decoders=classic`) or all 14 (the default; the dynamic ones are much slower on
 CPU) × `seeds` seeds, seed 0 of every row first. Smoke test: `:steps=30,seeds=1`.
 
-Time: a train step takes ~0.1 s on the 2 shared CPU cores (measured in the smoke run of
-this file's commit: see the report), so a classic cell is ~2 min plus the clip evaluation.
+Time: 0.27 s per train step (median of the smoke run `launch.train --config
+experiments/video.py:steps=30`, at 852a8b6 on the 2 CPU cores shared with two sweeps, XLA's
+convolutions: the worktree had no build/libonednn_conv.so), so ~4 min of training per cell
+at 800 steps, plus the stills' and the clips' evaluations (the whole 30-step smoke run took
+3 min 40 s, building res64_clips included).
 Expected numbers: pending the runs (3 seeds; tables committed with them).
 """
 

@@ -13,7 +13,7 @@ Head (Mask R-CNN's, at `head_width` instead of 256 channels): RoIAlign of each b
 (research.roi_align, sampling ratio 2, aligned), four 3×3 convolutions with ReLU, the ×2
 upsampler (`transpose_conv` with kernel_size=2 is Mask R-CNN's 2×2 stride-2 deconvolution)
 and a ReLU, then a 1×1 convolution to one 28×28 mask logit map per class. Guided upsamplers
-get the backbone map RoIAligned to 28×28 as their skip (`Guide(skip=...)`); the head has no
+that need a skip (FADE, SAPA) get the backbone map RoIAligned to 28×28 as it; the head has no
 pooling, so upsamplers that need switches or indices (max_unpool, indexnet) cannot run in it.
 """
 
@@ -80,15 +80,16 @@ class MaskHeadModel(nn.Module):
       box_image = jnp.arange(b)
     features = self.features(images)
     x = roi_align.roi_align(features, boxes, box_image, output_size=roi_align.ROI_SIZE)
-    skip = roi_align.roi_align(features, boxes, box_image, output_size=roi_align.MASK_SIZE)
     for i in range(self.num_convs):
       conv = layers.Conv(
         self.head_width, (3, 3), dtype=self.dtype, conv_impl=self.conv_impl, name=f'mask_conv{i}'
       )
       x = nn.relu(conv(x))
-    x = layers.Upsample(self.upsampler, self.upsampler_options, name='mask_up')(
-      x, upsamplers.Guide(skip=skip.astype(x.dtype))
-    )
+    guide = upsamplers.Guide()
+    if 'skip' in upsamplers.get(self.upsampler).needs:  # RoIAlign costs R·P·H·W·C: only here
+      skip = roi_align.roi_align(features, boxes, box_image, output_size=roi_align.MASK_SIZE)
+      guide = upsamplers.Guide(skip=skip.astype(x.dtype))
+    x = layers.Upsample(self.upsampler, self.upsampler_options, name='mask_up')(x, guide)
     x = nn.relu(x)
     return layers.Conv(
       self.num_classes, (1, 1), dtype=self.dtype, conv_impl=self.conv_impl, name='mask_logits'
