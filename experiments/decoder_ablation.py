@@ -73,16 +73,19 @@ def config_from(arg):
   return c
 
 
+def upsampler_names(decoders: str = 'all') -> tuple[str, ...]:
+  """The classic eight, or every registered upsampler (the classic ones first)."""
+  if decoders not in DECODERS:
+    raise ValueError(f'decoders must be one of {", ".join(DECODERS)}; got {decoders!r}.')
+  if decoders == 'classic':
+    return CLASSIC
+  return CLASSIC + tuple(u for u in upsamplers.names() if u not in CLASSIC)
+
+
 def decoder_rows(decoders: str = 'all') -> list[dict]:
   """(arch, upsampler) rows: the classic eight in every architecture, or every registered
   upsampler in every architecture that can take it."""
-  if decoders not in DECODERS:
-    raise ValueError(f'decoders must be one of {", ".join(DECODERS)}; got {decoders!r}.')
-  names = (
-    CLASSIC
-    if decoders == 'classic'
-    else CLASSIC + tuple(u for u in upsamplers.names() if u not in CLASSIC)
-  )
+  names = upsampler_names(decoders)
   return [
     {'model.arch': arch, 'model.upsampler': name}
     for arch in ARCHS
@@ -99,3 +102,15 @@ def sweep_from(arg):
   """The grid for parsed arguments (see parse_args); variants build on it."""
   cells = grids.product(decoder_rows(arg.decoders), grids.axis('seed', range(arg.seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first
+
+
+def unet_sweep(decoders: str, seeds: int, options=None) -> list[dict]:
+  """U-Net with each upsampler of `decoders` (upsampler_names) that it can
+  take (with model `options`) × `seeds` seeds, seed 0 of every row first."""
+  rows = [
+    {'model.upsampler': u}
+    for u in upsampler_names(decoders)
+    if models.compatible('unet', u, **(options or {}))
+  ]
+  cells = grids.product(rows, grids.axis('seed', range(seeds)))
+  return sorted(cells, key=lambda cell: cell['seed'])

@@ -133,6 +133,11 @@ def _predictions(predict_fn, data_config, split, batch_size):
     yield batch, out
 
 
+def sum_over_processes(array: np.ndarray) -> np.ndarray:
+  """A count summed over every process's share of a split (the array itself on one)."""
+  return _allgather(array).sum(0) if jax.process_count() > 1 else array
+
+
 def _allgather(array: np.ndarray) -> np.ndarray:
   """[P, ...]: every process's `array`, bit for bit (64-bit values travel as two 32-bit
   words: the gather goes through JAX arrays, which hold 32 bits without x64)."""

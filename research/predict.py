@@ -11,7 +11,8 @@ from research import evaluate as evaluate_lib
 from research import steps as steps_lib
 from research import workdir as workdir_lib
 
-# The checkerboard scores of the predict step, as final.json and the tables name them.
+# The checkerboard scores of the predict step, as final.json and the tables name them (a
+# task's other outputs keep their names).
 _CHECKERBOARD = {
   'probs': 'checkerboard',
   'logits': 'checkerboard_logits',
@@ -30,7 +31,7 @@ def predict_fn(steps: steps_lib.Steps, params) -> evaluate_lib.PredictFn:
 
   def predict(batch):
     preds, checker = _predict(steps, params, batch['image'])
-    return {'preds': preds, **{_CHECKERBOARD[k]: v for k, v in checker.items()}}
+    return {'preds': preds, **{_CHECKERBOARD.get(k, k): v for k, v in checker.items()}}
 
   return predict
 
@@ -65,13 +66,24 @@ def prefixed(prefix, d):
   return {f'{prefix}/{k}': v for k, v in d.items() if not isinstance(v, (dict, list))}
 
 
-def finish(steps, params, init_params, config, info, shared_cost, writer, workdir) -> dict:
+def finish(
+  steps,
+  params,
+  init_params,
+  config,
+  info,
+  shared_cost,
+  writer,
+  workdir,
+  evaluate_split=evaluate_per_image,
+) -> dict:
   """Evaluates one seed on the eval and test splits, and its initial parameters on the test
-  split (the checkerboard before training), and writes its final.json."""
+  split (the checkerboard before training), and writes its final.json. `evaluate_split`
+  (evaluate_per_image's arguments): a task's evaluation of one split."""
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
-    final[name] = evaluate_per_image(steps, params, config, split, info, workdir)
-  init = evaluate_per_image(
+    final[name] = evaluate_split(steps, params, config, split, info, workdir)
+  init = evaluate_split(
     steps, init_params, config, config.data.test_split, info, workdir, prefix='init_', shifts=False
   )
   final['init'] = {k: v for k, v in init.items() if k.startswith('checkerboard')}

@@ -7,14 +7,20 @@ method alike. To add a method: write its runner module and add one line here.
 
 from typing import Callable, Mapping
 
+from research import instance_run
 from research import kmeans_run
+from research import panoptic_run
 from research import train
+from research import video_run
 
 Runner = Callable[..., dict]
 
 _REGISTRY: dict[str, Runner] = {
   'train': train.train_and_evaluate_seeds,  # supervised training of config.model
   'kmeans': kmeans_run.run_seeds,  # the clustering baseline (experiments/clustering.py)
+  'instance': instance_run.run_seeds,  # Mask R-CNN's mask head (experiments/instance.py)
+  'panoptic': panoptic_run.run_seeds,  # Panoptic-DeepLab's heads (experiments/panoptic.py)
+  'video': video_run.run_seeds,  # train, then flicker on clips (experiments/video.py)
 }
 
 

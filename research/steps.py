@@ -181,32 +181,41 @@ class Steps(NamedTuple):
 def make_steps(
   model, tx, config, num_classes: int, mesh, num_seeds: int = 1, donate: bool = True
 ) -> Steps:
-  """The jitted train and predict steps with explicit shardings (batch split over 'data').
+  """The per-pixel classification steps (compile_steps): cross-entropy, where a batch has
+  'pixels' ([S, B, N], see pixels_per_image) on those pixels only; predictions are the argmax
+  labels and each image's checkerboard scores (research.evaluate makes the split's metrics)."""
+  class_weights = loss_class_weights(config, num_classes)
 
-  The train step takes a state and a batch with a leading seed axis ([S, ...] and
-  [S, B, H, W, ·]): `num_seeds` seeds train in one compiled program. A batch with
-  'pixels' ([S, B, N], see pixels_per_image) supervises only those pixels. The predict step
-  takes one seed's params and gives the argmax labels and each image's checkerboard scores
-  (research.evaluate turns them into the split's metrics). `donate=False` (benchmarks only)
-  keeps the old state's buffers.
-  """
+  def loss_fn(params, batch):
+    if 'pixels' in batch:  # [B, N]: the model classifies these pixels only
+      logits = model.apply({'params': params}, batch['image'], pixels=batch['pixels'])
+      labels = jnp.take_along_axis(
+        batch['label'].reshape(len(batch['label']), -1), batch['pixels'], axis=1
+      )
+    else:
+      logits, labels = model.apply({'params': params}, batch['image']), batch['label']
+    return pixel_cross_entropy(logits, labels, class_weights)
+
+  def predict_step(params, images):
+    logits, state = model.apply({'params': params}, images, mutable=['intermediates'])
+    features = state.get('intermediates', {}).get(models.base.DECODER_FEATURES, (None,))[0]
+    return jnp.argmax(logits, axis=-1), decoder_metrics.checkerboard_scores(logits, features)
+
+  return compile_steps(loss_fn, predict_step, tx, mesh, num_seeds, donate)
+
+
+def compile_steps(loss_fn, predict_step, tx, mesh, num_seeds: int = 1, donate=True) -> Steps:
+  """The jitted steps with explicit shardings (batch split over 'data') of a task's
+  loss_fn(params, batch [B, ...]) -> scalar and predict_step(params, images [B, ...]) ->
+  (preds, {name: [B, ...]}). The train step takes a state and a batch with a leading seed
+  axis ([S, ...], [S, B, ...]): `num_seeds` seeds train in one compiled program. The predict
+  step takes one seed's params. `donate=False` (benchmarks only) keeps the old state."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, P('data'))
   seeds_batch_sharding = NamedSharding(mesh, P(None, 'data'))
-  class_weights = loss_class_weights(config, num_classes)
 
   def train_step(state, batch):
-    def loss_fn(params):
-      if 'pixels' in batch:  # [B, N]: the model classifies these pixels only
-        logits = model.apply({'params': params}, batch['image'], pixels=batch['pixels'])
-        labels = jnp.take_along_axis(
-          batch['label'].reshape(len(batch['label']), -1), batch['pixels'], axis=1
-        )
-      else:
-        logits, labels = model.apply({'params': params}, batch['image']), batch['label']
-      return pixel_cross_entropy(logits, labels, class_weights)
-
-    loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+    loss, grads = jax.value_and_grad(loss_fn)(state['params'], batch)
     updates, opt_state = tx.update(grads, state['opt_state'], state['params'])
     new_state = {
       'step': state['step'] + 1,
@@ -219,11 +228,6 @@ def make_steps(
       'grad_norm': optax.global_norm(grads),
       'param_norm': optax.global_norm(new_state['params']),
     }
-
-  def predict_step(params, images):
-    logits, state = model.apply({'params': params}, images, mutable=['intermediates'])
-    features = state.get('intermediates', {}).get(models.base.DECODER_FEATURES, (None,))[0]
-    return jnp.argmax(logits, axis=-1), decoder_metrics.checkerboard_scores(logits, features)
 
   train_step = jax.jit(
     over_seeds(train_step, num_seeds),
@@ -284,9 +288,10 @@ def batch_shapes(config, num_seeds: int, size: int, num_sampled: int, sharding) 
   return shapes
 
 
-def batch_source(config, seeds, start: int, size: int, num_sampled: int, sharding):
+def batch_source(config, seeds, start: int, size: int, num_sampled: int, sharding, **options):
   """next_batch(step): one batch per seed, each in its own data order, as [S, B, ...] global
-  arrays (with the sampled pixels of that step where the loss samples pixels)."""
+  arrays (with the sampled pixels of that step where the loss samples pixels). `options`
+  go to data.train_batches (a task's instances and transform)."""
   streams = [
     data.train_batches(
       config.data,
@@ -295,6 +300,7 @@ def batch_source(config, seeds, start: int, size: int, num_sampled: int, shardin
       start_step=start,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
+      **options,
     )
     for s in seeds
   ]
@@ -323,18 +329,28 @@ def batch_source(config, seeds, start: int, size: int, num_sampled: int, shardin
 
 
 def train_step_flops(
-  model, tx, config, info, mesh, compiled, num_seeds, abstract_state, num_sampled
+  model,
+  tx,
+  config,
+  info,
+  mesh,
+  compiled,
+  num_seeds,
+  abstract_state,
+  num_sampled,
+  steps_fn=None,
+  shapes_fn=None,
 ) -> float:
   """XLA's FLOP count of one device's train step (all seeds). oneDNN's convolutions are custom
   calls XLA cannot count: then the same step with lax's convolutions is lowered (not run) and
-  its global count shared out over the devices."""
+  its global count shared out over the devices. steps_fn, shapes_fn: a task's make_steps and
+  batch_shapes (None: this module's)."""
   if onednn.resolve(model.conv_impl, model.dtype) == 'xla':
     return cost.compiled_flops(compiled)
-  xla_steps = make_steps(
-    model.clone(conv_impl='xla'), tx, config, info.num_classes, mesh, num_seeds
-  )
+  steps_fn, shapes_fn = steps_fn or make_steps, shapes_fn or batch_shapes
+  xla_steps = steps_fn(model.clone(conv_impl='xla'), tx, config, info.num_classes, mesh, num_seeds)
   lowered = xla_steps.train.lower(
     abstract_state,
-    batch_shapes(config, num_seeds, info.image_size, num_sampled, xla_steps.seeds_batch_sharding),
+    shapes_fn(config, num_seeds, info.image_size, num_sampled, xla_steps.seeds_batch_sharding),
   )
   return cost.compiled_flops(lowered) / mesh.devices.size

@@ -25,6 +25,7 @@ from research import predict
 from research import preemption
 from research import runtime
 from research import steps as steps_lib
+from research import tasks
 from research import workdir as workdir_lib
 
 
@@ -54,16 +55,21 @@ def dataset_info(config):
   return info
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, task: tasks.Task = tasks.SEMANTIC
+) -> dict:
   """Trains and evaluates; resumes from `workdir` if it holds this config's checkpoints."""
-  return train_and_evaluate_seeds(config, {config.seed: workdir})[config.seed]
+  return train_and_evaluate_seeds(config, {config.seed: workdir}, task)[config.seed]
 
 
 def train_and_evaluate_seeds(
-  config: ml_collections.ConfigDict, workdirs: Mapping[int, str]
+  config: ml_collections.ConfigDict,
+  workdirs: Mapping[int, str],
+  task: tasks.Task = tasks.SEMANTIC,
 ) -> dict[int, dict]:
   """Trains several seeds of `config` together in one compiled program (vmap over a
-  leading seed axis); returns {seed: final metrics}.
+  leading seed axis); returns {seed: final metrics}. `task` says what is learnt (model,
+  loss, batches, evaluations; research.tasks): per-pixel classes by default.
 
   Each seed's workdir ends up as `train_and_evaluate(config with that seed, workdir)`
   would leave it (its config.json, metrics, checkpoints and final.json), so sweeps,
@@ -89,8 +95,9 @@ def train_and_evaluate_seeds(
     if config.compilation_cache:
       runtime.enable_compilation_cache(workdirs[pending[0]])
     info = dataset_info(config)
+    task.check(config, info)
     mesh = steps_lib.make_mesh(config)
-    model = steps_lib.build_model(config, info.num_classes)
+    model = task.build_model(config, info.num_classes)
     tx = steps_lib.make_optimizer(config)
     steps_lib.loss_class_weights(config, info.num_classes)
     steps_lib.pixels_per_image(config, model, info.image_size)
@@ -103,7 +110,7 @@ def train_and_evaluate_seeds(
         for start, seeds in sorted(groups.items()):
           results.update(
             _train_group(
-              configs, {s: workdirs[s] for s in seeds}, start, info, mesh, model, tx, errors
+              configs, {s: workdirs[s] for s in seeds}, start, info, mesh, model, tx, errors, task
             )
           )
         break
@@ -114,11 +121,11 @@ def train_and_evaluate_seeds(
   return {s: results[s] for s in workdirs}
 
 
-def _train_group(configs, workdirs, start, info, mesh, model, tx, errors) -> dict:
+def _train_group(configs, workdirs, start, info, mesh, model, tx, errors, task) -> dict:
   """_train_together; a non-finite seed's message goes to `errors` while the group's good
   seeds' results are kept."""
   try:
-    return _train_together(configs, workdirs, start, info, mesh, model, tx)
+    return _train_together(configs, workdirs, start, info, mesh, model, tx, task)
   except FloatingPointError as e:  # the group's good seeds finished; go on with the rest
     errors.append(str(e))
     finals = {s: workdir_lib.read_final(w) for s, w in workdirs.items()}
@@ -180,7 +187,7 @@ def _stop_non_finite(values, alive: dict, managers, workdirs, step: int) -> list
   return failures
 
 
-def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
+def _train_together(configs, workdirs, start, info, mesh, model, tx, task) -> dict:
   """Trains the seeds in `workdirs` (all at step `start`) to the end; writes their workdirs.
 
   A seed whose loss or parameters go non-finite stops there (its last good checkpoint is
@@ -189,7 +196,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   seeds = list(workdirs)
   config = configs[seeds[0]]  # the same but for `seed`
   num_seeds, size = len(seeds), info.image_size
-  steps = steps_lib.make_steps(model, tx, config, info.num_classes, mesh, num_seeds)
+  steps = task.make_steps(model, tx, config, info.num_classes, mesh, num_seeds)
   state, managers, abstract_state = _initial_state(configs, workdirs, start, steps, model, tx, size)
   writers = {s: workdir_lib.MetricWriter(workdirs[s], resume_step=start) for s in seeds}
   num_sampled = steps_lib.pixels_per_image(config, model, size)
@@ -197,13 +204,13 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   t0 = time.perf_counter()
   compiled_train_step = steps.train.lower(
     abstract_state,
-    steps_lib.batch_shapes(config, num_seeds, size, num_sampled, steps.seeds_batch_sharding),
+    task.batch_shapes(config, num_seeds, size, num_sampled, steps.seeds_batch_sharding),
   ).compile()
   compile_seconds = time.perf_counter() - t0
   _say(f'Compiled in {compile_seconds:.1f} s.')
 
   if start < config.num_steps:
-    next_batch = steps_lib.batch_source(
+    next_batch = task.batch_source(
       config, seeds, start, size, num_sampled, steps.seeds_batch_sharding
     )
     batch = next_batch(start + 1)
@@ -252,7 +259,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
             step,
             predict.prefixed(
               'val',
-              predict.evaluate(
+              task.evaluate(
                 steps,
                 steps_lib.seed_slice(state['params'], i),
                 config,
@@ -279,7 +286,17 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
       (size, size, 3),
       max(1, config.eval_batch_size // mesh.devices.size),  # a device's share of a batch
       steps_lib.train_step_flops(
-        model, tx, config, info, mesh, compiled_train_step, num_seeds, abstract_state, num_sampled
+        model,
+        tx,
+        config,
+        info,
+        mesh,
+        compiled_train_step,
+        num_seeds,
+        abstract_state,
+        num_sampled,
+        task.make_steps,
+        task.batch_shapes,
       )
       / 1e9
       / num_seeds,
@@ -291,7 +308,7 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx) -> dict:
   for i, seed in alive.items():
     managers[seed].wait_until_finished()
     init_params = model.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))['params']
-    results[seed] = predict.finish(
+    results[seed] = task.finish(
       steps,
       steps_lib.seed_slice(state['params'], i),
       init_params,

@@ -110,18 +110,22 @@ def train_batches(
   start_step: int = 0,
   process_index: int = 0,
   process_count: int = 1,
+  instances: bool = False,
+  transform=None,
 ) -> Iterator[dict]:
   """Train batches for steps start_step, start_step + 1, ... forever.
 
   Yields {'image': float32 [b, S, S, 3] in [0, 1], 'label': int32 [b, S, S]} with
   b = global_batch_size // process_count. The batch of a step is a pure function of
   (seed, step), so a restart at step N continues exactly where an uninterrupted run
-  would be.
+  would be. `instances`: also 'instance' int32 [b, S, S] (a config with instance ids,
+  e.g. lab_shapes/res64_instances), flipped with the image; `transform` (picklable,
+  example -> example) adds a task's targets to each augmented example.
   """
   dataset = catalog.resolve(config)
   ds = pipeline.train_dataset(
     catalog.open_split(dataset, config.train_split),
-    _decoder(config, dataset),
+    _decoder(config, dataset, instances),
     global_batch_size=global_batch_size,
     seed=seed,
     start_step=start_step,
@@ -129,37 +133,75 @@ def train_batches(
     process_count=process_count,
     flip=config.random_flip,
     crop_padding=config.crop_padding if config.random_crop else 0,
+    transform=transform,
   )
   return pipeline.iterate(ds, prefetch=config.prefetch, worker_count=config.worker_count)
 
 
 def eval_batches(
-  config, split: str, *, global_batch_size: int, process_index: int = 0, process_count: int = 1
+  config,
+  split: str,
+  *,
+  global_batch_size: int,
+  process_index: int = 0,
+  process_count: int = 1,
+  instances: bool = False,
+  transform=None,
 ) -> Iterator[dict]:
   """Every example of `split` exactly once across processes, in fixed-size batches.
 
-  Yields {'image', 'label', 'valid': bool [b]}; the last batches are padded with
-  examples whose valid is False and whose labels are all the ignore label.
+  Yields {'image', 'label', 'valid': bool [b]} (and 'instance', and what `transform` adds,
+  as train_batches); the last batches are padded with examples whose valid is False,
+  whose labels are all the ignore label and whose instance ids are 0.
   """
+  return _eval(config, split, global_batch_size, process_index, process_count, instances, transform)
+
+
+def eval_clips(
+  config, split: str, *, global_batch_size: int, process_index: int = 0, process_count: int = 1
+) -> Iterator[dict]:
+  """eval_batches for a dataset of clips (lab_shapes/res64_clips): every clip of `split`
+  once, in batches of global_batch_size clips: {'image': float32 [b, T, S, S, 3], 'label':
+  int32 [b, T, S, S], 'valid': bool [b]}. No augmentation."""
+  return _eval(config, split, global_batch_size, process_index, process_count, clips=True)
+
+
+def _eval(config, split, batch_size, index, count, instances=False, transform=None, clips=False):
   dataset = catalog.resolve(config)
+  source = catalog.open_split(dataset, split)
+  frames = catalog.frames(config)
+  if clips != bool(frames):
+    what = f'clips of {frames} frames' if frames else 'still images'
+    use = 'data.eval_clips' if frames else 'a clip variant (e.g. res64_clips)'
+    raise ValueError(f'{dataset.tfds_name} holds {what}; use {use}.')
   ds = pipeline.eval_dataset(
-    catalog.open_split(dataset, split),
-    _decoder(config, dataset),
-    global_batch_size=global_batch_size,
-    process_index=process_index,
-    process_count=process_count,
+    source,
+    _decoder(config, dataset, instances, clips),
+    global_batch_size=batch_size,
+    process_index=index,
+    process_count=count,
     size=config.image_size,
     ignore_label=config.ignore_label,
+    frames=frames,
+    instances=instances,
+    transform=transform,
   )
   return pipeline.iterate(ds, prefetch=config.prefetch, worker_count=config.worker_count)
 
 
-def _decoder(config, dataset: catalog.Dataset):
-  """The per-example source -> {'image', 'label'} function (picklable, for workers)."""
+def _decoder(config, dataset: catalog.Dataset, instances: bool = False, clips: bool = False):
+  """The per-example source -> {'image', 'label'(, 'instance')} function (picklable, for
+  workers); a clip's fields stacked over its frames."""
+  if instances and not catalog.has_instances(config):
+    raise ValueError(
+      f'{dataset.tfds_name} has no instance ids; use a config with them '
+      f'({", ".join(catalog.instance_variants(config)) or "none for this dataset"}).'
+    )
   return functools.partial(
-    pipeline.decode,
+    pipeline.decode_clip if clips else pipeline.decode,
     image_key=config.image_key,
     mask_key=config.mask_key,
     size=config.image_size,
     table=pipeline.label_table(dataset.label_map, config.ignore_label),
+    instance_key='instance' if instances else '',
   )

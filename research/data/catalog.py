@@ -212,3 +212,32 @@ def _problem(dataset: Dataset) -> str | None:
     except Exception as e:  # any unreadable record
       return f'reading {split} failed: {e}'
   return None
+
+
+def _builder_config(config):
+  """The embedded dataset's builder config that `config` names, or None (TFDS datasets)."""
+  if config.name not in LOCAL_BUILDERS:
+    return None
+  variant = resolved_variant(config)
+  return next((c for c in LOCAL_BUILDERS[config.name].BUILDER_CONFIGS if c.name == variant), None)
+
+
+def frames(config) -> int:
+  """Frames per example: T for a dataset of clips (lab_shapes/res64_clips), 0 for stills."""
+  return getattr(_builder_config(config), 'frames', 0)
+
+
+def has_instances(config) -> bool:
+  """Whether the examples carry instance ids (an 'instance' feature)."""
+  return bool(getattr(_builder_config(config), 'instances', False))
+
+
+def instance_variants(config, clips: bool = False) -> list[str]:
+  """The variants of config's dataset with instance ids: stills, or with `clips` clips."""
+  if config.name not in LOCAL_BUILDERS:
+    return []
+  return [
+    c.name
+    for c in LOCAL_BUILDERS[config.name].BUILDER_CONFIGS
+    if getattr(c, 'instances', False) and bool(getattr(c, 'frames', 0)) == clips
+  ]

@@ -24,11 +24,27 @@ def label_table(label_map: dict[int, int], ignore_label: int) -> np.ndarray:
   return table
 
 
-def decode(example: dict, *, image_key: str, mask_key: str, size: int, table: np.ndarray) -> dict:
-  """A source example -> {'image': uint8 [S, S, 3], 'label': int32 [S, S]}.
+def _nearest(mask: np.ndarray, size: int) -> np.ndarray:
+  """uint8 [h, w] -> [S, S] by nearest neighbour (no two values ever blend)."""
+  if mask.shape == (size, size):
+    return mask
+  return np.asarray(PIL.Image.fromarray(mask).resize((size, size), PIL.Image.NEAREST))
 
-  Images are resized bilinearly, masks by nearest neighbour (before the label
-  table, so no two raw values ever blend).
+
+def decode(
+  example: dict,
+  *,
+  image_key: str,
+  mask_key: str,
+  size: int,
+  table: np.ndarray,
+  instance_key: str = '',
+) -> dict:
+  """A source example -> {'image': uint8 [S, S, 3], 'label': int32 [S, S]}, and with
+  `instance_key` its instance ids 'instance': int32 [S, S] (0: none).
+
+  Images are resized bilinearly, masks and ids by nearest neighbour (masks before the
+  label table, so no two raw values ever blend).
   """
   image, mask = example[image_key], example[mask_key][..., 0]  # [h, w, c], [h, w]
   if mask.dtype != np.uint8:
@@ -36,22 +52,47 @@ def decode(example: dict, *, image_key: str, mask_key: str, size: int, table: np
   if image.shape != (size, size, 3):
     pil = PIL.Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert('RGB')
     image = np.asarray(pil.resize((size, size), PIL.Image.BILINEAR))
-  if mask.shape != (size, size):
-    mask = np.asarray(PIL.Image.fromarray(mask).resize((size, size), PIL.Image.NEAREST))
-  return {'image': image, 'label': table[mask]}
+  decoded = {'image': image, 'label': table[_nearest(mask, size)]}
+  if instance_key:
+    decoded['instance'] = _nearest(example[instance_key][..., 0], size).astype(np.int32)
+  return decoded
+
+
+def decode_clip(
+  example: dict, *, image_key: str, mask_key: str, instance_key: str = '', **options
+) -> dict:
+  """A source clip (a list of frames per feature) -> `decode`'s fields stacked over frames:
+  'image' uint8 [T, S, S, 3], 'label' int32 [T, S, S] (and with instance_key 'instance')."""
+  keys = [image_key, mask_key] + ([instance_key] if instance_key else [])
+  frames = [
+    decode(
+      dict(zip(keys, frame)),
+      image_key=image_key,
+      mask_key=mask_key,
+      instance_key=instance_key,
+      **options,
+    )
+    for frame in zip(*(example[k] for k in keys))
+  ]
+  return {key: np.stack([f[key] for f in frames]) for key in frames[0]}
 
 
 def augment(example: dict, rng: np.random.Generator, *, flip: bool, crop_padding: int) -> dict:
-  """Random horizontal flip, and a random S×S crop of the reflect-padded example."""
-  image, label = example['image'], example['label']  # [S, S, 3], [S, S]
+  """Random horizontal flip, and a random S×S crop of the reflect-padded example; the same
+  for every field ('image' [S, S, 3], 'label' and 'instance' [S, S])."""
+  example = dict(example)
   if flip and rng.random() < 0.5:
-    image, label = image[:, ::-1], label[:, ::-1]
+    example = {k: v[:, ::-1] for k, v in example.items()}
   if crop_padding:
-    size, p = label.shape[0], crop_padding
+    size, p = example['label'].shape[0], crop_padding
     dy, dx = rng.integers(0, 2 * p + 1, size=2)
-    image = np.pad(image, ((p, p), (p, p), (0, 0)), mode='reflect')[dy : dy + size, dx : dx + size]
-    label = np.pad(label, p, mode='reflect')[dy : dy + size, dx : dx + size]
-  return {'image': image, 'label': label}
+    example = {
+      k: np.pad(v, ((p, p), (p, p)) + ((0, 0),) * (v.ndim - 2), mode='reflect')[
+        dy : dy + size, dx : dx + size
+      ]
+      for k, v in example.items()
+    }
+  return example
 
 
 def to_model_inputs(batch: dict) -> dict:
@@ -82,11 +123,13 @@ def train_dataset(
   process_count: int,
   flip: bool,
   crop_padding: int,
+  transform=None,
 ) -> grain.MapDataset:
   """Infinite train batches from `start_step` on; batch k depends only on (seed, k).
 
   Each epoch is a fresh shuffle cut to whole global batches, so no batch spans two
-  epochs and every process sees the same number of batches per epoch.
+  epochs and every process sees the same number of batches per epoch. `transform`
+  (picklable, example -> example) runs on each augmented example: a task's targets.
   """
   b = local_batch_size(global_batch_size, process_index, process_count)
   steps_per_epoch = len(source) // global_batch_size
@@ -102,9 +145,8 @@ def train_dataset(
     .seed(seed)
     .shuffle()[:used]
     .map(decode_fn)
-    .random_map(functools.partial(augment, flip=flip, crop_padding=crop_padding))[
-      process_index::process_count
-    ]
+    .random_map(functools.partial(augment, flip=flip, crop_padding=crop_padding))
+    .map(transform or _same)[process_index::process_count]
     .batch(b, drop_remainder=True)
     .map(to_model_inputs)
     .repeat()[start_step:]
@@ -120,23 +162,37 @@ def eval_dataset(
   process_count: int,
   size: int,
   ignore_label: int,
+  frames: int = 0,
+  instances: bool = False,
+  transform=None,
 ) -> grain.MapDataset:
-  """Every example once, padded to whole global batches; `valid` marks the real ones."""
+  """Every example once, padded to whole global batches; `valid` marks the real ones.
+
+  frames: 0 for still images, T for clips ([T, S, S, ...] per example); instances: the
+  examples carry 'instance' ids (padding: 0); transform: as train_dataset's.
+  """
   b = local_batch_size(global_batch_size, process_index, process_count)
   n = len(source)
   num_padding = -n % global_batch_size
+  lead = (frames,) if frames else ()
   pad = {
-    'image': np.zeros((size, size, 3), np.uint8),
-    'label': np.full((size, size), ignore_label, np.int32),
-    'valid': False,
+    'image': np.zeros(lead + (size, size, 3), np.uint8),
+    'label': np.full(lead + (size, size), ignore_label, np.int32),
   }
-  examples = grain.MapDataset.source(source).map(decode_fn).map(_valid)
+  if instances:
+    pad['instance'] = np.zeros(lead + (size, size), np.int32)
+  pad = {**(transform or _same)(pad), 'valid': False}
+  examples = grain.MapDataset.source(source).map(decode_fn).map(transform or _same).map(_valid)
   padding = grain.MapDataset.source([pad] * num_padding)
   return (
     grain.MapDataset.concatenate([examples, padding])[process_index::process_count]
     .batch(b)
     .map(to_model_inputs)
   )
+
+
+def _same(example: dict) -> dict:
+  return example
 
 
 def _valid(example: dict) -> dict:

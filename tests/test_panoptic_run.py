@@ -1,0 +1,138 @@
+"""Issue 20's panoptic task (research.panoptic_run, experiments/panoptic.py): instance ids
+through the data layer, the evaluation on constructed predictions, and the runner end to
+end on tiny data (its loss going down, final.json, resume after a preemption)."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from experiments import panoptic as experiment
+from research import data
+from research import panoptic
+from research import panoptic_run
+from research import preemption
+from research import runners
+from research import sweep
+
+INSTANCES = 'res64_instances_tiny'
+
+
+@pytest.fixture(scope='module')
+def instances_dir(tiny_dir):
+  data.prepare(data.default_config(variant=INSTANCES, data_dir=str(tiny_dir)))
+  return tiny_dir
+
+
+def tiny_config(tiny_dir, **overrides):
+  """experiments/panoptic.py on the tiny instances: U-Net depth 1, width 4, 16 px, 1 device."""
+  c = experiment.get_config('steps=6,width=4')
+  c.data.variant = INSTANCES
+  c.data.data_dir = str(tiny_dir)
+  c.data.image_size = 16
+  c.model.options = {'depth': 1}
+  c.num_devices = 1  # one device compiles faster; the sharded path is research.train's
+  c.batch_size = c.eval_batch_size = 8
+  c.optim.warmup_steps = 1
+  c.log_every = 1
+  c.eval_every = 0
+  c.checkpoint_every = 3
+  c.progress = False
+  c.compilation_cache = False
+  return sweep.apply_overrides(c, overrides)
+
+
+def test_instance_ids_are_flipped_with_the_image(instances_dir):
+  config = data.default_config(variant=INSTANCES, data_dir=str(instances_dir), random_flip=False)
+  plain = next(iter(data.train_batches(config, global_batch_size=8, seed=0, instances=True)))
+  config.random_flip = True
+  flipped = next(iter(data.train_batches(config, global_batch_size=8, seed=0, instances=True)))
+  mirrored = [not np.array_equal(a, b) for a, b in zip(plain['label'], flipped['label'])]
+  assert any(mirrored)
+  for i, m in enumerate(mirrored):
+    want = plain['instance'][i][:, ::-1] if m else plain['instance'][i]
+    assert np.array_equal(flipped['instance'][i], want)
+    assert ((flipped['instance'][i] > 0) == (flipped['label'][i] > 0)).all()
+
+
+def _scene():
+  """A 32×32 scene: background (stuff) and three separated things of classes 1, 2, 5."""
+  labels, ids = np.zeros((32, 32), np.int64), np.zeros((32, 32), np.int64)
+  for number, (cls, y, x, h, w) in enumerate(
+    [(1, 2, 2, 8, 9), (2, 18, 4, 10, 6), (5, 6, 22, 3, 3)]
+  ):
+    labels[y : y + h, x : x + w], ids[y : y + h, x : x + w] = cls, number + 1
+  return labels, ids
+
+
+def test_perfect_predictions_score_pq_one():
+  config = experiment.get_config()
+  labels, ids = _scene()
+  heatmap, offsets, _ = panoptic.targets(ids, labels, config.panoptic.thing_classes, sigma=2.0)
+  batch = {
+    'label': np.stack([labels, labels]),
+    'instance': np.stack([ids, ids]),
+    'valid': np.array([True, False]),
+  }
+  out = {
+    'preds': batch['label'],
+    'heatmap': np.stack([heatmap] * 2),
+    'offsets': np.stack([offsets] * 2),
+  }
+  counts = panoptic_run.score_batch(batch, out, config, num_classes=6)
+  assert (
+    counts['tp'].tolist() == [1, 1, 1, 0, 0, 1] and counts['fp'].sum() == counts['fn'].sum() == 0
+  )
+  assert counts['iou_sum'].sum() == pytest.approx(4.0)
+  assert counts['confusion'].sum() == 32 * 32  # the invalid image counts nowhere
+  # Everything called background: the things are all missed, the stuff is still found.
+  out['preds'] = np.zeros_like(batch['label'])
+  counts = panoptic_run.score_batch(batch, out, config, num_classes=6)
+  assert counts['tp'].tolist() == [1, 0, 0, 0, 0, 0] and counts['fn'].tolist() == [0, 1, 1, 0, 0, 1]
+
+
+def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
+  instances_dir, tmp_path, monkeypatch
+):
+  real = data.train_batches
+  starts = []
+
+  def notice_at_step_three(*args, **kwargs):
+    starts.append(kwargs['start_step'])
+    assert kwargs['instances'] and kwargs['transform'] is not None
+    for i, batch in enumerate(real(*args, **kwargs)):
+      if kwargs['start_step'] == 0 and i == 2:  # step 2 ran; the notice comes before step 3
+        os.kill(os.getpid(), signal.SIGTERM)
+      yield batch
+
+  monkeypatch.setattr(data, 'train_batches', notice_at_step_three)
+  config = tiny_config(instances_dir)
+  with pytest.raises(preemption.Preempted, match='Preempted at step 3'):
+    runners.run(config, str(tmp_path))
+  final = runners.run(config, str(tmp_path))
+  assert starts == [0, 3]
+  with open(tmp_path / 'metrics.jsonl') as f:
+    losses = [r['train/loss'] for r in map(json.loads, f) if 'train/loss' in r]
+  assert len(losses) == 6 and losses[-1] < losses[0]
+  test = final['test']
+  for name in ('pq', 'sq', 'rq', 'pq_things', 'pq_stuff', 'rq_things', 'sq_stuff', 'miou'):
+    assert 0 <= test[name] <= 1 or np.isnan(test[name]), name
+  assert set(test['pq_per_class']) == set(data.dataset_info(config.data).class_names)
+  for name in ('checkerboard', 'checkerboard_heatmap', 'checkerboard_offsets'):
+    assert 0 <= test[name] <= 1 and name in final['init']
+  assert final['step'] == 6 and np.isfinite(final['cost']['step_seconds'])
+
+
+@pytest.mark.parametrize(
+  'overrides, message',
+  [
+    ({'model.upsampler': 'cubic'}, r"^Unknown upsampler 'cubic'; known upsamplers: .*nearest"),
+    ({'data.variant': 'res64_tiny'}, r"^method 'panoptic' needs instance ids; .*res64_instances"),
+  ],
+)
+def test_a_bad_config_is_refused_in_one_line(instances_dir, tmp_path, overrides, message):
+  with pytest.raises(ValueError, match=message) as error:
+    runners.run(tiny_config(instances_dir, **overrides), str(tmp_path))
+  assert '\n' not in str(error.value) and not os.listdir(tmp_path)
