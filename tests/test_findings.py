@@ -113,6 +113,13 @@ def test_what_is_missing_is_said_not_guessed(tmp_path):
   assert 'kept no' in findings.evaluate(no_values, str(tmp_path)).verdict
   os.remove(os.path.join(cells[0].workdir, 'final.json'))  # carafe, seed 0: not finished
   assert findings.evaluate(_claim(), str(tmp_path)).difference.num_seeds == 2
+  os.remove(os.path.join(cells[1].workdir, 'final.json'))  # seed 1: one seed is left
+  one_seed = findings.evaluate(_claim(), str(tmp_path))
+  assert one_seed.difference.num_seeds == 1
+  assert (
+    one_seed.verdict.startswith('no verdict yet: 1 seed')
+    and 'holds here on this' in one_seed.verdict
+  )
 
 
 def test_findings_page_names_its_sweeps_and_claims(tmp_path):

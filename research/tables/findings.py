@@ -13,7 +13,8 @@ a verdict read off the interval only:
   cannot be told apart  the interval holds zero; the row gives the smallest difference the
                         design could have detected (80% power)
 
-A claim whose sweep, rows or per-image values are missing says so instead of a verdict.
+A claim whose sweep, rows or per-image values are missing says so instead of a verdict,
+and one measured on a single seed gives none (its interval holds no seed-to-seed spread).
 """
 
 import os
@@ -26,6 +27,7 @@ from research.tables import paired
 from research.tables import text
 
 EXPECTATIONS = ('greater', 'less', 'not_greater')
+MIN_SEEDS = 2  # below this an interval holds image noise only: no verdict
 METRICS = {m.title: m for m in paired.METRICS}
 
 
@@ -104,6 +106,13 @@ def evaluate(claim: Claim, root: str, split: str = 'test', loaded_files=None) ->
   if metric.needs not in mine or metric.needs not in theirs:
     return Finding(claim, None, f'the runs kept no {metric.needs!r} per-image values')
   difference = paired.metric_difference(metric, mine, theirs, paired.thin_classes_of(cand))
+  if difference.num_seeds < MIN_SEEDS:
+    return Finding(
+      claim,
+      difference,
+      f'no verdict yet: {difference.num_seeds} seed (the interval covers test images, not '
+      f'seeds; {verdict(difference, claim.expect)} on this seed)',
+    )
   return Finding(claim, difference, verdict(difference, claim.expect))
 
 
