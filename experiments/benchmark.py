@@ -165,12 +165,18 @@ CLAIMS = [
       ('CARAFE', 'carafe', 'Wang et al. 2019', f'{_DYNAMIC_GAINS}, CARAFE 42.82'),
       ('FADE', 'fade', 'Lu et al. 2022', f'{_DYNAMIC_GAINS}, FADE 44.41'),
       ('SAPA-B', 'sapa_b', 'Lu et al. 2022 (SAPA)', 'SAPA README: SAPA-B 43.20 mIoU'),
-      ('DySample', 'dysample', 'Liu et al. 2023', 'COCO box AP: nearest 37.5, DySample 38.6'),
+      (
+        'DySample',
+        'dysample',
+        'Liu et al. 2023',
+        'COCO box AP against nearest (37.5 -> 38.6); here mIoU against bilinear',
+      ),
     )
   ],
   *[
     dict(
-      claim=f'With a linear head (FCN-8s upsamples class scores), {name} does not beat bilinear',
+      claim=f'With a linear head, {name} does not beat bilinear (JAFAR upsamples features '
+      'before a linear probe; FCN-8s upsamples the class scores of its linear head)',
       source='JAFAR (arXiv 2506.11136), Table 1',
       published=published,
       sweep='fcn8s',

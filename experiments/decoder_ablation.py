@@ -104,13 +104,9 @@ def sweep_from(arg):
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first
 
 
-def unet_sweep(decoders: str, seeds: int, options=None) -> list[dict]:
+def unet_sweep(decoders: str, seeds: int) -> list[dict]:
   """U-Net with each upsampler of `decoders` (upsampler_names) that it can
-  take (with model `options`) × `seeds` seeds, seed 0 of every row first."""
-  rows = [
-    {'model.upsampler': u}
-    for u in upsampler_names(decoders)
-    if models.compatible('unet', u, **(options or {}))
-  ]
+  take × `seeds` seeds, seed 0 of every row first."""
+  rows = [{'model.upsampler': u} for u in upsampler_names(decoders) if models.compatible('unet', u)]
   cells = grids.product(rows, grids.axis('seed', range(seeds)))
   return sorted(cells, key=lambda cell: cell['seed'])

@@ -47,6 +47,11 @@ def check(config, info):
   del info
   if 'instance' not in config:
     raise ValueError("method 'instance' needs config.instance: see experiments/instance.py.")
+  if config.data.random_crop:
+    raise ValueError(
+      "method 'instance' cannot take data.random_crop=True: the reflect padding would copy "
+      'objects under the same instance id.'
+    )
   if not catalog.has_instances(config.data):
     raise ValueError(
       f"method 'instance' needs instance ids; data.variant={config.data.variant!r} has none. "

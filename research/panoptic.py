@@ -7,7 +7,8 @@ projects/Panoptic-DeepLab).
 
 * `targets`: from ground truth, a Gaussian (sigma 8 px) at each thing instance's rounded
   mass centre (the maximum where they overlap, each cut to the (6 sigma + 3)-px square
-  around its centre) and, on thing pixels, offsets = mass centre - pixel.
+  around its centre) and, on thing pixels, offsets = that rounded centre - pixel (as the
+  reference, so that a pixel's offset points at its heatmap peak).
 * `find_centres`: keypoints of a heatmap: values <= threshold dropped, then a 7 × 7
   max-pool NMS keeps local maxima, then the top_k highest.
 * `group`: each thing pixel (semantic argmax a thing class) joins the nearest centre after
@@ -36,8 +37,8 @@ def targets(instances, labels, thing_classes, sigma: float = SIGMA):
 
   instances: int [H, W] ids (0: none); labels: int [H, W] classes; thing_classes: the
   classes whose ids count. Returns (heatmap float32 [H, W] in [0, 1], offsets float32
-  [H, W, 2] (dy, dx), zero off thing instances, and centres float64 [N, 2] (y, x) of the
-  instances in increasing id order).
+  [H, W, 2] (dy, dx), zero off thing instances, and the rounded mass centres float64
+  [N, 2] (y, x) of the instances in increasing id order).
   """
   instances, labels = np.asarray(instances), np.asarray(labels)
   if instances.ndim != 2 or instances.shape != labels.shape:
@@ -55,12 +56,12 @@ def targets(instances, labels, thing_classes, sigma: float = SIGMA):
   for i in np.unique(instances[thing]):
     mask = thing & (instances == i)
     cy, cx = yy[mask].mean(), xx[mask].mean()
-    centres.append((cy, cx))
     ry, rx = np.round(cy), np.round(cx)  # half to even, as Python round in the reference
+    centres.append((ry, rx))
     near = (np.abs(yy - ry) <= reach) & (np.abs(xx - rx) <= reach)
     gauss = np.exp(-((yy - ry) ** 2 + (xx - rx) ** 2) / (2 * sigma**2))
     heatmap = np.maximum(heatmap, np.where(near, gauss, 0))
-    offsets[mask] = np.stack([cy - yy[mask], cx - xx[mask]], axis=-1)
+    offsets[mask] = np.stack([ry - yy[mask], rx - xx[mask]], axis=-1)  # to the heatmap's peak
   centres = np.array(centres, np.float64).reshape(-1, 2)
   return heatmap.astype(np.float32), offsets.astype(np.float32), centres
 

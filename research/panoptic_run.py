@@ -48,6 +48,11 @@ def check(config, info):
   """Refuses what cannot run: no config.panoptic, no instance ids, classes out of range."""
   if 'panoptic' not in config:
     raise ValueError("method 'panoptic' needs config.panoptic: see experiments/panoptic.py.")
+  if config.data.random_crop:
+    raise ValueError(
+      "method 'panoptic' cannot take data.random_crop=True: the reflect padding would copy "
+      'objects under the same instance id.'
+    )
   if not catalog.has_instances(config.data):
     raise ValueError(
       f"method 'panoptic' needs instance ids; data.variant={config.data.variant!r} has none. "

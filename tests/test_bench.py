@@ -103,6 +103,9 @@ def test_cpu_peaks_know_the_machines_processors(vendor, family, model, per_cycle
   info = {'vendor_id': vendor, 'cpu family': str(family), 'model': str(model), 'cpu MHz': '2000.0'}
   peak, note = peaks.cpu_peak_gflops(info, cores=2)
   assert peak == (None if per_cycle is None else 2 * 2.0 * per_cycle) and name in note
+  with_smt = {**info, 'siblings': '4', 'cpu cores': '2'}  # two threads per core
+  smt_peak, _ = peaks.cpu_peak_gflops(with_smt, cores=2)
+  assert smt_peak == (None if per_cycle is None else 2.0 * per_cycle)
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def _difference(low, high, detectable=0.01):
     (-0.03, -0.01, 'less', 'holds here'),
     (0.01, 0.03, 'less', 'does not hold here'),
     (0.01, 0.03, 'not_greater', 'does not hold here'),
-    (-0.01, 0.02, 'not_greater', 'holds here: no gain detected'),
+    (-0.01, 0.02, 'not_greater', 'cannot be told apart at this power: no gain detected'),
     (-0.03, -0.01, 'not_greater', 'holds here: the candidate is lower'),
   ],
 )
@@ -111,15 +111,16 @@ def test_what_is_missing_is_said_not_guessed(tmp_path):
   )
   no_values = _claim(metric='boundary F1')
   assert 'kept no' in findings.evaluate(no_values, str(tmp_path)).verdict
+  at_init_on_val = _claim(metric='checkerboard (logits)', init=True)
+  assert 'test split only' in findings.evaluate(at_init_on_val, str(tmp_path), 'val').verdict
   os.remove(os.path.join(cells[0].workdir, 'final.json'))  # carafe, seed 0: not finished
-  assert findings.evaluate(_claim(), str(tmp_path)).difference.num_seeds == 2
-  os.remove(os.path.join(cells[1].workdir, 'final.json'))  # seed 1: one seed is left
-  one_seed = findings.evaluate(_claim(), str(tmp_path))
-  assert one_seed.difference.num_seeds == 1
-  assert (
-    one_seed.verdict.startswith('no verdict yet: 1 seed')
-    and 'holds here on this' in one_seed.verdict
-  )
+  two_seeds = findings.evaluate(_claim(), str(tmp_path))
+  assert two_seeds.difference.num_seeds == 2
+  assert two_seeds.verdict.startswith('no verdict yet: 2 of the 3 seeds')
+  assert two_seeds.verdict.endswith('so far: holds here)')
+  os.remove(os.path.join(cells[3].workdir, 'per_image_test.npz'))  # bilinear, seed 0
+  os.remove(os.path.join(cells[4].workdir, 'per_image_test.npz'))  # bilinear, seed 1
+  assert findings.evaluate(_claim(), str(tmp_path)).verdict.endswith('without per-image values')
 
 
 def test_findings_page_names_its_sweeps_and_claims(tmp_path):

@@ -109,6 +109,7 @@ def test_the_runner_learns_writes_final_json_and_is_not_trained_again(
     ({'model.upsampler': 'max_unpool'}, r"^Upsampler 'max_unpool' needs switches, .* takes: "),
     ({'model.upsampler': 'cubic'}, r"^Unknown upsampler 'cubic'; known upsamplers: "),
     ({'data.variant': 'res64_tiny'}, r"^method 'instance' needs instance ids; .*res64_instances"),
+    ({'data.random_crop': True}, r"^method 'instance' cannot take data.random_crop=True"),
   ],
 )
 def test_a_bad_config_is_refused_in_one_line(instances_dir, tmp_path, overrides, message):

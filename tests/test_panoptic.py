@@ -114,14 +114,14 @@ def test_targets_put_a_gaussian_at_each_mass_centre_and_offsets_towards_it():
   instances[20:30, 20:24] = 3  # mass centre (24.5, 21.5): the Gaussian at (24, 22)
   labels = np.where(instances > 0, 2, 0)
   heatmap, offsets, centres = panoptic.targets(instances, labels, THINGS)
-  np.testing.assert_allclose(centres, [[6, 11], [24.5, 21.5]])
+  np.testing.assert_allclose(centres, [[6, 11], [24, 22]])  # rounded half to even
   assert heatmap[6, 11] == 1 and heatmap[24, 22] == 1
   assert heatmap[6, 11 + 8] == pytest.approx(np.exp(-0.5), rel=1e-6)  # one sigma along x
   one = np.where(instances == 1, 1, 0)
   alone = panoptic.targets(one, np.where(one > 0, 2, 0), THINGS)[0]
   assert alone[6, 11 + 25] > 0 and alone[6, 11 + 26] == 0  # cut 3 sigma + 1 px from centre
   np.testing.assert_allclose(offsets[4, 10], [2, 1])
-  np.testing.assert_allclose(offsets[29, 23], [24.5 - 29, 21.5 - 23])
+  np.testing.assert_allclose(offsets[29, 23], [24 - 29, 22 - 23])  # to the heatmap's peak
   assert not offsets[instances == 0].any()
 
 

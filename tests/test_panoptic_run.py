@@ -130,6 +130,7 @@ def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
   [
     ({'model.upsampler': 'cubic'}, r"^Unknown upsampler 'cubic'; known upsamplers: .*nearest"),
     ({'data.variant': 'res64_tiny'}, r"^method 'panoptic' needs instance ids; .*res64_instances"),
+    ({'data.random_crop': True}, r"^method 'panoptic' cannot take data.random_crop=True"),
   ],
 )
 def test_a_bad_config_is_refused_in_one_line(instances_dir, tmp_path, overrides, message):

@@ -8,7 +8,8 @@ import jax
 # units are documented; None elsewhere. (vendor, family, models) -> (FLOP/cycle, name):
 # AMD Zen 3 and Zen 4 (family 25): two 256-bit FMA pipes (Zen 4 issues AVX-512 as two
 # halves) -> 2 × 8 × 2 = 32. Intel Xeon Scalable from Ice Lake-SP on (family 6: Ice Lake-SP,
-# Sapphire, Emerald and Granite Rapids): two 512-bit FMA units -> 2 × 16 × 2 = 64. Skylake-
+# Sapphire, Emerald and Granite Rapids): two 512-bit FMA units -> 2 × 16 × 2 = 64 (nominal:
+# XLA:CPU seldom emits 512-bit FMAs, so % of peak reads low there). Skylake-
 # and Cascade Lake-SP (model 0x55) are left unknown: their FMA units (one or two) depend on
 # the SKU.
 _CPU_PEAKS = (
@@ -18,7 +19,7 @@ _CPU_PEAKS = (
   ('AuthenticAMD', 25, range(0x10, 0x20), 32, 'AMD Zen 4'),
   ('AuthenticAMD', 25, range(0x60, 0x80), 32, 'AMD Zen 4'),
   ('AuthenticAMD', 25, range(0xA0, 0xB0), 32, 'AMD Zen 4'),
-  ('GenuineIntel', 6, (0x6A, 0x6C), 64, 'Intel Ice Lake-SP'),
+  ('GenuineIntel', 6, (0x6A,), 64, 'Intel Ice Lake-SP'),
   ('GenuineIntel', 6, (0x8F,), 64, 'Intel Sapphire Rapids'),
   ('GenuineIntel', 6, (0xCF,), 64, 'Intel Emerald Rapids'),
   ('GenuineIntel', 6, (0xAD, 0xAE), 64, 'Intel Granite Rapids'),
@@ -55,17 +56,24 @@ def peak_gflops() -> tuple[float | None, str]:
 
 def cpu_peak_gflops(info: dict, cores: int) -> tuple[float | None, str]:
   """FP32 peak of `cores` logical CPUs of the processor /proc/cpuinfo's first entry
-  (`info`) describes, at its clock now; None where its vector units are not in the table."""
+  (`info`) describes, at its clock now; None where its vector units are not in the table.
+  Hyper-threads share their core's vector units, so SMT siblings count once."""
   try:
     family, model, mhz = int(info['cpu family']), int(info['model']), float(info['cpu MHz'])
   except (KeyError, ValueError):
     return None, 'no /proc/cpuinfo'
   vendor = info.get('vendor_id', '')
+  try:
+    threads = max(int(info['siblings']) // int(info['cpu cores']), 1)
+  except (KeyError, ValueError, ZeroDivisionError):
+    threads = 1
+  physical = max(cores // threads, 1)
   for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS:
     if (vendor, family) == (peak_vendor, peak_family) and model in models:
       return (
-        cores * mhz * flops / 1e3,
-        f'{name}: {cores} logical CPUs × {mhz / 1e3:.2f} GHz (clock now, /proc/cpuinfo) '
+        physical * mhz * flops / 1e3,
+        f'{name}: {physical} cores ({cores} logical CPUs) × {mhz / 1e3:.2f} GHz (clock now, '
+        '/proc/cpuinfo) '
         f'× {flops} FP32 FLOP/cycle',
       )
   return None, f'no documented vector width for {vendor} CPU family {family} model {model}'

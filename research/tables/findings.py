@@ -14,7 +14,7 @@ a verdict read off the interval only:
                         design could have detected (80% power)
 
 A claim whose sweep, rows or per-image values are missing says so instead of a verdict,
-and one measured on a single seed gives none (its interval holds no seed-to-seed spread).
+and one measured on fewer than MIN_SEEDS seeds gives none (its interval would be too narrow).
 """
 
 import os
@@ -27,7 +27,9 @@ from research.tables import paired
 from research.tables import text
 
 EXPECTATIONS = ('greater', 'less', 'not_greater')
-MIN_SEEDS = 2  # below this an interval holds image noise only: no verdict
+# Below this no verdict: with S seeds the bootstrap draws few distinct seed sets and its
+# interval is too narrow by about sqrt((S - 1) / S) (research.stats); every part has >= 3.
+MIN_SEEDS = 3
 METRICS = {m.title: m for m in paired.METRICS}
 
 
@@ -73,7 +75,10 @@ def verdict(difference: stats.PairedDifference, expect: str) -> str:
       return 'does not hold here: the candidate is higher'
     if below:
       return 'holds here: the candidate is lower'
-    return f'holds here: no gain detected (a gain of {detectable} points would have been)'
+    return (
+      f'cannot be told apart at this power: no gain detected, but a gain up to '
+      f'{100 * difference.high:.1f} points is not ruled out (detectable: {detectable} points)'
+    )
   if (above and expect == 'greater') or (below and expect == 'less'):
     return 'holds here'
   if above or below:
@@ -95,12 +100,14 @@ def evaluate(claim: Claim, root: str, split: str = 'test', loaded_files=None) ->
   for row, overrides in ((cand, claim.candidate), (ref, claim.reference)):
     if row is None:
       return Finding(claim, None, f'no row {_label(overrides)} in {sweep_root}')
+  if claim.init and split != 'test':
+    return Finding(claim, None, 'runs keep their initial values on the test split only')
   files = {} if loaded_files is None else loaded_files
   seeds, arrays = paired.paired_arrays(cand, ref, split, files, init=claim.init)
-  if not seeds or arrays is None:
-    return Finding(
-      claim, None, f'not run yet: {len(seeds)} seeds of both rows finished with per-image values'
-    )
+  if not seeds:
+    return Finding(claim, None, 'not run yet: no seed of both rows has finished')
+  if arrays is None:
+    return Finding(claim, None, f'{len(seeds)} seeds finished, but without per-image values')
   metric = METRICS[claim.metric]
   mine, theirs = arrays
   if metric.needs not in mine or metric.needs not in theirs:
@@ -110,8 +117,9 @@ def evaluate(claim: Claim, root: str, split: str = 'test', loaded_files=None) ->
     return Finding(
       claim,
       difference,
-      f'no verdict yet: {difference.num_seeds} seed (the interval covers test images, not '
-      f'seeds; {verdict(difference, claim.expect)} on this seed)',
+      f'no verdict yet: {difference.num_seeds} of the {MIN_SEEDS} seeds it needs (the '
+      'interval holds too little seed-to-seed spread; so far: '
+      f'{verdict(difference, claim.expect)})',
     )
   return Finding(claim, difference, verdict(difference, claim.expect))
 
@@ -154,7 +162,9 @@ def to_markdown(findings: list[Finding], root: str, split: str, command: str) ->
     'of a hierarchical bootstrap over seeds, then test images; n = seeds × images). The '
     'verdict reads the interval only: "holds here" when it lies on the claimed side of '
     'zero, "does not hold here" on the other, "cannot be told apart" when it holds zero, '
-    'with the smallest difference the design could have detected (80% power). Published '
+    'with the smallest difference the design could have detected (80% power); a claim that '
+    'something does not help holds only when the interval lies below zero. About 20 claims '
+    'at 95% each: expect about one interval in 20 to miss by chance. Published '
     'numbers are single runs on other data and models (../shared/ANCHORS.md): the lab tests '
     'the direction of a claim, not its size.',
     '',

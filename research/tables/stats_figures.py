@@ -46,7 +46,7 @@ def plot_differences(
     ax.errorbar(
       diff,
       yi,
-      xerr=[[diff - low], [high - diff]],
+      xerr=[[max(diff - low, 0)], [max(high - diff, 0)]],
       fmt='o',
       color='C0',
       capsize=3,
@@ -80,7 +80,7 @@ def plot_difference_vs_cost(points: dict, reference: str, metric: str, path: str
     ax.errorbar(
       gflops,
       diff,
-      yerr=[[diff - low], [high - diff]],
+      yerr=[[max(diff - low, 0)], [max(high - diff, 0)]],
       fmt='o',
       color='C0',
       capsize=3,

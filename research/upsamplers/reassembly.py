@@ -59,8 +59,14 @@ def reassemble(x, kernels):
   return out.reshape(b, 2 * h, 2 * w, c)
 
 
+UNROLL_MAX = 64  # channels; above it, compile time (k²·C multiply-adds) outweighs the gain
+
+
 def _channel_dot(a, b):
-  """Σ_c a[..., c]·b[..., c] as unrolled multiply-adds (fused, vectorised over outputs)."""
+  """Σ_c a[..., c]·b[..., c] as unrolled multiply-adds (fused, vectorised over outputs) up
+  to UNROLL_MAX channels, a reduction above."""
+  if a.shape[-1] > UNROLL_MAX:
+    return jnp.sum(a * b, axis=-1)
   return sum(a[..., i] * b[..., i] for i in range(a.shape[-1]))
 
 
@@ -76,10 +82,10 @@ def _unshift_add(acc, t: int, kernel_size: int, value):
   return acc.at[:, ty : ty + h, tx : tx + w].add(value)
 
 
-def _padded_zeros(x, kernel_size: int):
+def _padded_zeros(x, kernel_size: int, dtype):
   """Zeros shaped like x zero-padded by kernel_size // 2 on both spatial axes."""
   r = kernel_size // 2
-  return jnp.zeros((x.shape[0], x.shape[1] + 2 * r, x.shape[2] + 2 * r) + x.shape[3:], x.dtype)
+  return jnp.zeros((x.shape[0], x.shape[1] + 2 * r, x.shape[2] + 2 * r) + x.shape[3:], dtype)
 
 
 def _unpad(xp, kernel_size: int):
@@ -105,11 +111,11 @@ def _reassemble_fwd(xg, wk):
 def _reassemble_bwd(res, g_out):  # g_out: [B, H, 2, W, 2, G, C/G]
   xg, wk = res
   k = int(round(wk.shape[-1] ** 0.5))
-  g_wk, g_xp = [], _padded_zeros(xg, k)
+  g_wk, g_xp = [], _padded_zeros(xg, k, jnp.result_type(xg, wk, g_out))
   for t, xs in _shifted(xg, k):
     g_wk.append(_channel_dot(g_out, xs[:, :, None, :, None]))  # [B, H, 2, W, 2, G]
     g_xp = _unshift_add(g_xp, t, k, _fine_sum(wk[..., t, None], g_out))
-  return _unpad(g_xp, k), jnp.stack(g_wk, axis=-1)
+  return _unpad(g_xp, k).astype(xg.dtype), jnp.stack(g_wk, axis=-1).astype(wk.dtype)
 
 
 _reassemble.defvjp(_reassemble_fwd, _reassemble_bwd)
@@ -144,12 +150,12 @@ def _window_similarity_fwd(q6, k, kernel_size):
 
 def _window_similarity_bwd(kernel_size, res, g_sims):  # g_sims: [B, H, 2, W, 2, k²]
   q6, k = res
-  g_q6, g_kp = None, _padded_zeros(k, kernel_size)
+  g_q6, g_kp = None, _padded_zeros(k, kernel_size, jnp.result_type(q6, k, g_sims))
   for t, ks in _shifted(k, kernel_size):
     term = g_sims[..., t, None] * ks[:, :, None, :, None]
     g_q6 = term if g_q6 is None else g_q6 + term
     g_kp = _unshift_add(g_kp, t, kernel_size, _fine_sum(g_sims[..., t, None], q6))
-  return g_q6, _unpad(g_kp, kernel_size)
+  return g_q6.astype(q6.dtype), _unpad(g_kp, kernel_size).astype(k.dtype)
 
 
 _window_similarity.defvjp(_window_similarity_fwd, _window_similarity_bwd)
