@@ -334,15 +334,11 @@ def test_kernels_are_a_partition_of_unity_inside(name):
 
 @pytest.mark.parametrize(
   'name,shape,skip_channels,options',
-  [
-    ('carafe', (1, 3, 5, 2), None, {'compressed_channels': 4}),
+  [  # one case each; the ops' own gradients are checked over groups and k = 1, 3, 5 above
     ('carafe', (1, 3, 3, 4), None, {'compressed_channels': 3, 'up_kernel': 3, 'up_group': 2}),
     ('fade', (1, 3, 5, 2), None, {'embedding_dim': 4}),
-    ('fade', (1, 3, 3, 3), None, {'embedding_dim': 3, 'up_kernel': 3}),
-    ('sapa_i', (1, 3, 5, 2), None, {}),
     ('sapa_i', (1, 3, 3, 5), None, {'up_kernel': 3}),
     ('sapa_b', (1, 3, 5, 2), 3, {'embedding_dim': 4}),
-    ('sapa_b', (1, 3, 3, 4), 1, {'embedding_dim': 3, 'up_kernel': 3}),
   ],
 )
 def test_gradients_match_finite_differences(name, shape, skip_channels, options):
