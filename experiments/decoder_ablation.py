@@ -104,6 +104,19 @@ def sweep_from(arg):
   return sorted(cells, key=lambda cell: cell['seed'])  # stable: seed 0 of every row first
 
 
+# The argument keys the task experiments (video, panoptic, instance) share, with their defaults.
+TASK_ARGS = dict(upsampler='nearest', seed=0, steps=800, width=8, seeds=3, decoders='all')
+
+
+def unet_config(arg):
+  """This ablation's U-Net config for a task experiment's parsed TASK_ARGS."""
+  return config_from(
+    parse_args(
+      None, arch='unet', upsampler=arg.upsampler, seed=arg.seed, steps=arg.steps, width=arg.width
+    )
+  )
+
+
 def unet_sweep(decoders: str, seeds: int) -> list[dict]:
   """U-Net with each upsampler of `decoders` (upsampler_names) that it can
   take × `seeds` seeds, seed 0 of every row first."""

@@ -34,24 +34,15 @@ from research.sweep import grids
 def parse_args(arg):
   return config_utils.parse_arg(
     arg,
-    upsampler='transpose_conv',
+    **{**decoder_ablation.TASK_ARGS, 'upsampler': 'transpose_conv'},
     k=2,  # transpose_conv's kernel size (2: Mask R-CNN's); other upsamplers ignore it
-    seed=0,
-    steps=800,
-    width=8,
-    seeds=3,
-    decoders='all',
     variant='res64_instances',
   )
 
 
 def get_config(arg=None):
   arg = parse_args(arg)
-  c = decoder_ablation.config_from(
-    decoder_ablation.parse_args(
-      None, arch='unet', upsampler=arg.upsampler, seed=arg.seed, steps=arg.steps, width=arg.width
-    )
-  )
+  c = decoder_ablation.unet_config(arg)
   c.method = 'instance'  # research.runners runs research.instance_run
   c.data.variant = arg.variant
   if arg.upsampler == 'transpose_conv':

@@ -30,12 +30,7 @@ from research.data import lab_shapes
 def parse_args(arg):
   return config_utils.parse_arg(
     arg,
-    upsampler='nearest',
-    seed=0,
-    steps=800,
-    width=8,
-    seeds=3,
-    decoders='all',
+    **decoder_ablation.TASK_ARGS,
     variant='res64_instances',
     sigma=2.0,
   )
@@ -43,11 +38,7 @@ def parse_args(arg):
 
 def get_config(arg=None):
   arg = parse_args(arg)
-  c = decoder_ablation.config_from(
-    decoder_ablation.parse_args(
-      None, arch='unet', upsampler=arg.upsampler, seed=arg.seed, steps=arg.steps, width=arg.width
-    )
-  )
+  c = decoder_ablation.unet_config(arg)
   c.method = 'panoptic'  # research.runners runs research.panoptic_run
   c.data.variant = arg.variant
   c.panoptic = ml_collections.ConfigDict(

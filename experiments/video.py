@@ -31,23 +31,14 @@ from research import config_utils
 def parse_args(arg):
   return config_utils.parse_arg(
     arg,
-    upsampler='nearest',
-    seed=0,
-    steps=800,
-    width=8,
-    seeds=3,
-    decoders='all',
+    **decoder_ablation.TASK_ARGS,
     clips='res64_clips',
   )
 
 
 def get_config(arg=None):
   arg = parse_args(arg)
-  c = decoder_ablation.config_from(
-    decoder_ablation.parse_args(
-      None, arch='unet', upsampler=arg.upsampler, seed=arg.seed, steps=arg.steps, width=arg.width
-    )
-  )
+  c = decoder_ablation.unet_config(arg)
   c.method = 'video'  # research.runners runs research.video_run
   c.video = ml_collections.ConfigDict(dict(variant=arg.clips, split='test'))
   return c
