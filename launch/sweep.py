@@ -47,6 +47,17 @@ _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'List the cells and their status;
 _SBATCH_OPTIONS = flags.DEFINE_list(
   'sbatch_options', [], 'slurm: extra #SBATCH lines, e.g. --partition=gpu,--time=2:00:00.'
 )
+_ONLY = flags.DEFINE_multi_string(
+  'only',
+  [],
+  'Run only the cells with KEY=VALUE|VALUE... (repeatable: all must hold), e.g. '
+  "'upsampler=nearest|bilinear'.",
+)
+_ARCHIVE = flags.DEFINE_string(
+  'archive',
+  None,
+  'Archive of finished cells: restored into --root before running, new ones added after.',
+)
 flags.mark_flags_as_required(['config', 'root'])
 
 
@@ -62,6 +73,14 @@ def main(argv):
     common,
     seeds_together=_CONFIG.value.get('seeds_together', 1),
   )
+  selected = sweep.select(cells, _ONLY.value)
+  if _ONLY.value and _BACKEND.value == 'slurm':
+    raise ValueError(
+      '--only runs cells here (--backend local); a Slurm array takes the whole grid.'
+    )
+  if _ARCHIVE.value and not _DRY_RUN.value:
+    restored = sweep.archive.restore(_ARCHIVE.value, _ROOT.value)
+    print(f'Restored {restored} finished cells from {_ARCHIVE.value}.')
   data_configs, stale = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
@@ -80,7 +99,7 @@ def main(argv):
       'mixed in: delete them or use another --root.\n' + '\n'.join(stale[:10])
     )
   if _DRY_RUN.value:
-    print(sweep.format_status(cells))
+    print(sweep.format_status(selected))
     return 0
   sweep.write_index(_ROOT.value, spec, common, cells)
   for data_config in data_configs.values():
@@ -99,14 +118,19 @@ def main(argv):
       f'Wrote {path} ({len(sweep.jobs(cells))} array tasks for {len(cells)} cells) and '
       f'{sweep.INDEX}.'
     )
+    if _ARCHIVE.value:
+      print(
+        'When the array has finished, archive its cells with: python -m launch.archive '
+        f'--root {_ROOT.value} --archive {_ARCHIVE.value}'
+      )
     if shutil.which('sbatch') is None:
       print(f'sbatch is not on PATH; submit from a Slurm login node with:\n  sbatch {path}')
       return 0
     return subprocess.run(['sbatch', path], check=False).returncode
 
-  todo = [c for c in cells if sweep.status(c.workdir) != 'done']
+  todo = [c for c in selected if sweep.status(c.workdir) != 'done']
   print(
-    f'{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)} in '
+    f'{len(selected) - len(todo)} of {len(selected)} cells already done; running {len(todo)} in '
     f'{len(sweep.jobs(todo))} processes ({_PARALLEL.value} at a time). Logs: '
     f'{_ROOT.value}/<cell>/{sweep.LOG}',
     flush=True,
@@ -114,10 +138,18 @@ def main(argv):
   try:
     results = sweep.run_local(todo, _PARALLEL.value)
   except KeyboardInterrupt:
+    _save_archive()
     print(f'{sweep.counts(cells)} Run the same command again to go on.')
     return 130
+  _save_archive()
   print(sweep.summary(cells, results))
   return int(any(r.outcome == 'failed' for r in results))
+
+
+def _save_archive():
+  if _ARCHIVE.value:
+    added, kept = sweep.archive.save(_ROOT.value, _ARCHIVE.value)
+    print(f'Archived {added} newly finished cells in {_ARCHIVE.value} ({kept} were already).')
 
 
 if __name__ == '__main__':

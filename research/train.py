@@ -134,8 +134,10 @@ def _train_group(configs, workdirs, start, info, mesh, model, tx, errors, task) 
 
 def _initial_state(configs, workdirs, start, steps, model, tx, size):
   """The stacked state of the seeds [S, ...] at `start` (initialised, or restored from each
-  workdir's checkpoint) and a checkpoint manager per seed. Traces the model first, so that
-  a config that fails does not claim the workdirs."""
+  workdir's checkpoint), a checkpoint manager per seed, the state's shapes, and a function
+  giving the seeds' initial parameters [S, ...] again (with the one jitted init: an eager
+  `model.init` compiles each initialiser on its own, ~20 s a process). Traces the model
+  first, so that a config that fails does not claim the workdirs."""
   seeds = list(workdirs)
   config = configs[seeds[0]]
   replicated = steps.replicated
@@ -153,8 +155,12 @@ def _initial_state(configs, workdirs, start, steps, model, tx, size):
   for seed in seeds:
     workdir_lib.write_config(configs[seed], workdirs[seed])
   managers = {s: checkpoints.manager(workdirs[s], config.keep_checkpoints) for s in seeds}
+
+  def initial_params():
+    return init(keys)['params']
+
   if start == 0:
-    return init(keys), managers, abstract
+    return init(keys), managers, abstract, initial_params
   _say(f'Resuming {", ".join(workdirs.values())} from step {start}.')
   one = jax.tree.map(
     lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype, sharding=replicated), abstract
@@ -168,7 +174,7 @@ def _initial_state(configs, workdirs, start, steps, model, tx, size):
         m.close()
       raise
   state = jax.device_put(jax.tree.map(lambda *xs: jnp.stack(xs), *restored), replicated)
-  return state, managers, abstract
+  return state, managers, abstract, initial_params
 
 
 def _stop_non_finite(values, alive: dict, managers, workdirs, step: int) -> list[str]:
@@ -197,7 +203,9 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx, task) -> di
   config = configs[seeds[0]]  # the same but for `seed`
   num_seeds, size = len(seeds), info.image_size
   steps = task.make_steps(model, tx, config, info.num_classes, mesh, num_seeds)
-  state, managers, abstract_state = _initial_state(configs, workdirs, start, steps, model, tx, size)
+  state, managers, abstract_state, initial_params = _initial_state(
+    configs, workdirs, start, steps, model, tx, size
+  )
   writers = {s: workdir_lib.MetricWriter(workdirs[s], resume_step=start) for s in seeds}
   num_sampled = steps_lib.pixels_per_image(config, model, size)
   _say(f'Compiling the train step ({num_seeds} seed{"s" * (num_seeds > 1)})…')
@@ -305,13 +313,13 @@ def _train_together(configs, workdirs, start, info, mesh, model, tx, task) -> di
       mesh.devices.size,
       timed_apply=lambda p, x: model.apply({'params': p}, x),
     )
+  init_params = initial_params() if alive else None  # [S, ...]
   for i, seed in alive.items():
     managers[seed].wait_until_finished()
-    init_params = model.init(jax.random.key(seed), jnp.zeros((1, size, size, 3)))['params']
     results[seed] = task.finish(
       steps,
       steps_lib.seed_slice(state['params'], i),
-      init_params,
+      steps_lib.seed_slice(init_params, i),
       config,
       info,
       shared_cost,

@@ -339,6 +339,80 @@ def test_index_holds_one_experiment(tmp_path):
     sweep.plan('experiments/quick.py', [{'seed': 0}], str(tmp_path), {'seed': 1})
 
 
+def test_select_runs_some_rows_and_seeds_first(tmp_path):
+  grid = sweep.product(
+    sweep.axis('model.upsampler', ['nearest', 'bilinear', 'carafe']), sweep.axis('seed', range(3))
+  )
+  cells = sweep.plan('experiments/quick.py', grid, str(tmp_path))
+  chosen = sweep.select(cells, ['upsampler=nearest|carafe', 'seed=0|2'])
+  assert [c.name for c in chosen] == [
+    'upsampler=nearest,seed=0',
+    'upsampler=nearest,seed=2',
+    'upsampler=carafe,seed=0',
+    'upsampler=carafe,seed=2',
+  ]
+  assert sweep.select(cells, ['model.upsampler=bilinear']) == [c for c in cells if 'bil' in c.name]
+  assert sweep.select(cells, []) == cells
+  with pytest.raises(ValueError, match='no cell has upsampler=carfe; its values: bilinear, carafe'):
+    sweep.select(cells, ['upsampler=carfe'])
+  with pytest.raises(ValueError, match="KEY one of the grid's keys: seed, upsampler"):
+    sweep.select(cells, ['arch=unet'])
+
+
+def _write_run(workdir, seconds, miou=0.5):
+  """A finished run with what an archive keeps and what it leaves (checkpoints, a log)."""
+  _finished(workdir, miou)
+  np.savez_compressed(os.path.join(workdir, 'per_image_test.npz'), boundary_f1=np.ones(3))
+  os.makedirs(os.path.join(workdir, 'checkpoints', '2'))
+  pathlib.Path(workdir, sweep.LOG).write_text('log')
+  start = os.path.getmtime(os.path.join(workdir, 'final.json')) - seconds
+  os.utime(os.path.join(workdir, 'config.json'), (start, start))
+
+
+def test_archive_keeps_finished_cells_and_restores_them(tmp_path):
+  grid = sweep.product(
+    sweep.axis('model.upsampler', ['nearest', 'bilinear']), sweep.axis('seed', [0])
+  )
+  root, archive, fresh = (str(tmp_path / d) for d in ('root', 'archive', 'fresh'))
+  cells = sweep.plan('experiments/quick.py', grid, root)
+  sweep.write_index(root, 'experiments/quick.py', {}, cells)
+  done, partial = (c.workdir for c in cells)
+  _write_run(done, seconds=100)
+  os.makedirs(partial)
+  pathlib.Path(partial, 'config.json').write_text('{}')
+
+  assert sweep.archive.save(root, archive) == (1, 0)
+  kept = os.path.join(archive, cells[0].name)
+  assert sorted(os.listdir(kept)) == [
+    'config.json',
+    'final.json',
+    'per_image_test.npz',
+    sweep.archive.TIMING,
+  ]
+  assert sweep.archive.wall_seconds(kept) == pytest.approx(100, abs=1)
+  assert not os.path.exists(os.path.join(archive, cells[1].name))  # unfinished: not archived
+  # A finished cell is archived once: a rerun in the root does not replace it.
+  _finished(done, miou=0.9)
+  assert sweep.archive.save(root, archive) == (0, 1)
+  assert json.load(open(os.path.join(kept, 'final.json')))['test']['miou'] == 0.5
+
+  assert sweep.archive.restore(str(tmp_path / 'none yet'), fresh) == 0
+  assert sweep.archive.restore(archive, fresh) == 1
+  restored = os.path.join(fresh, cells[0].name)
+  assert sweep.status(restored) == 'done'
+  assert sweep.archive.wall_seconds(restored) == pytest.approx(100, abs=1)
+  assert sweep.archive.restore(archive, fresh) == 0  # never over a cell the root holds
+  assert sweep.archive.restore(archive, root) == 0
+  assert json.load(open(os.path.join(done, 'final.json')))['test']['miou'] == 0.9
+
+  other = str(tmp_path / 'other')
+  sweep.write_index(other, 'experiments/quick.py:steps=2', {}, cells)
+  with pytest.raises(ValueError, match='an archive keeps one sweep'):
+    sweep.archive.save(other, archive)
+  with pytest.raises(ValueError, match='an archive keeps one sweep'):
+    sweep.archive.restore(archive, other)
+
+
 @pytest.mark.slow
 def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   bin_dir = tmp_path / 'bin'  # a fake sbatch that records what it was asked to submit
@@ -460,12 +534,15 @@ def test_local_sweep_skips_finished_runs_partial_and_reports_failures(tmp_path, 
       f'--root={root}',
       '--parallel=2',
       f'--config.data.data_dir={tiny_dir}',
+      f'--archive={tmp_path / "archive"}',
     ],
     cwd=sweep.REPO,
     capture_output=True,
     text=True,
   )
   assert out.returncode == 1, out.stderr[-3000:]
+  assert 'Archived 2 newly finished cells' in out.stdout
+  assert sweep.status(str(tmp_path / 'archive' / partial.name)) == 'done'
   assert '1 of 3 cells already done; running 2' in out.stdout
   assert '3 cells: 2 done, 0 running, 0 partial, 1 missing.' in out.stdout
   report = out.stdout.split('1 cell(s) failed:')[1]

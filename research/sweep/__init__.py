@@ -14,12 +14,14 @@ config.seeds_together > 1, the seeds of a cell share one process). launch.train
 resumes a partial workdir and returns at once for a finished one, hence running a sweep
 again after a crash or a kill finishes it without redoing work.
 
-Modules, one job each: grids (axis, product, zip_: all an experiment file needs), naming
+Modules, one job each: archive (finished cells kept where workdirs do not last), grids
+(axis, product, zip_: all an experiment file needs), naming
 (cell names), cells (cells, their commands and processes, the sweep root's index), locks
 (status and per-workdir locks), local and slurm (the two backends). The names below are
 the ones launch.sweep, launch.table and scripts use.
 """
 
+from research.sweep import archive
 from research.sweep import cells
 from research.sweep import grids
 from research.sweep import local
@@ -37,6 +39,7 @@ from research.sweep.cells import jobs
 from research.sweep.cells import load_experiment
 from research.sweep.cells import plan
 from research.sweep.cells import read_index
+from research.sweep.cells import select
 from research.sweep.cells import split_spec
 from research.sweep.cells import write_index
 from research.sweep.grids import axis

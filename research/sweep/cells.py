@@ -187,6 +187,31 @@ def plan(
   ]
 
 
+def select(cells: list[Cell], only: list[str]) -> list[Cell]:
+  """The cells matching every `KEY=V1|V2|...` of `only`, for running some rows or seeds of
+  a grid first. KEY is a grid key or its short form as in cell names (`upsampler`,
+  `model.upsampler`); values are written as in cell names (naming.flag_value). Unknown
+  keys and values that no cell has are refused, with what the grid holds."""
+  keys = naming.short_keys(k for c in cells for k in c.overrides)
+  by_name = {**{k: k for k in keys}, **{s: k for k, s in keys.items()}}
+  for condition in only:
+    name, sep, values = condition.partition('=')
+    if not sep or not values or name not in by_name:
+      raise ValueError(
+        f"--only {condition!r}: want KEY=VALUE|VALUE..., KEY one of the grid's keys: "
+        f'{", ".join(sorted(keys.values()))}.'
+      )
+    key, wanted = by_name[name], set(values.split('|'))
+    present = {naming.flag_value(c.overrides[key]) for c in cells if key in c.overrides}
+    if wanted - present:
+      raise ValueError(
+        f'--only {condition!r}: no cell has {name}={", ".join(sorted(wanted - present))}; '
+        f'its values: {", ".join(sorted(present))}.'
+      )
+    cells = [c for c in cells if naming.flag_value(c.overrides.get(key)) in wanted]
+  return cells
+
+
 def jobs(cells: list[Cell]) -> list[list[Cell]]:
   """`cells` grouped into processes: cells whose seeds train together share one command."""
   by_command = {}

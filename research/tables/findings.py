@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from research import stats
 from research import workdir as workdir_lib
+from research.sweep import archive
 from research.sweep import cells as cells_lib
 from research.tables import paired
 from research.tables import text
@@ -139,16 +140,10 @@ def _sweep_lines(root: str, claims: list[Claim]) -> list[str]:
     index, rows = text.read_sweep(sweep_root)
     done = sum(len(r.done) for r in rows)
     total = sum(len(r.workdirs) for r in rows)
-    hours = sum(_wall_seconds(w) for r in rows for w in r.done) / 3600
+    hours = sum(archive.wall_seconds(w) for r in rows for w in r.done) / 3600
     left = f'{hours / done * (total - done):.1f}' if done else text.MISSING
     lines.append(f'| `{name}` | `{index["config"]}` | {done} / {total} | {hours:.1f} | {left} |')
   return lines
-
-
-def _wall_seconds(workdir: str) -> float:
-  """A finished cell's wall time: from its config.json (written at start) to final.json."""
-  start = os.path.getmtime(os.path.join(workdir, 'config.json'))
-  return max(os.path.getmtime(os.path.join(workdir, 'final.json')) - start, 0.0)
 
 
 def to_markdown(findings: list[Finding], root: str, split: str, command: str) -> str:
@@ -170,7 +165,8 @@ def to_markdown(findings: list[Finding], root: str, split: str, command: str) ->
     '',
     '## Sweeps read',
     '',
-    'Cell hours: each finished cell from its config.json to its final.json, summed; cells '
+    'Cell hours: each finished cell from its config.json to its final.json (archived cells '
+    'keep that time in timing.json), summed; cells '
     'that ran beside another process count their slower wall time, so the hours left '
     '(remaining cells at the mean so far) are an upper estimate for cells run one at a time.',
     '',

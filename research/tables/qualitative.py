@@ -32,11 +32,11 @@ def qualitative_figures(
   written = []
   for series in dict.fromkeys(figures.series_name(r) for r in rows if r.finals):
     members = [r for r in rows if r.finals and figures.series_name(r) == series]
-    workdirs = {
-      figures.upsampler_name(r): r.done[0]
-      for r in members
-      if os.path.isdir(os.path.join(r.done[0], 'checkpoints'))
-    }
+    workdirs = {}  # upsampler -> its first finished seed with checkpoints (archived: none)
+    for r in members:
+      with_checkpoints = [w for w in r.done if os.path.isdir(os.path.join(w, 'checkpoints'))]
+      if with_checkpoints:
+        workdirs[figures.upsampler_name(r)] = with_checkpoints[0]
     if not workdirs:
       echo(f'No checkpoints in the finished cells of {series}: no qualitative figure.')
       continue
