@@ -1,10 +1,15 @@
 r"""Decoder benchmark v2: every upsampler each architecture takes, paired by seed, four parts.
 
   python -m launch.sweep --config experiments/benchmark.py:part=fcn8s \
-      --root workdirs/benchmark/fcn8s
+      --root workdirs/benchmark/fcn8s --archive results/runs/benchmark/fcn8s
   python -m launch.table --root workdirs/benchmark/fcn8s --name benchmark_fcn8s \
       --reference nearest,bilinear --out results
-  python -m launch.findings --root workdirs/benchmark --out results/FINDINGS.md
+  python -m launch.findings --root results/runs/benchmark --out results/FINDINGS.md
+
+The archive (results/runs/benchmark/PART, committed) keeps every finished cell's results
+without its checkpoints: the sweep restores it first and skips those cells, so the
+benchmark adds up over machines whose workdirs do not last; the findings read it. Rows
+that claims need can go first: `--only 'upsampler=bilinear|carafe' --only 'seed=0|1|2'`.
 
 `part` picks the grid (one sweep root each, under workdirs/benchmark/):
   unet     U-Net, all 14 upsamplers, 5 seeds, 2400 steps (the length at which the classic
@@ -15,8 +20,8 @@ r"""Decoder benchmark v2: every upsampler each architecture takes, paired by see
   fashion  the U-Net rows on fashion_scenes (real garment shapes), 3 seeds, 2400 steps.
 Every part is width 8, batch 16, the decoder ablation's optimiser; cells are seed-major
 (seed 0 of every row first), so a sweep cut short still gives every row. The findings
-(CLAIMS below) also read experiments/fcn_skips.py and experiments/checkerboard.py run
-into workdirs/benchmark/fcn_skips and workdirs/benchmark/checkerboard (SWEEPS).
+(CLAIMS below) also read experiments/fcn_skips.py and experiments/checkerboard.py, run
+and archived the same way under the names fcn_skips and checkerboard (SWEEPS).
 
 Cost, measured on 2 CPU cores from 94f7ec1 on (results/FINDINGS.md keeps the cell
 hours of every sweep and the hours left at that rate): an FCN-8s cell alone takes 2.3 min
@@ -73,8 +78,9 @@ def get_sweep(arg=None):
   return sorted(cells, key=lambda cell: cell['seed'])
 
 
-# The findings (python -m launch.findings) read these sweeps, each a root under
-# workdirs/benchmark/: `python -m launch.sweep --config CONFIG --root workdirs/benchmark/NAME`.
+# The findings (python -m launch.findings) read these sweeps, each archived under
+# results/runs/benchmark/: `python -m launch.sweep --config CONFIG --root
+# workdirs/benchmark/NAME --archive results/runs/benchmark/NAME`.
 SWEEPS = {
   **{part: f'experiments/benchmark.py:part={part}' for part in PARTS},
   'fcn_skips': 'experiments/fcn_skips.py',

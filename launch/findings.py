@@ -1,8 +1,9 @@
 r"""FINDINGS.md: published claims about decoders against this lab's paired measurements.
 
-  python -m launch.findings --root workdirs/benchmark --out results/FINDINGS.md
+  python -m launch.findings --root results/runs/benchmark --out results/FINDINGS.md
 
-Reads the sweeps the claims of experiments/benchmark.py name (roots under --root) and
+Reads the sweeps the claims of experiments/benchmark.py name (their archives or sweep
+roots under --root: both hold cells.json and each finished cell's results) and
 writes one row per claim: the paired difference with its 95% interval and a verdict
 (research.tables.findings). Claims whose runs have not finished say so.
 """
@@ -17,7 +18,9 @@ from experiments import benchmark
 from launch import cli
 from research.tables import findings
 
-_ROOT = flags.DEFINE_string('root', 'workdirs/benchmark', 'Directory holding the sweep roots.')
+_ROOT = flags.DEFINE_string(
+  'root', 'results/runs/benchmark', 'Directory holding the sweeps (archives or roots).'
+)
 _OUT = flags.DEFINE_string('out', 'results/FINDINGS.md', 'The page to write.')
 _SPLIT = flags.DEFINE_enum('split', 'test', ['val', 'test'], 'Split the differences are on.')
 
