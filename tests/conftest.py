@@ -19,6 +19,7 @@ os.environ['XLA_FLAGS'] = _flags.strip()
 import pytest  # noqa: E402  (after the flags: nothing may start JAX before them)
 
 from research import data  # noqa: E402
+from research import sweep  # noqa: E402
 from research import xla_flags  # noqa: E402
 
 xla_flags.apply()  # as the entry points do
@@ -30,6 +31,43 @@ def tiny_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp('tfds')
   data.prepare(data.default_config(variant='res64_tiny', data_dir=str(path)))
   return path
+
+
+@pytest.fixture(scope='session')
+def instances_dir(tiny_dir):
+  """tiny_dir, holding lab_shapes/res64_instances_tiny too (the instance and panoptic tasks)."""
+  data.prepare(data.default_config(variant='res64_instances_tiny', data_dir=str(tiny_dir)))
+  return tiny_dir
+
+
+@pytest.fixture(scope='session')
+def clips_dir(tiny_dir):
+  """tiny_dir, holding lab_shapes/res64_clips_tiny too (8 / 4 / 4 clips of 8 frames)."""
+  data.prepare(data.default_config(variant='res64_clips_tiny', data_dir=str(tiny_dir)))
+  return tiny_dir
+
+
+@pytest.fixture(scope='session')
+def shrink_task(tiny_dir):
+  """A task experiment's config (instance, panoptic, video) made small for a runner test:
+  U-Net depth 1 on the tiny data at 16 px, batch 8, one device (compiles faster; the
+  sharded path is research.train's), no progress bar or compilation cache; then
+  `overrides` (dotted keys)."""
+
+  def shrink(c, variant: str, **overrides):
+    c.data.variant = variant
+    c.data.data_dir = str(tiny_dir)
+    c.data.image_size = 16
+    c.model.options = {'depth': 1}
+    c.num_devices = 1
+    c.batch_size = c.eval_batch_size = 8
+    c.log_every = 1
+    c.eval_every = 0
+    c.progress = False
+    c.compilation_cache = False
+    return sweep.apply_overrides(c, overrides)
+
+  return shrink
 
 
 def pytest_addoption(parser):

@@ -10,39 +10,21 @@ import numpy as np
 import pytest
 
 from experiments import instance as experiment
-from research import data
 from research import instance_metrics
 from research import instance_run
 from research import runners
 from research import steps
-from research import sweep
 
 INSTANCES = 'res64_instances_tiny'
 
 
-@pytest.fixture(scope='module')
-def instances_dir(tiny_dir):
-  data.prepare(data.default_config(variant=INSTANCES, data_dir=str(tiny_dir)))
-  return tiny_dir
-
-
-def tiny_config(tiny_dir, **overrides):
-  """experiments/instance.py on the tiny instances: U-Net depth 1, width 4, 16 px, 1 device."""
+def tiny_config(shrink_task, **overrides):
+  """experiments/instance.py on the tiny instances (conftest's shrink_task), head width 8."""
   c = experiment.get_config('steps=5,width=4')
-  c.data.variant = INSTANCES
-  c.data.data_dir = str(tiny_dir)
-  c.data.image_size = 16
-  c.model.options = {'depth': 1}
   c.instance.head_width = 8
-  c.batch_size = c.eval_batch_size = 8
   c.optim.warmup_steps = 1
-  c.num_devices = 1
-  c.log_every = 1
-  c.eval_every = 0
   c.checkpoint_every = 5
-  c.progress = False
-  c.compilation_cache = False
-  return sweep.apply_overrides(c, overrides)
+  return shrink_task(c, INSTANCES, **overrides)
 
 
 def _scene():
@@ -87,9 +69,9 @@ def test_ground_truth_masks_roialigned_and_pasted_back_score_one():
 
 
 def test_the_runner_learns_writes_final_json_and_is_not_trained_again(
-  instances_dir, tmp_path, monkeypatch
+  shrink_task, instances_dir, tmp_path, monkeypatch
 ):
-  config = tiny_config(instances_dir)
+  config = tiny_config(shrink_task)
   final = runners.run(config, str(tmp_path))
   with open(tmp_path / 'metrics.jsonl') as f:
     losses = [r['train/loss'] for r in map(json.loads, f) if 'train/loss' in r]
@@ -112,9 +94,11 @@ def test_the_runner_learns_writes_final_json_and_is_not_trained_again(
     ({'data.random_crop': True}, r"^method 'instance' cannot take data.random_crop=True"),
   ],
 )
-def test_a_bad_config_is_refused_in_one_line(instances_dir, tmp_path, overrides, message):
+def test_a_bad_config_is_refused_in_one_line(
+  shrink_task, instances_dir, tmp_path, overrides, message
+):
   with pytest.raises(ValueError, match=message) as error:
-    runners.run(tiny_config(instances_dir, **overrides), str(tmp_path))
+    runners.run(tiny_config(shrink_task, **overrides), str(tmp_path))
   assert '\n' not in str(error.value) and not os.listdir(tmp_path)
 
 

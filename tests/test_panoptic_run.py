@@ -15,33 +15,16 @@ from research import panoptic
 from research import panoptic_run
 from research import preemption
 from research import runners
-from research import sweep
 
 INSTANCES = 'res64_instances_tiny'
 
 
-@pytest.fixture(scope='module')
-def instances_dir(tiny_dir):
-  data.prepare(data.default_config(variant=INSTANCES, data_dir=str(tiny_dir)))
-  return tiny_dir
-
-
-def tiny_config(tiny_dir, **overrides):
-  """experiments/panoptic.py on the tiny instances: U-Net depth 1, width 4, 16 px, 1 device."""
+def tiny_config(shrink_task, **overrides):
+  """experiments/panoptic.py on the tiny instances (conftest's shrink_task)."""
   c = experiment.get_config('steps=6,width=4')
-  c.data.variant = INSTANCES
-  c.data.data_dir = str(tiny_dir)
-  c.data.image_size = 16
-  c.model.options = {'depth': 1}
-  c.num_devices = 1  # one device compiles faster; the sharded path is research.train's
-  c.batch_size = c.eval_batch_size = 8
   c.optim.warmup_steps = 1
-  c.log_every = 1
-  c.eval_every = 0
   c.checkpoint_every = 3
-  c.progress = False
-  c.compilation_cache = False
-  return sweep.apply_overrides(c, overrides)
+  return shrink_task(c, INSTANCES, **overrides)
 
 
 def test_instance_ids_are_flipped_with_the_image(instances_dir):
@@ -94,7 +77,7 @@ def test_perfect_predictions_score_pq_one():
 
 
 def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
-  instances_dir, tmp_path, monkeypatch
+  shrink_task, instances_dir, tmp_path, monkeypatch
 ):
   real = data.train_batches
   starts = []
@@ -108,7 +91,7 @@ def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
       yield batch
 
   monkeypatch.setattr(data, 'train_batches', notice_at_step_three)
-  config = tiny_config(instances_dir)
+  config = tiny_config(shrink_task)
   with pytest.raises(preemption.Preempted, match='Preempted at step 3'):
     runners.run(config, str(tmp_path))
   final = runners.run(config, str(tmp_path))
@@ -133,7 +116,9 @@ def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
     ({'data.random_crop': True}, r"^method 'panoptic' cannot take data.random_crop=True"),
   ],
 )
-def test_a_bad_config_is_refused_in_one_line(instances_dir, tmp_path, overrides, message):
+def test_a_bad_config_is_refused_in_one_line(
+  shrink_task, instances_dir, tmp_path, overrides, message
+):
   with pytest.raises(ValueError, match=message) as error:
-    runners.run(tiny_config(instances_dir, **overrides), str(tmp_path))
+    runners.run(tiny_config(shrink_task, **overrides), str(tmp_path))
   assert '\n' not in str(error.value) and not os.listdir(tmp_path)

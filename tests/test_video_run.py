@@ -11,34 +11,17 @@ from experiments import decoder_ablation
 from experiments import video
 from research import data
 from research import runners
-from research import sweep
 from research import video_run
 
 CLIPS = 'res64_clips_tiny'  # 8 / 4 / 4 clips of 8 frames
 
 
-@pytest.fixture(scope='module')
-def clips_dir(tiny_dir):
-  data.prepare(data.default_config(variant=CLIPS, data_dir=str(tiny_dir)))
-  return tiny_dir
-
-
-def tiny_config(tiny_dir, **overrides):
-  """experiments/video.py on tiny stills and clips: U-Net depth 1, width 4, 16 px, 1 device."""
+def tiny_config(shrink_task, **overrides):
+  """experiments/video.py on tiny stills and clips (conftest's shrink_task)."""
   c = video.get_config('steps=3,width=4')
-  c.data.variant = 'res64_tiny'
-  c.data.data_dir = str(tiny_dir)
-  c.data.image_size = 16
-  c.model.options = {'depth': 1}
-  c.num_devices = 1  # one device compiles faster; the sharded path is research.train's
   c.video.variant = CLIPS
-  c.batch_size = c.eval_batch_size = 8
-  c.log_every = 1
-  c.eval_every = 0
   c.checkpoint_every = 3
-  c.progress = False
-  c.compilation_cache = False
-  return sweep.apply_overrides(c, overrides)
+  return shrink_task(c, 'res64_tiny', **overrides)
 
 
 def test_clips_are_read_as_stacked_frames(clips_dir):
@@ -79,8 +62,10 @@ def test_perfect_labels_score_miou_one_and_no_flicker(clips_dir):
   assert scores['flicker'] == 1.0
 
 
-def test_the_runner_trains_scores_clips_and_evaluates_again_after_a_kill(clips_dir, tmp_path):
-  config = tiny_config(clips_dir)
+def test_the_runner_trains_scores_clips_and_evaluates_again_after_a_kill(
+  shrink_task, clips_dir, tmp_path
+):
+  config = tiny_config(shrink_task)
   final = runners.run(config, str(tmp_path))
   v = final['video']
   assert set(v) >= {'miou', 'per_frame_miou', 'flicker', 'shift_consistency', 'still_miou'}
@@ -97,9 +82,9 @@ def test_the_runner_trains_scores_clips_and_evaluates_again_after_a_kill(clips_d
   assert json.dumps(again['video'], sort_keys=True) == json.dumps(v, sort_keys=True)
 
 
-def test_a_config_without_clips_is_refused_in_one_line(tiny_dir, tmp_path):
+def test_a_config_without_clips_is_refused_in_one_line(shrink_task, tmp_path):
   with pytest.raises(ValueError, match=r"^config.video.variant='res64_tiny' is not .* res64_clips"):
-    runners.run(tiny_config(tiny_dir, **{'video.variant': 'res64_tiny'}), str(tmp_path))
+    runners.run(tiny_config(shrink_task, **{'video.variant': 'res64_tiny'}), str(tmp_path))
   assert not os.listdir(tmp_path)
 
 
