@@ -1,7 +1,8 @@
 r"""Instance masks, the mask head's upsampler (Mask R-CNN, issue 20): on ground-truth boxes,
 RoIAlign to 14×14, four 3×3 convolutions, the ×2 upsampler under test, 28×28 mask logits.
 
-  python -m launch.sweep --config experiments/instance.py --root workdirs/instance
+  python -m launch.sweep --config experiments/instance.py --root workdirs/instance \
+      --archive results/runs/instance
   python -m launch.table --root workdirs/instance --name instance --out results
 
 One cell: `python -m launch.train --config experiments/instance.py:upsampler=transpose_conv,k=2

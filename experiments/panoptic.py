@@ -1,7 +1,8 @@
 r"""Panoptic segmentation bottom-up, as Panoptic-DeepLab (issue 20): U-Net × upsamplers with
 one decoder making the semantic logits, the instance-centre heatmap and the offsets.
 
-  python -m launch.sweep --config experiments/panoptic.py --root workdirs/panoptic
+  python -m launch.sweep --config experiments/panoptic.py --root workdirs/panoptic \
+      --archive results/runs/panoptic
   python -m launch.table --root workdirs/panoptic --name panoptic --out results
 
 One cell: `python -m launch.train --config experiments/panoptic.py:upsampler=transpose_conv

@@ -1,7 +1,8 @@
 r"""Video, temporal consistency (issue 20): U-Net × upsamplers trained on the stills, scored
 on clips: per-frame mIoU, flicker, and the stills' shift consistency beside them.
 
-  python -m launch.sweep --config experiments/video.py --root workdirs/video
+  python -m launch.sweep --config experiments/video.py --root workdirs/video \
+      --archive results/runs/video
   python -m launch.table --root workdirs/video --name video --out results
 
 One cell: `python -m launch.train --config experiments/video.py:upsampler=resize_conv
