@@ -144,6 +144,17 @@ def test_markdown_table(root):
   ) in text
 
 
+def test_the_tasks_metrics_get_columns_where_runs_report_them():
+  panoptic = {'test': {'miou': 0.5, 'pq': 0.4, 'checkerboard_offsets': 0.01}}
+  video = {'test': {'miou': 0.5}, 'video': {'miou': 0.3, 'flicker': 0.02}}
+  rows = [tables.Row({'model.upsampler': 'nearest'}, finals=[f]) for f in (panoptic, video)]
+  chosen = {c.name: c for c in tables.text.columns(rows)}
+  assert {'pq', 'checkerboard_offsets', 'video_miou', 'video_flicker'} <= set(chosen)
+  assert 'mask_ap' not in chosen and 'sq' not in chosen  # no run reported them
+  assert rows[1].values(chosen['video_flicker'], 'test').tolist() == [2.0]
+  assert np.isnan(rows[0].values(chosen['video_flicker'], 'test')).all()
+
+
 def test_csv_and_latex(root):
   _, rows = tables.read_sweep(root)
   records = list(csv.DictReader(io.StringIO(tables.to_csv(rows, 'test'))))

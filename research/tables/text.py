@@ -28,7 +28,7 @@ class Column:
 
   title: str
   tex: str
-  section: str  # 'split' (the split shown) or 'cost'
+  section: str  # 'split' (the split shown), 'cost', or another section ('init', 'video')
   field: str  # its name in final.json, and in the CSV
   scale: float
   decimals: int
@@ -105,6 +105,38 @@ OPTIONAL_COLUMNS = (
   ),
   Column('ms/image (fwd)', r'ms/image (fwd)', 'cost', 'forward_ms_per_image', 1, 2, 'min'),
   Column('peak memory (MB)', r'peak memory (MB)', 'cost', 'peak_memory_mb', 1, 0, 'min'),
+  # The tasks of issue 20: panoptic quality and the checkerboard of its dense regressions
+  # (research.panoptic_run), the mask head's pasted masks (research.instance_run), and
+  # the clips of the video task, in final.json's 'video' section (research.video_run).
+  Column('PQ (%)', r'PQ (\%)', 'split', 'pq', 100, 1, 'max'),
+  Column('SQ (%)', r'SQ (\%)', 'split', 'sq', 100, 1, 'max'),
+  Column('RQ (%)', r'RQ (\%)', 'split', 'rq', 100, 1, 'max'),
+  Column('PQ things (%)', r'PQ\textsuperscript{th} (\%)', 'split', 'pq_things', 100, 1, 'max'),
+  Column('PQ stuff (%)', r'PQ\textsuperscript{st} (\%)', 'split', 'pq_stuff', 100, 1, 'max'),
+  Column(
+    'checkerboard offsets (%)',
+    r'checkerb.\ offsets (\%)',
+    'split',
+    'checkerboard_offsets',
+    100,
+    2,
+    'min',
+  ),
+  Column(
+    'checkerboard heatmap (%)',
+    r'checkerb.\ heatmap (\%)',
+    'split',
+    'checkerboard_heatmap',
+    100,
+    2,
+    'min',
+  ),
+  Column('mask IoU (%)', r'mask IoU (\%)', 'split', 'mask_iou', 100, 1, 'max'),
+  Column('mask AP (%)', r'mask AP (\%)', 'split', 'mask_ap', 100, 1, 'max'),
+  Column('mask AP50 (%)', r'mask AP\textsubscript{50} (\%)', 'split', 'mask_ap50', 100, 1, 'max'),
+  Column('mask AP75 (%)', r'mask AP\textsubscript{75} (\%)', 'split', 'mask_ap75', 100, 1, 'max'),
+  Column('clip mIoU (%)', r'clip mIoU (\%)', 'video', 'miou', 100, 1, 'max'),
+  Column('flicker (%)', r'flicker (\%)', 'video', 'flicker', 100, 2, 'min'),
 )
 
 
