@@ -334,3 +334,44 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
   assert os.path.join(out, 'exp_diff_nearest_mIoU.png') in written
   assert os.path.exists(os.path.join(out, 'exp_diff_nearest_boundary_F1.png'))
   assert os.path.join(out, 'exp_diff_nearest_mIoU_vs_gflops.png') in written
+
+
+def test_video_runs_are_paired_clip_by_clip(tmp_path):
+  """Clip mIoU and flicker from per_clip_test.npz, beside the stills' per-image values."""
+  rng = np.random.default_rng(1)
+  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(2)]
+  path = str(tmp_path / 'root')
+  cells = sweep.plan('experiments/video.py', grid, path)
+  sweep.write_index(path, 'experiments/video.py', {}, cells)
+  flicker = {}
+  for cell in cells:
+    os.makedirs(cell.workdir)
+    data = {'name': 'lab_shapes', 'variant': 'res64', 'eval_split': 'validation'}
+    config = {'seed': cell.overrides['seed'], 'data': {**data, 'test_split': 'test'}}
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump({**config, 'video': {'split': 'test'}}, f)
+    for split in ('test', 'validation'):
+      np.savez(os.path.join(cell.workdir, f'per_image_{split}.npz'), boundary_f1=rng.random(5))
+    stable = rng.integers(50, 100, 8)
+    changed = rng.binomial(stable, 0.1 if 'resize' in cell.name else 0.3)
+    confusion = rng.integers(0, 9, (8, 4, 3, 3))  # 8 clips × 4 frames
+    np.savez(
+      os.path.join(cell.workdir, 'per_clip_test.npz'),
+      confusion=confusion,
+      changed=changed,
+      stable=stable,
+    )
+    flicker[cell.name.split(',')[0], cell.overrides['seed']] = changed.sum() / stable.sum()
+    with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+      json.dump({'step': 1, 'test': {'miou': 0.5}}, f)
+  _, rows = tables.read_sweep(path)
+  [(row, result)] = tables.paired.differences(rows, 'test', 'nearest', (), num_resamples=200)
+  assert row.label == {'model.upsampler': 'resize_conv'}
+  assert set(result) == {'boundary F1', 'clip mIoU', 'flicker'}
+  expected = np.mean(
+    [flicker['upsampler=resize_conv', s] - flicker['upsampler=nearest', s] for s in range(2)]
+  )
+  assert result['flicker'].difference == pytest.approx(expected)
+  assert result['flicker'].num_images == 8 and result['boundary F1'].num_images == 5
+  [(_, on_val)] = tables.paired.differences(rows, 'val', 'nearest', (), num_resamples=200)
+  assert 'flicker' not in on_val  # the clips are the test split's

@@ -3,9 +3,10 @@
 A benchmark costs more CPU-hours than one machine's disk lives: workdirs vanish with the
 machine, and the cells run on it with them. An archive (e.g. results/runs/benchmark/unet)
 keeps, per finished cell, what tables and findings read: config.json, final.json,
-metrics.jsonl, per_image_*.npz, and its wall time (timing.json, since copies lose file
-times); no checkpoints, logs or events (about 0.2 MB a cell). It holds the sweep's
-cells.json, so launch.table and launch.findings read it as they read a sweep root.
+metrics.jsonl, per_image_*.npz (and per_clip_*.npz of video runs), and its wall time
+(timing.json, since copies lose file times); no checkpoints, logs or events (about 0.2 MB
+a cell). It holds the sweep's cells.json, so launch.table and launch.findings read it as
+they read a sweep root.
 
 `save` adds the root's finished cells that the archive lacks; `restore` puts the archive's
 cells back into a root that lacks them, so that the sweep skips them and its
@@ -27,8 +28,10 @@ _FILES = ('config.json', 'metrics.jsonl', 'final.json')  # final.json last: it m
 
 def _files(workdir: str) -> list[str]:
   """The files of a finished cell that an archive keeps, final.json last."""
-  per_image = sorted(
-    f for f in os.listdir(workdir) if f.startswith('per_image_') and f.endswith('.npz')
+  per_image = sorted(  # per_image_<split>.npz, and per_clip_<split>.npz of video runs
+    f
+    for f in os.listdir(workdir)
+    if f.startswith(('per_image_', 'per_clip_')) and f.endswith('.npz')
   )
   present = [f for f in (*_FILES, TIMING) if os.path.exists(os.path.join(workdir, f))]
   return [f for f in present if f != 'final.json'] + per_image + ['final.json']

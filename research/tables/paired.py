@@ -5,7 +5,8 @@ upsampler options), which is the reference decoder: same architecture, data, sch
 seeds, so that seed s of both saw the same initialisation seed and data order. Only the seeds
 both have finished count. Intervals: research.stats' hierarchical bootstrap (seeds, then test
 images within a seed; 2000 resamples; percentile 95% interval) over the per-image values each
-run keeps in per_image_<split>.npz. A difference is marked where its interval excludes zero;
+run keeps in per_image_<split>.npz (video runs: and per clip, in per_clip_<split>.npz). A
+difference is marked where its interval excludes zero;
 each table says the smallest difference its design could detect (80% power).
 """
 
@@ -41,6 +42,11 @@ def _recall(a):
   ), totals
 
 
+def _flicker(a):
+  changed, stable = a['clip_changed'], a['clip_stable']
+  return np.divide(changed, stable, out=np.full(stable.shape, np.nan), where=stable > 0), stable
+
+
 METRICS = (
   Metric('mIoU', 'confusion', lambda a: (a['confusion'], None), iou=True),
   Metric('thin IoU', 'confusion', lambda a: (a['confusion'], None), iou=True, thin=True),
@@ -54,7 +60,20 @@ METRICS = (
   Metric(
     'checkerboard (logits)', 'checkerboard_logits', lambda a: (a['checkerboard_logits'], None)
   ),
+  # The video task's clips (per_clip_<split>.npz; research.video_run), paired clip by clip:
+  # mIoU of every frame, and flicker as changed / stable pixel pairs summed over clips.
+  Metric('clip mIoU', 'clip_confusion', lambda a: (a['clip_confusion'].sum(2), None), iou=True),
+  Metric('flicker', 'clip_changed', _flicker),
 )
+
+
+def _clip_file(workdir: str, split: str) -> str | None:
+  """per_clip_<video split>.npz of a video run (research.video_run) for the test table."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    video = json.load(f).get('video')
+  if video is None or split != 'test':
+    return None
+  return os.path.join(workdir, f'per_clip_{video["split"]}.npz')
 
 
 def _split_file(workdir: str, split: str, init: bool = False) -> str:
@@ -114,6 +133,15 @@ def paired_arrays(row, ref, split: str, loaded_files: dict, init: bool = False):
   if not seeds or not all(os.path.exists(a) and os.path.exists(b) for a, b in files):
     return seeds, None
   loaded = [(_read(a, loaded_files), _read(b, loaded_files)) for a, b in files]
+  clips = [(_clip_file(mine[s], split), _clip_file(theirs[s], split)) for s in seeds]
+  if not init and all(a and b and os.path.exists(a) and os.path.exists(b) for a, b in clips):
+    loaded = [
+      tuple(
+        {**arrays, **{f'clip_{k}': v for k, v in _read(clip, loaded_files).items()}}
+        for arrays, clip in zip(pair, clip_pair)
+      )
+      for pair, clip_pair in zip(loaded, clips)
+    ]
   stack = lambda side: {k: np.stack([pair[side][k] for pair in loaded]) for k in loaded[0][side]}
   return seeds, (stack(0), stack(1))
 
