@@ -93,7 +93,7 @@ def evaluate_per_image(
       )[valid]
     values.update({name: np.asarray(v)[valid] for name, v in out.items()})
     if jax.process_count() > 1:
-      values = _gather_valid_rows(values, valid)
+      values = gather_valid_rows(values, valid)
     for name, value in values.items():
       per_image.setdefault(name, []).append(value)
   per_image = {name: np.concatenate(values) for name, values in per_image.items()}
@@ -133,11 +133,6 @@ def _predictions(predict_fn, data_config, split, batch_size):
     yield batch, out
 
 
-def sum_over_processes(array: np.ndarray) -> np.ndarray:
-  """A count summed over every process's share of a split (the array itself on one)."""
-  return _allgather(array).sum(0) if jax.process_count() > 1 else array
-
-
 def _allgather(array: np.ndarray) -> np.ndarray:
   """[P, ...]: every process's `array`, bit for bit (64-bit values travel as two 32-bit
   words: the gather goes through JAX arrays, which hold 32 bits without x64)."""
@@ -148,7 +143,7 @@ def _allgather(array: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(gathered).view(array.dtype)
 
 
-def _gather_valid_rows(values: dict, valid: np.ndarray) -> dict:
+def gather_valid_rows(values: dict, valid: np.ndarray) -> dict:
   """Every process's valid rows of each [V, ...] array, in the split's order. Process p holds
   examples p, p + P, p + 2P, ... (data.eval_batches), so row j of process p in a batch is
   example (batch · b + j) · P + p: the split's order is row-major over (j, p)."""

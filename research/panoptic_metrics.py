@@ -131,3 +131,19 @@ def pq_summary(stats: dict, thing_classes, stuff_classes) -> dict:
     for n, v in per_class.items():
       summary[n + part] = float(v[chosen].mean()) if chosen.any() else float('nan')
   return summary
+
+
+def panoptic_quality(stats, classes=None) -> np.ndarray:
+  """PQ of summed stats, vectorised for resampling: stats float [..., 4, K] ('tp', 'fp',
+  'fn', 'iou_sum' stacked on axis -2, each summed over images) -> [...]: the mean of the
+  per-class PQ over the classes with a segment (and among `classes`, if given), as
+  pq_summary's 'pq' (or 'pq_things' with classes = thing classes); NaN where none has one."""
+  stats = np.asarray(stats, np.float64)
+  tp, fp, fn, iou_sum = (stats[..., i, :] for i in range(4))
+  present = tp + fp + fn > 0
+  if classes is not None:
+    present &= np.isin(np.arange(stats.shape[-1]), np.asarray(classes, np.int64))
+  per_class = iou_sum / np.where(present, tp + fp / 2 + fn / 2, 1)
+  count = present.sum(-1)
+  total = np.where(present, per_class, 0).sum(-1)
+  return np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)

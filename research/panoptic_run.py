@@ -21,16 +21,19 @@ split): PQ, SQ, RQ per class, over things and stuff; the semantic head's mIoU; a
 checkerboard score (research.metrics.checkerboard_score) of the offsets, where a dense
 regression shows a transposed convolution's artifacts if anything does, and of the heatmap,
 beside that of the semantic probabilities. All in final.json's 'val' and 'test' ('init':
-the checkerboards of the initial parameters).
+the checkerboards of the initial parameters); each image's values (its PQ counts, semantic
+confusion, checkerboards) in per_image_<split>.npz, for paired statistics (research.tables).
 """
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from research import data
+from research import decoder_metrics
 from research import evaluate as evaluate_lib
 from research import metrics
 from research import panoptic
@@ -39,6 +42,7 @@ from research import predict
 from research import steps
 from research import tasks
 from research import train
+from research import workdir as workdir_lib
 from research.data import catalog
 
 EXTRA = 3  # heatmap, dy, dx
@@ -149,8 +153,8 @@ def batch_source(config, seeds, start: int, size: int, num_sampled: int, shardin
 
 
 def score_batch(batch, out, config, num_classes: int) -> dict:
-  """One batch's counts: semantic 'confusion' [K, K] and PQ 'tp', 'fp', 'fn', 'iou_sum' [K]
-  of the grouped predictions of its valid images."""
+  """Each valid image's values: the semantic 'confusion' [n, K, K] and PQ's 'pq_tp',
+  'pq_fp', 'pq_fn', 'pq_iou_sum' [n, K] of its grouped predictions."""
   p, valid = config.panoptic, batch['valid']
   grouped = [
     panoptic.group(s, h, o, p.thing_classes, p.threshold, p.nms_kernel, p.top_k)
@@ -167,19 +171,24 @@ def score_batch(batch, out, config, num_classes: int) -> dict:
     num_classes,
     p.thing_classes,
   )
-  counts = {k: v.sum(0) for k, v in stats.items()}
-  counts['confusion'] = np.asarray(
-    metrics.confusion_matrix(batch['label'], out['preds'], num_classes, valid), np.int64
-  )
-  return counts
+  values = {f'pq_{k}': v for k, v in stats.items()}
+  values['confusion'] = decoder_metrics.per_image_confusion(
+    batch['label'], np.asarray(out['preds']), num_classes, valid
+  )[valid]
+  return values
+
+
+CHECKERBOARDS = ('checkerboard', 'checkerboard_heatmap', 'checkerboard_offsets')
 
 
 def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', shifts=True):
-  """The split's panoptic scores (predict.finish's evaluate_split; workdir, prefix and
-  shifts are the semantic evaluator's and unused here)."""
-  del workdir, prefix, shifts
+  """The split's panoptic scores (predict.finish's evaluate_split), and with a workdir each
+  image's values in per_image_<prefix><split>.npz (in the split's order, for paired
+  statistics: PQ is a function of their sums). `shifts` is the semantic evaluator's and
+  unused here."""
+  del shifts
   fn = predict.predict_fn(steps_, params)
-  totals, checker = {}, {}
+  per_image = {}
   for batch in data.eval_batches(
     config.data,
     split,
@@ -189,23 +198,29 @@ def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', 
     instances=True,
   ):
     out = dict(fn(batch))
-    for name, count in score_batch(batch, out, config, info.num_classes).items():
-      totals[name] = totals.get(name, 0) + count
-    for name in ('checkerboard', 'checkerboard_heatmap', 'checkerboard_offsets'):
-      scores = np.asarray(out[name], np.float64)[batch['valid']]
-      checker[name] = checker.get(name, np.zeros(2)) + (scores.sum(), len(scores))
-  totals = {k: evaluate_lib.sum_over_processes(v) for k, v in totals.items()}
+    values = score_batch(batch, out, config, info.num_classes)
+    values.update(
+      {name: np.asarray(out[name], np.float64)[batch['valid']] for name in CHECKERBOARDS}
+    )
+    if jax.process_count() > 1:
+      values = evaluate_lib.gather_valid_rows(values, batch['valid'])
+    for name, value in values.items():
+      per_image.setdefault(name, []).append(value)
+  per_image = {name: np.concatenate(values) for name, values in per_image.items()}
+  if workdir is not None and jax.process_index() == 0:
+    path = os.path.join(workdir, f'per_image_{prefix}{split}.npz')
+    workdir_lib.write_npz_atomic(path, per_image)
   p = config.panoptic
+  totals = {k: per_image[f'pq_{k}'].sum(0) for k in ('tp', 'fp', 'fn', 'iou_sum')}
   summary = panoptic_metrics.pq_summary(totals, p.thing_classes, p.stuff_classes)
-  scores = metrics.region_scores(totals['confusion'], info.class_names)
+  scores = metrics.region_scores(per_image['confusion'].sum(0), info.class_names)
   for name, value in summary.items():
     if name.endswith('_per_class'):
       scores[name] = dict(zip(info.class_names, value.tolist()))
     else:
       scores[name] = value
-  for name, (total, count) in checker.items():
-    total, count = evaluate_lib.sum_over_processes(np.array([total, count]))
-    scores[name] = float(total / count)
+  for name in CHECKERBOARDS:
+    scores[name] = float(np.mean(per_image[name]))
   return scores
 
 

@@ -161,6 +161,22 @@ def confusion_difference(
   return _paired_bootstrap(flat, metric, num_resamples, level, seed)
 
 
+def sums_difference(
+  reference, candidate, metric, num_resamples=NUM_RESAMPLES, level=LEVEL, seed=0
+) -> PairedDifference:
+  """Bootstrap of the difference of a metric of per-image statistics summed over images.
+
+  reference, candidate: float [S, N, F], F statistics per image of S paired runs on the same
+  N images; metric: summed statistics [..., F] -> [...] (e.g. panoptic quality from summed
+  TP, FP, FN and IoU sums). confusion_difference is this for flattened confusions and mIoU.
+  """
+  reference = np.asarray(reference)
+  if reference.ndim != 3:
+    raise ValueError(f'reference must be [S, N, F], got {reference.shape}')
+  statistics = _check_pair(reference, candidate, reference.shape[2:], '[S, N, F]')
+  return _paired_bootstrap(statistics, metric, num_resamples, level, seed)
+
+
 def score_difference(
   reference,
   candidate,

@@ -234,3 +234,20 @@ def test_pq_stats_match_the_definition_on_random_maps(seed):
   want = _pq_reference(gt, gt_ids, pred, pred_ids, 3, THINGS)
   for name, value in zip(('tp', 'fp', 'fn', 'iou_sum'), want):
     np.testing.assert_allclose(stats[name][0], value, err_msg=name)
+
+
+def test_vectorised_pq_is_pq_summary_for_every_resample():
+  rng = np.random.default_rng(0)
+  stats = rng.integers(0, 6, (5, 4, 4)).astype(float)  # 5 resamples × (tp, fp, fn, iou) × K
+  stats[:, 3] = stats[:, 0] * rng.random((5, 4))  # IoU sums: at most one per true positive
+  stats[1, :3, 2] = 0  # class 2 has no segment in resample 1
+  stats[4, :3] = 0  # nor any class in resample 4
+  pq_all = pm.panoptic_quality(stats)
+  pq_things = pm.panoptic_quality(stats, classes=(1, 2))
+  for b in range(4):
+    sums = dict(zip(('tp', 'fp', 'fn', 'iou_sum'), stats[b]))
+    want = pm.pq_summary(sums, thing_classes=(1, 2), stuff_classes=(0, 3))
+    assert pq_all[b] == pytest.approx(want['pq']) and pq_things[b] == pytest.approx(
+      want['pq_things']
+    )
+  assert np.isnan(pq_all[4]) and np.isnan(pq_things[4])

@@ -12,6 +12,7 @@ import pytest
 from experiments import panoptic as experiment
 from research import data
 from research import panoptic
+from research import panoptic_metrics
 from research import panoptic_run
 from research import preemption
 from research import runners
@@ -64,16 +65,17 @@ def test_perfect_predictions_score_pq_one():
     'heatmap': np.stack([heatmap] * 2),
     'offsets': np.stack([offsets] * 2),
   }
-  counts = panoptic_run.score_batch(batch, out, config, num_classes=6)
-  assert (
-    counts['tp'].tolist() == [1, 1, 1, 0, 0, 1] and counts['fp'].sum() == counts['fn'].sum() == 0
-  )
-  assert counts['iou_sum'].sum() == pytest.approx(4.0)
-  assert counts['confusion'].sum() == 32 * 32  # the invalid image counts nowhere
+  values = panoptic_run.score_batch(batch, out, config, num_classes=6)
+  assert values['pq_tp'].shape == (1, 6)  # the valid image's
+  assert values['pq_tp'][0].tolist() == [1, 1, 1, 0, 0, 1]
+  assert values['pq_fp'].sum() == values['pq_fn'].sum() == 0
+  assert values['pq_iou_sum'].sum() == pytest.approx(4.0)
+  assert values['confusion'].shape == (1, 6, 6) and values['confusion'].sum() == 32 * 32
   # Everything called background: the things are all missed, the stuff is still found.
   out['preds'] = np.zeros_like(batch['label'])
-  counts = panoptic_run.score_batch(batch, out, config, num_classes=6)
-  assert counts['tp'].tolist() == [1, 0, 0, 0, 0, 0] and counts['fn'].tolist() == [0, 1, 1, 0, 0, 1]
+  values = panoptic_run.score_batch(batch, out, config, num_classes=6)
+  assert values['pq_tp'][0].tolist() == [1, 0, 0, 0, 0, 0]
+  assert values['pq_fn'][0].tolist() == [0, 1, 1, 0, 0, 1]
 
 
 def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
@@ -105,6 +107,12 @@ def test_the_runner_learns_writes_final_json_and_resumes_after_a_preemption(
   assert set(test['pq_per_class']) == set(data.dataset_info(config.data).class_names)
   for name in ('checkerboard', 'checkerboard_heatmap', 'checkerboard_offsets'):
     assert 0 <= test[name] <= 1 and name in final['init']
+  # Each image's values, for paired statistics: their sums give the split's scores.
+  with np.load(tmp_path / 'per_image_test.npz') as per_image:
+    sums = {k: per_image[f'pq_{k}'].sum(0) for k in ('tp', 'fp', 'fn', 'iou_sum')}
+    assert len(per_image['confusion']) == len(per_image['checkerboard_offsets']) == 16
+  p = config.panoptic
+  assert panoptic_metrics.pq_summary(sums, p.thing_classes, p.stuff_classes)['pq'] == test['pq']
   assert final['step'] == 6 and np.isfinite(final['cost']['step_seconds'])
 
 

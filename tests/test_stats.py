@@ -48,6 +48,18 @@ def test_confusion_difference_replays_the_documented_draws():
   assert result.difference == pytest.approx(np.mean(np.subtract(per_seed, per_seed_ref)))
 
 
+def test_sums_difference_of_flattened_confusions_is_the_confusion_difference():
+  rng = np.random.default_rng(3)
+  reference, candidate = _confusions(rng), _confusions(rng)
+  flat = lambda c: c.reshape(*c.shape[:2], -1)
+  by_sums = stats.sums_difference(
+    flat(reference), flat(candidate), lambda s: dm.mean_iou(s.reshape(*s.shape[:-1], 3, 3)), 300
+  )
+  assert by_sums == stats.confusion_difference(reference, candidate, num_resamples=300)
+  with pytest.raises(ValueError, match=r'must be \[S, N, F\]'):
+    stats.sums_difference(reference, candidate, np.sum)
+
+
 def test_score_difference_replays_the_documented_draws_with_weights_and_nan():
   rng = np.random.default_rng(1)
   reference, candidate = rng.random((2, 4, 6))

@@ -15,6 +15,7 @@ import pytest
 
 from experiments import quick
 from research import inference
+from research import panoptic_metrics
 from research import steps
 from research import sweep
 from research import tables
@@ -375,3 +376,38 @@ def test_video_runs_are_paired_clip_by_clip(tmp_path):
   assert result['flicker'].num_images == 8 and result['boundary F1'].num_images == 5
   [(_, on_val)] = tables.paired.differences(rows, 'val', 'nearest', (), num_resamples=200)
   assert 'flicker' not in on_val  # the clips are the test split's
+
+
+def test_panoptic_runs_are_paired_on_pq_image_by_image(tmp_path):
+  """PQ and PQ over things from each image's counts; the point estimate is the mean over
+  seeds of PQ from the split's summed counts (research.panoptic_metrics.pq_summary)."""
+  rng = np.random.default_rng(2)
+  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(2)]
+  path = str(tmp_path / 'root')
+  cells = sweep.plan('experiments/panoptic.py', grid, path)
+  sweep.write_index(path, 'experiments/panoptic.py', {}, cells)
+  things, stuff, pq = [1, 2], [0], {}
+  for cell in cells:
+    os.makedirs(cell.workdir)
+    data = {'name': 'lab_shapes', 'variant': 'res64_instances', 'eval_split': 'validation'}
+    config = {'seed': cell.overrides['seed'], 'data': {**data, 'test_split': 'test'}}
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump({**config, 'panoptic': {'thing_classes': things}}, f)
+    tp = rng.integers(0, 3, (6, 3))
+    counts = {'tp': tp, 'fp': rng.integers(0, 2, (6, 3)), 'fn': rng.integers(0, 2, (6, 3))}
+    counts['iou_sum'] = tp * rng.uniform(0.5, 1.0, (6, 3))
+    np.savez(
+      os.path.join(cell.workdir, 'per_image_test.npz'),
+      **{f'pq_{k}': v for k, v in counts.items()},
+    )
+    summary = panoptic_metrics.pq_summary({k: v.sum(0) for k, v in counts.items()}, things, stuff)
+    pq[cell.name.split(',')[0], cell.overrides['seed']] = summary['pq'], summary['pq_things']
+    with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+      json.dump({'step': 1, 'test': {'miou': 0.5, 'pq': summary['pq']}}, f)
+  _, rows = tables.read_sweep(path)
+  [(_, result)] = tables.paired.differences(rows, 'test', 'nearest', (), num_resamples=200)
+  assert set(result) == {'PQ', 'PQ things'}
+  for i, title in enumerate(('PQ', 'PQ things')):
+    by_seed = [pq['upsampler=resize_conv', s][i] - pq['upsampler=nearest', s][i] for s in range(2)]
+    assert result[title].difference == pytest.approx(np.mean(by_seed))
+    assert result[title].num_images == 6

@@ -10,6 +10,7 @@ difference is marked where its interval excludes zero;
 each table says the smallest difference its design could detect (80% power).
 """
 
+import functools
 import json
 import os
 from typing import Callable, NamedTuple
@@ -17,6 +18,7 @@ from typing import Callable, NamedTuple
 import ml_collections
 import numpy as np
 
+from research import panoptic_metrics
 from research import stats
 from research.data import catalog
 from research.tables import stats_figures
@@ -29,10 +31,14 @@ class Metric(NamedTuple):
   title: str
   needs: str  # the per-image array it reads
   # per-image arrays [S, N, ...] of one run set -> (confusions [S, N, K, K], None) for IoU
-  # metrics, or (scores [S, N], weights [S, N] | None) for per-image scores.
+  # metrics, (statistics [S, N, F], None) for `summed` metrics, or (scores [S, N], weights
+  # [S, N] | None) for per-image scores.
   values: Callable
   iou: bool = False
   thin: bool = False  # IoU over the dataset's thin classes only
+  # A metric of the statistics summed over images ([..., F] -> [...]), its argument the
+  # dataset's thing classes (PQ over things), or None.
+  summed: Callable | None = None
 
 
 def _recall(a):
@@ -40,6 +46,11 @@ def _recall(a):
   return np.divide(
     a['small_hits'].sum(-1), totals, out=np.full(totals.shape, np.nan), where=totals > 0
   ), totals
+
+
+def _pq_statistics(a):  # [S, N, 4 * K]: tp, fp, fn, iou_sum of each class
+  stacked = np.stack([a[f'pq_{k}'] for k in ('tp', 'fp', 'fn', 'iou_sum')], -2)
+  return stacked.reshape(*stacked.shape[:2], -1), None
 
 
 def _flicker(a):
@@ -64,6 +75,14 @@ METRICS = (
   # mIoU of every frame, and flicker as changed / stable pixel pairs summed over clips.
   Metric('clip mIoU', 'clip_confusion', lambda a: (a['clip_confusion'].sum(2), None), iou=True),
   Metric('flicker', 'clip_changed', _flicker),
+  # The panoptic task's PQ (research.panoptic_run), from each image's TP, FP, FN and IoU sums.
+  Metric('PQ', 'pq_tp', _pq_statistics, summed=lambda things: panoptic_metrics.panoptic_quality),
+  Metric(
+    'PQ things',
+    'pq_tp',
+    _pq_statistics,
+    summed=lambda things: functools.partial(panoptic_metrics.panoptic_quality, classes=things),
+  ),
 )
 
 
@@ -83,6 +102,14 @@ def _split_file(workdir: str, split: str, init: bool = False) -> str:
     data = json.load(f)['data']
   name = data['eval_split'] if split == 'val' else data['test_split']
   return os.path.join(workdir, f'per_image_{"init_" if init else ""}{name}.npz')
+
+
+def thing_classes_of(row) -> tuple:
+  """The thing classes of a panoptic row (its first finished run's config.panoptic), or ()."""
+  for workdir in row.done:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      return tuple(json.load(f).get('panoptic', {}).get('thing_classes', ()))
+  return ()
 
 
 def thin_classes_of(row) -> tuple:
@@ -160,8 +187,9 @@ def differences(
     if arrays is None:
       continue
     mine, theirs = arrays
+    things = thing_classes_of(row)
     result = {
-      metric.title: metric_difference(metric, mine, theirs, thin_classes, num_resamples)
+      metric.title: metric_difference(metric, mine, theirs, thin_classes, num_resamples, things)
       for metric in METRICS
       if metric.needs in mine and metric.needs in theirs and (len(thin_classes) or not metric.thin)
     }
@@ -170,10 +198,20 @@ def differences(
 
 
 def metric_difference(
-  metric: Metric, mine: dict, theirs: dict, thin_classes, num_resamples=stats.NUM_RESAMPLES
+  metric: Metric,
+  mine: dict,
+  theirs: dict,
+  thin_classes,
+  num_resamples=stats.NUM_RESAMPLES,
+  thing_classes=(),
 ) -> stats.PairedDifference:
   """Candidate (`mine`) minus reference (`theirs`) on one metric, paired [S, N] arrays."""
   (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
+  if metric.summed is not None:
+    pq = metric.summed(thing_classes)
+    return stats.sums_difference(
+      base, cand, lambda sums: pq(sums.reshape(*sums.shape[:-1], 4, -1)), num_resamples
+    )
   if metric.iou:
     classes = list(thin_classes) if metric.thin else None
     return stats.confusion_difference(base, cand, classes=classes, num_resamples=num_resamples)
