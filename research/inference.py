@@ -15,6 +15,8 @@ import orbax.checkpoint as ocp
 from research import data
 from research import steps
 
+SEMANTIC_METHODS = ('train', 'video')  # config.method of runs whose model gives class scores
+
 
 def load(workdir: str, step: int | None = None):
   """(model, params, config) of the run in `workdir`, at its latest checkpoint or `step`.
@@ -24,6 +26,12 @@ def load(workdir: str, step: int | None = None):
   workdir = os.path.abspath(workdir)  # orbax restores from absolute paths only
   with open(os.path.join(workdir, 'config.json')) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  method = config.get('method', 'train')
+  if method not in SEMANTIC_METHODS:
+    raise ValueError(
+      f'{workdir} is a {method!r} run, whose model has other outputs than class scores; '
+      f'this restores the semantic models of methods {", ".join(SEMANTIC_METHODS)}.'
+    )
   info = data.dataset_info(config.data)
   model = steps.build_model(config, info.num_classes)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

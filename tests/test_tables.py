@@ -247,6 +247,14 @@ def test_inference_restores_checkpoints_and_draws_predictions(tmp_path, tiny_dir
   np.testing.assert_allclose(np.sum(probs, axis=-1), 1, rtol=1e-5)
   with pytest.raises(ValueError, match=r'no checkpoint at step 7; it has steps \[3\]'):
     inference.load(cells[0].workdir, step=7)
+  config_path = os.path.join(cells[0].workdir, 'config.json')
+  stored = json.load(open(config_path))
+  with open(config_path, 'w') as f:
+    json.dump({**stored, 'method': 'panoptic'}, f)
+  with pytest.raises(ValueError, match="a 'panoptic' run, whose model has other outputs"):
+    inference.load(cells[0].workdir)
+  with open(config_path, 'w') as f:
+    json.dump(stored, f)
 
   _, rows = tables.read_sweep(root)
   written = tables.qualitative_figures(rows, 'test', str(tmp_path / 'fig'), num_images=2)
