@@ -96,7 +96,14 @@ def main(argv):
     raise ValueError(
       f'{len(stale)} cell(s) under {_ROOT.value} hold runs of a different config '
       '(the experiment changed since they ran), so their results would be '
-      'mixed in: delete them or use another --root.\n' + '\n'.join(stale[:10])
+      'mixed in: delete them or use another --root'
+      + (
+        f' (those restored from {_ARCHIVE.value} are there too: use another --archive)'
+        if _ARCHIVE.value
+        else ''
+      )
+      + '.\n'
+      + '\n'.join(stale[:10])
     )
   if _DRY_RUN.value:
     print(sweep.format_status(selected))
