@@ -76,10 +76,13 @@ def finish(
   writer,
   workdir,
   evaluate_split=evaluate_per_image,
+  extend=None,
 ) -> dict:
   """Evaluates one seed on the eval and test splits, and its initial parameters on the test
   split (the checkerboard before training), and writes its final.json. `evaluate_split`
-  (evaluate_per_image's arguments): a task's evaluation of one split."""
+  (evaluate_per_image's arguments): a task's evaluation of one split; `extend` (final,
+  params, config, info, workdir) -> final: a task's further evaluations, done before
+  final.json is written, since a run is finished once it exists."""
   final = {'step': config.num_steps}
   for name, split in [('val', config.data.eval_split), ('test', config.data.test_split)]:
     final[name] = evaluate_split(steps, params, config, split, info, workdir)
@@ -99,6 +102,8 @@ def finish(
   writer.write(
     config.num_steps, {**prefixed('val', final['val']), **prefixed('test', final['test'])}
   )
+  if extend is not None:
+    final = extend(final, params, config, info, workdir)
   if jax.process_index() == 0:
     workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
   return final

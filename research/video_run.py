@@ -17,11 +17,14 @@ final.json gets a 'video' section:
   object: a decoder that is not shift-equivariant should lose on both.
 
 Each clip's values go to workdir/per_clip_<split>.npz (per-frame confusions, changed and
-stable pair counts), for paired statistics. A run that finished training but not this
-evaluation (killed in between) evaluates again when run again; a finished one is returned.
-Every process evaluates the whole clip split on its first device; process 0 writes.
+stable pair counts), for paired statistics. The clips are evaluated before final.json is
+written (the training loop's `finish`), so that a run is finished only with them; a run
+whose final.json lacks them (written by an earlier version, killed in between) gets them
+from its last checkpoint when run again. Every process evaluates the whole clip split on
+its first device; process 0 writes.
 """
 
+import functools
 import os
 from typing import Mapping
 
@@ -33,6 +36,9 @@ from research import data
 from research import decoder_metrics
 from research import inference
 from research import metrics
+from research import predict
+from research import steps
+from research import tasks
 from research import train
 from research import video_metrics
 from research import workdir as workdir_lib
@@ -97,10 +103,10 @@ def evaluate_clips(labels, data_config, split: str, info, batch_size: int) -> tu
   return scores, per_clip
 
 
-def add_video(config, workdir: str, final: dict) -> dict:
-  """final with its 'video' section (written to final.json) from workdir's last checkpoint."""
-  model, params, _ = inference.load(workdir, config.num_steps)
-  info = data.dataset_info(config.data)
+def with_clips(final: dict, params, config, info, workdir: str) -> dict:
+  """final with its 'video' section, from `params` (on one device; per_clip_<split>.npz
+  written by process 0)."""
+  model = steps.build_model(config, info.num_classes)
   clips = clip_data_config(config)
   scores, per_clip = evaluate_clips(
     labels_fn(model, params, config.eval_batch_size),
@@ -112,21 +118,41 @@ def add_video(config, workdir: str, final: dict) -> dict:
   scores['variant'], scores['split'] = catalog.resolved_variant(clips), config.video.split
   scores['shift_consistency'] = final['test'].get('shift_consistency')  # the stills'
   scores['still_miou'] = final['test']['miou']
-  final = {**final, 'video': scores}
   if jax.process_index() == 0:
     workdir_lib.write_npz_atomic(
       os.path.join(workdir, f'per_clip_{config.video.split}.npz'), per_clip
     )
+  return {**final, 'video': scores}
+
+
+def _finish_with_clips(final, params, config, info, workdir):
+  """The task's `extend`: the trained parameters (replicated over the mesh) evaluated on
+  the clips from this process's first device, as every process does."""
+  device = jax.local_devices()[0]
+  local = jax.tree.map(lambda x: jax.device_put(np.asarray(x.addressable_data(0)), device), params)
+  return with_clips(final, local, config, info, workdir)
+
+
+VIDEO = tasks.SEMANTIC._replace(finish=functools.partial(predict.finish, extend=_finish_with_clips))
+
+
+def add_video(config, workdir: str, final: dict) -> dict:
+  """final with its 'video' section, written to final.json, from workdir's last checkpoint:
+  for runs whose final.json has none (finished by a version that wrote it after the stills'
+  final.json, and killed in between)."""
+  _, params, _ = inference.load(workdir, config.num_steps)
+  final = with_clips(final, params, config, data.dataset_info(config.data), workdir)
+  if jax.process_index() == 0:
     workdir_lib.write_json_atomic(os.path.join(workdir, 'final.json'), final)
   return final
 
 
 def run_seeds(config, workdirs: Mapping[int, str]) -> dict[int, dict]:
-  """Trains each seed as method 'train' does (resuming, or returning finished runs), then
-  adds the clip evaluation where final.json does not have it yet."""
+  """Trains each seed as method 'train' does (resuming, or returning finished runs), with
+  the clip evaluation before final.json; adds it where a final.json lacks it."""
   check(config)
   workdirs = workdir_lib.checked_workdirs(workdirs)
-  finals = train.train_and_evaluate_seeds(config, workdirs)
+  finals = train.train_and_evaluate_seeds(config, workdirs, VIDEO)
   return {
     s: f if 'video' in f else add_video(workdir_lib.with_seed(config, s), workdirs[s], f)
     for s, f in ((s, finals[s]) for s in workdirs)

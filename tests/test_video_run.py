@@ -12,6 +12,7 @@ from experiments import video
 from research import data
 from research import runners
 from research import video_run
+from research import workdir as workdir_lib
 
 CLIPS = 'res64_clips_tiny'  # 8 / 4 / 4 clips of 8 frames
 
@@ -62,11 +63,20 @@ def test_perfect_labels_score_miou_one_and_no_flicker(clips_dir):
   assert scores['flicker'] == 1.0
 
 
-def test_the_runner_trains_scores_clips_and_evaluates_again_after_a_kill(
-  shrink_task, clips_dir, tmp_path
+def test_the_runner_scores_clips_before_final_json_and_from_a_checkpoint_alike(
+  shrink_task, clips_dir, tmp_path, monkeypatch
 ):
   config = tiny_config(shrink_task)
+  finals_written, write = [], workdir_lib.write_json_atomic
+
+  def noting_finals(path, obj):
+    if os.path.basename(path) == 'final.json':
+      finals_written.append(obj)
+    write(path, obj)
+
+  monkeypatch.setattr(workdir_lib, 'write_json_atomic', noting_finals)
   final = runners.run(config, str(tmp_path))
+  assert len(finals_written) == 1 and 'video' in finals_written[0]  # finished only with clips
   v = final['video']
   assert set(v) >= {'miou', 'per_frame_miou', 'flicker', 'shift_consistency', 'still_miou'}
   assert 0 <= v['flicker'] <= 1 and len(v['per_frame_miou']) == 8 and v['clips'] == 4
@@ -74,7 +84,8 @@ def test_the_runner_trains_scores_clips_and_evaluates_again_after_a_kill(
   assert os.path.exists(tmp_path / 'per_clip_test.npz')
   with open(tmp_path / 'final.json') as f:
     assert json.load(f)['video'] == json.loads(json.dumps(v))
-  # Killed after training, before the clips: the run is not trained again, only scored.
+  # A final.json without the clips (an earlier version, killed between the stills' and the
+  # clips' evaluations): not trained again, scored from the checkpoint to the same values.
   written = {k: x for k, x in final.items() if k != 'video'}
   with open(tmp_path / 'final.json', 'w') as f:
     json.dump(written, f)
