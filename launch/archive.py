@@ -1,14 +1,18 @@
 r"""Adds a sweep root's finished cells to an archive (research.sweep.archive), e.g. after
 a Slurm array or a sweep that was killed; `launch.sweep --archive` does it by itself.
+Each finished cell is checked against the experiment as it is now (a stale one is refused).
 
   python -m launch.archive --root workdirs/benchmark/unet --archive results/runs/benchmark/unet
 """
+
+import os
 
 from absl import app
 from absl import flags
 
 from launch import cli
 from research import sweep
+from research import workdir as workdir_lib
 
 _ROOT = flags.DEFINE_string('root', None, 'The sweep root.')
 _ARCHIVE = flags.DEFINE_string('archive', None, 'The archive directory (created if missing).')
@@ -18,6 +22,14 @@ flags.mark_flags_as_required(['root', 'archive'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  index = sweep.read_index(_ROOT.value)
+  path, arg = sweep.split_spec(index['config'])
+  base = sweep.load_experiment(os.path.join(sweep.REPO, path)).get_config(arg)
+  for cell in index['cells']:  # the experiment as it is now: stale cells are refused
+    workdir = os.path.join(_ROOT.value, cell['name'])
+    if sweep.status(workdir) == 'done':
+      config = sweep.apply_overrides(base, {**index['overrides'], **cell['overrides']})
+      workdir_lib.check_config(config, workdir)
   added, kept = sweep.archive.save(_ROOT.value, _ARCHIVE.value)
   print(f'Archived {added} newly finished cells in {_ARCHIVE.value} ({kept} were already).')
 

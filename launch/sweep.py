@@ -13,6 +13,7 @@ the same command again skips finished cells and resumes partial ones. `--config.
 flags apply to every cell (e.g. --config.data.data_dir=...). Exits non-zero if a cell failed.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -78,9 +79,15 @@ def main(argv):
     raise ValueError(
       '--only runs cells here (--backend local); a Slurm array takes the whole grid.'
     )
-  if _ARCHIVE.value and not _DRY_RUN.value:
-    restored = sweep.archive.restore(_ARCHIVE.value, _ROOT.value)
-    print(f'Restored {restored} finished cells from {_ARCHIVE.value}.')
+  if _ARCHIVE.value:
+    this = {'config': sweep.cells.portable_spec(spec), 'overrides': common}
+    this = json.loads(json.dumps(this, default=repr))  # as cells.json holds it
+    if _DRY_RUN.value:
+      names = sweep.archive.restorable(_ARCHIVE.value, _ROOT.value, this)
+      print(f'{len(names)} finished cells in {_ARCHIVE.value} would be restored first.')
+    else:
+      restored = sweep.archive.restore(_ARCHIVE.value, _ROOT.value, this)
+      print(f'Restored {restored} finished cells from {_ARCHIVE.value}.')
   data_configs, stale = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
@@ -154,9 +161,15 @@ def main(argv):
 
 
 def _save_archive():
-  if _ARCHIVE.value:
+  """Archives the finished cells; a refusal is one line after the sweep's own report."""
+  if not _ARCHIVE.value:
+    return
+  try:
     added, kept = sweep.archive.save(_ROOT.value, _ARCHIVE.value)
-    print(f'Archived {added} newly finished cells in {_ARCHIVE.value} ({kept} were already).')
+  except ValueError as e:
+    print(f'Not archived: {e}')
+    return
+  print(f'Archived {added} newly finished cells in {_ARCHIVE.value} ({kept} were already).')
 
 
 if __name__ == '__main__':

@@ -98,6 +98,11 @@ def pq_stats(
   )
   is_thing = np.isin(np.arange(num_classes), things)
   per_image = [_image_stats(*image, num_classes, is_thing) for image in zip(*maps)]
+  if not per_image:  # a process's share of a padded last batch can be empty
+    return {
+      name: np.zeros((0, num_classes), np.float64 if name == 'iou_sum' else np.int64)
+      for name in ('tp', 'fp', 'fn', 'iou_sum')
+    }
   return {name: np.stack([s[name] for s in per_image]) for name in ('tp', 'fp', 'fn', 'iou_sum')}
 
 

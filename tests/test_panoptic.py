@@ -251,3 +251,11 @@ def test_vectorised_pq_is_pq_summary_for_every_resample():
       want['pq_things']
     )
   assert np.isnan(pq_all[4]) and np.isnan(pq_things[4])
+
+
+def test_pq_stats_of_no_image_are_empty_counts():
+  empty = np.zeros((0, 8, 8), int)
+  stats = pm.pq_stats(empty, empty, empty, empty, 3, THINGS)
+  assert {k: v.shape for k, v in stats.items()} == {
+    k: (0, 3) for k in ('tp', 'fp', 'fn', 'iou_sum')
+  }

@@ -405,12 +405,31 @@ def test_archive_keeps_finished_cells_and_restores_them(tmp_path):
   assert sweep.archive.restore(archive, root) == 0
   assert json.load(open(os.path.join(done, 'final.json')))['test']['miou'] == 0.9
 
+  # The archive's index: the cells without this machine's commands.
+  assert [sorted(c) for c in sweep.read_index(archive)['cells']] == [
+    ['index', 'name', 'overrides']
+  ] * 2
+
   other = str(tmp_path / 'other')
   sweep.write_index(other, 'experiments/quick.py:steps=2', {}, cells)
   with pytest.raises(ValueError, match='an archive keeps one sweep'):
     sweep.archive.save(other, archive)
   with pytest.raises(ValueError, match='an archive keeps one sweep'):
     sweep.archive.restore(archive, other)
+  this = {'config': 'experiments/quick.py', 'overrides': {'num_steps': 3}}
+  with pytest.raises(ValueError, match='an archive keeps one sweep'):
+    sweep.archive.restore(archive, str(tmp_path / 'empty'), this)
+  # Where the data lives is not part of the sweep: another machine's archive restores.
+  elsewhere = {'config': 'experiments/quick.py', 'overrides': {'data.data_dir': '/b'}}
+  assert sweep.archive.restorable(archive, str(tmp_path / 'b'), elsewhere) == [cells[0].name]
+  # A live lock (a sweep starting that cell) keeps restore away from it.
+  assert sweep.acquire_lock(os.path.join(str(tmp_path / 'locked'), cells[0].name))
+  assert sweep.archive.restore(archive, str(tmp_path / 'locked')) == 0
+
+  # A finished cell whose archived twin ran another config is refused, naming both.
+  pathlib.Path(done, 'config.json').write_text('{"num_steps": 7}')
+  with pytest.raises(ValueError, match='ran different configs.*num_steps'):
+    sweep.archive.save(root, archive)
 
 
 @pytest.mark.slow

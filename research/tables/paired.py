@@ -39,6 +39,7 @@ class Metric(NamedTuple):
   # A metric of the statistics summed over images ([..., F] -> [...]), its argument the
   # dataset's thing classes (PQ over things), or None.
   summed: Callable | None = None
+  things: bool = False  # needs the dataset's thing classes (left out where it has none)
 
 
 def _recall(a):
@@ -82,6 +83,17 @@ METRICS = (
     'pq_tp',
     _pq_statistics,
     summed=lambda things: functools.partial(panoptic_metrics.panoptic_quality, classes=things),
+    things=True,
+  ),
+  Metric(
+    'checkerboard (offsets)',
+    'checkerboard_offsets',
+    lambda a: (a['checkerboard_offsets'], None),
+  ),
+  Metric(
+    'checkerboard (heatmap)',
+    'checkerboard_heatmap',
+    lambda a: (a['checkerboard_heatmap'], None),
   ),
 )
 
@@ -191,7 +203,10 @@ def differences(
     result = {
       metric.title: metric_difference(metric, mine, theirs, thin_classes, num_resamples, things)
       for metric in METRICS
-      if metric.needs in mine and metric.needs in theirs and (len(thin_classes) or not metric.thin)
+      if metric.needs in mine
+      and metric.needs in theirs
+      and (len(thin_classes) or not metric.thin)
+      and (len(things) or not metric.things)
     }
     out.append((row, result))
   return out
@@ -235,7 +250,7 @@ def to_markdown(found: list[tuple], reference: str, split: str) -> str:
     'hierarchical bootstrap (seeds, then test images within each seed; '
     f'{next(iter(found[0][1].values())).num_resamples} resamples, percentile). Bold: the '
     'interval excludes zero. '
-    'n: paired seeds × test images.',
+    'n: paired seeds × test images (the clip metrics of video runs resample clips).',
     '',
     '| configuration | n | ' + ' | '.join(titles) + ' |',
     '|---|---|' + '---|' * len(titles),
