@@ -286,15 +286,25 @@ def _per_image(rng, num_images, accuracy, num_classes=6):
   return {'confusion': confusion, 'boundary_f1': rng.uniform(accuracy - 0.1, accuracy, num_images)}
 
 
-def test_paired_differences_to_a_reference_decoder(tmp_path):
-  rng = np.random.default_rng(0)
-  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(3)]
+def _paired_root(tmp_path, experiment: str, seeds: int):
+  """A sweep root of `experiment` with nearest and resize_conv × `seeds` seeds, each cell's
+  workdir made (its files are the test's)."""
+  grid = [
+    {'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(seeds)
+  ]
   path = str(tmp_path / 'root')
-  cells = sweep.plan('experiments/decoder_ablation.py', grid, path)
-  sweep.write_index(path, 'experiments/decoder_ablation.py', {}, cells)
-  miou = {}
+  cells = sweep.plan(experiment, grid, path)
+  sweep.write_index(path, experiment, {}, cells)
   for cell in cells:
     os.makedirs(cell.workdir)
+  return path, cells
+
+
+def test_paired_differences_to_a_reference_decoder(tmp_path):
+  rng = np.random.default_rng(0)
+  path, cells = _paired_root(tmp_path, 'experiments/decoder_ablation.py', seeds=3)
+  miou = {}
+  for cell in cells:
     better = cell.overrides['model.upsampler'] == 'resize_conv'
     arrays = _per_image(rng, 20, 0.8 if better else 0.7)
     np.savez(os.path.join(cell.workdir, 'per_image_test.npz'), **arrays)
@@ -348,13 +358,9 @@ def test_paired_differences_to_a_reference_decoder(tmp_path):
 def test_video_runs_are_paired_clip_by_clip(tmp_path):
   """Clip mIoU and flicker from per_clip_test.npz, beside the stills' per-image values."""
   rng = np.random.default_rng(1)
-  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(2)]
-  path = str(tmp_path / 'root')
-  cells = sweep.plan('experiments/video.py', grid, path)
-  sweep.write_index(path, 'experiments/video.py', {}, cells)
+  path, cells = _paired_root(tmp_path, 'experiments/video.py', seeds=2)
   flicker = {}
   for cell in cells:
-    os.makedirs(cell.workdir)
     data = {'name': 'lab_shapes', 'variant': 'res64', 'eval_split': 'validation'}
     config = {'seed': cell.overrides['seed'], 'data': {**data, 'test_split': 'test'}}
     with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
@@ -390,13 +396,9 @@ def test_panoptic_runs_are_paired_on_pq_image_by_image(tmp_path):
   """PQ and PQ over things from each image's counts; the point estimate is the mean over
   seeds of PQ from the split's summed counts (research.panoptic_metrics.pq_summary)."""
   rng = np.random.default_rng(2)
-  grid = [{'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(2)]
-  path = str(tmp_path / 'root')
-  cells = sweep.plan('experiments/panoptic.py', grid, path)
-  sweep.write_index(path, 'experiments/panoptic.py', {}, cells)
+  path, cells = _paired_root(tmp_path, 'experiments/panoptic.py', seeds=2)
   things, stuff, pq = [1, 2], [0], {}
   for cell in cells:
-    os.makedirs(cell.workdir)
     data = {'name': 'lab_shapes', 'variant': 'res64_instances', 'eval_split': 'validation'}
     config = {'seed': cell.overrides['seed'], 'data': {**data, 'test_split': 'test'}}
     with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
