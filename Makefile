@@ -18,12 +18,14 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # libdnnl and its headers come from the onednn wheels (into $(VENV)/lib and $(VENV)/include),
-# the FFI headers from jaxlib; the rpath finds libdnnl without LD_LIBRARY_PATH.
+# the FFI headers from jaxlib; the rpath finds libdnnl without LD_LIBRARY_PATH. Built beside
+# and renamed into place, so that running processes keep the library they loaded.
 $(ONEDNN_LIB): research/onednn/conv.cc $(STAMP)
 	mkdir -p $(dir $@)
-	$(CXX) -O3 -std=c++17 -shared -fPIC -fopenmp -Wall -o $@ $< \
+	$(CXX) -O3 -std=c++17 -shared -fPIC -fopenmp -Wall -o $@.tmp $< \
 	  -isystem "$$($(PY) -c 'import jax; print(jax.ffi.include_dir())')" -isystem $(VENV)/include \
 	  -L$(VENV)/lib -ldnnl -Wl,-rpath,$(abspath $(VENV))/lib
+	mv -f $@.tmp $@
 
 onednn: $(ONEDNN_LIB)
 

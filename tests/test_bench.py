@@ -108,6 +108,21 @@ def test_cpu_peaks_know_the_machines_processors(vendor, family, model, per_cycle
   assert smt_peak == (None if per_cycle is None else 2.0 * per_cycle)
 
 
+def test_bench_header_names_the_processor_and_its_instruction_sets():
+  info = {
+    'model name': 'Intel(R) Xeon(R) Platinum 8480+',
+    'cpu family': '6',
+    'model': '143',
+    'flags': 'fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8',
+  }
+  assert peaks.describe_cpu(info) == (
+    'Intel(R) Xeon(R) Platinum 8480+ (family 6 model 143; avx2, avx512f, avx512_bf16, '
+    'amx_tile, amx_bf16)'
+  )
+  zen3 = {'model name': 'AMD EPYC', 'cpu family': '25', 'model': '1', 'flags': 'fpu avx2'}
+  assert peaks.describe_cpu(zen3) == 'AMD EPYC (family 25 model 1; avx2)'
+
+
 @pytest.mark.parametrize(
   'upsampler,options,depth',
   [('nearest', {}, 4), ('transpose_conv', {}, 4), ('transpose_conv', {'kernel_size': 3}, 2)],

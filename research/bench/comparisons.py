@@ -271,8 +271,10 @@ def onednn_section(config, repeats: int) -> list[str]:
     return ['## oneDNN convolutions', '', 'Skipped: torch is not installed.', '']
   if onednn.load_error():
     return ['## oneDNN convolutions', '', f'Skipped: {onednn.load_error()}', '']
-  who = ('xla', 'onednn', 'onednn_1t', 'torch')
-  rows, totals = onednn_rows.layer_rows(config, repeats), dict.fromkeys(who, 0.0)
+  rows = onednn_rows.layer_rows(config, repeats)
+  who = ('xla', 'onednn', 'onednn_1t', 'onednn_bf16', 'torch')
+  who = tuple(w for w in who if (w, 'forward') in rows[0])  # bf16: where oneDNN has it
+  totals = dict.fromkeys(who, 0.0)
   table = []
   for r in rows:
     for w in who:
@@ -306,7 +308,8 @@ def onednn_section(config, repeats: int) -> list[str]:
     f'batch {b}',
     '',
     "Each convolution of the forward pass, timed in turn by XLA, oneDNN (OpenMP's "
-    'default threads, and one thread: onednn_1t) and PyTorch channels_last (target: '
+    'default threads, one thread: onednn_1t, and on bfloat16 operands where the processor '
+    'has those kernels: onednn_bf16) and PyTorch channels_last, all float32 otherwise (target: '
     'oneDNN within 1.1× of PyTorch per layer). All convolutions of a step: '
     + ', '.join(f'{w} {v:.1f} ms' for w, v in totals.items())
     + '.',
@@ -317,5 +320,26 @@ def onednn_section(config, repeats: int) -> list[str]:
     + ', '.join(f'{w} {v:.1f} ms ({1e3 * b / v:.0f} images/s)' for w, v in step.items())
     + f'. **oneDNN / PyTorch eager images/s: {step["torch"] / step["onednn"]:.2f}×** '
     f'(target ≥ 1.15×); XLA / PyTorch: {step["torch"] / step["xla"]:.2f}×.',
+    '',
+    *_bf16_lines(step, totals),
+  ]
+
+
+def _bf16_lines(step: dict, conv_ms: dict) -> list[str]:
+  """The bfloat16 step against the float32 one (issue targets: ≥ 2× with AMX, ≥ 1.3× with
+  AVX512-BF16 only) and where its time goes, or why it was not timed."""
+  if 'onednn_bf16' not in step:
+    return [f'bfloat16 compute not timed: {onednn.bf16_error()}.', '']
+  rest = {w: step[w] - conv_ms[w] for w in ('onednn', 'onednn_bf16')}
+  return [
+    'bfloat16 compute, float32 step / bfloat16 step (same convolutions; target ≥ 2× where the '
+    f'processor has AMX, ≥ 1.3× with AVX512-BF16 only): **oneDNN '
+    f'{step["onednn"] / step["onednn_bf16"]:.2f}×**, one oneDNN thread '
+    f'{step["onednn_1t"] / step["onednn_1t_bf16"]:.2f}×, '
+    f'XLA {step["xla"] / step["xla_bf16"]:.2f}×; oneDNN bfloat16 / PyTorch eager float32 '
+    f'images/s: {step["torch"] / step["onednn_bf16"]:.2f}×. '
+    f'Where the time goes (step minus its convolutions timed alone above): convolutions '
+    f'{conv_ms["onednn"]:.1f} ms in float32 and {conv_ms["onednn_bf16"]:.1f} ms in bfloat16, '
+    f'the rest of the step {rest["onednn"]:.1f} and {rest["onednn_bf16"]:.1f} ms.',
     '',
   ]

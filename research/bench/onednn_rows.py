@@ -1,12 +1,14 @@
 """oneDNN's convolutions (research.onednn) against XLA's and PyTorch's on the default U-Net,
 timed in turn in one run: each convolution of the model's forward pass (forward and both
 gradients) by XLA, oneDNN with OpenMP's default threads and with one ('onednn', 'onednn_1t'),
-and PyTorch channels_last; and the real sharded train step with conv_impl 'xla' and 'onednn'
-against PyTorch eager."""
+oneDNN on bfloat16 operands where the processor has its kernels ('onednn_bf16'), and PyTorch
+channels_last; and the real sharded train step with conv_impl 'xla' and 'onednn', in float32
+and bfloat16 compute, against PyTorch eager."""
 
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from research import onednn
@@ -46,17 +48,23 @@ def layer_rows(config, repeats: int) -> list[dict]:
       ),
     }
     dy = jax.random.normal(kd, jax.eval_shape(impls['xla'], cx, ck).shape)
+    operands = {who: (cx, ck, dy) for who in impls}
+    if not onednn.bf16_error():  # oneDNN on the same operands rounded to bfloat16
+      impls['onednn_bf16'] = impls['onednn']
+      operands['onednn_bf16'] = tuple(v.astype(jnp.bfloat16) for v in (cx, ck, dy))
     calls = {}
     for who, f in impls.items():
+      a, k, g = operands[who]
       programs = {
-        'forward': (f, (cx, ck)),
-        'input_grad': (lambda a, k, g, f=f: jax.vjp(lambda a: f(a, k), a)[1](g)[0], (cx, ck, dy)),
-        'kernel_grad': (lambda a, k, g, f=f: jax.vjp(lambda k: f(a, k), k)[1](g)[0], (cx, ck, dy)),
+        'forward': (f, (a, k)),
+        'input_grad': (lambda a, k, g, f=f: jax.vjp(lambda a: f(a, k), a)[1](g)[0], (a, k, g)),
+        'kernel_grad': (lambda a, k, g, f=f: jax.vjp(lambda k: f(a, k), k)[1](g)[0], (a, k, g)),
       }
       for what, (fn, args) in programs.items():
         calls[who, what] = functools.partial(jax.jit(fn).lower(*args).compile(), *args)
         if who == 'onednn':
           calls['onednn_1t', what] = with_threads(1, calls[who, what])
+        if who.startswith('onednn'):
           calls[who, what] = with_threads(0, calls[who, what])
     kh, kw = conv['kernel'][:2]
     last = torch.channels_last
@@ -81,18 +89,22 @@ def layer_rows(config, repeats: int) -> list[dict]:
 
 
 def step_row(config, repeats: int) -> dict:
-  """ms per train step: conv_impl 'xla', 'onednn', PyTorch eager channels_last."""
+  """ms per train step: conv_impl 'xla', 'onednn' (and one oneDNN thread), in float32 and,
+  where oneDNN has bfloat16 kernels for this processor, in bfloat16 compute ('*_bf16';
+  parameters and optimizer stay float32), and PyTorch eager channels_last (float32)."""
   import torch  # optional dependency: the comparison needs PyTorch
 
   from research import torch_reference  # imports torch
 
+  dtypes = {'': 'float32'} if onednn.bf16_error() else {'': 'float32', '_bf16': 'bfloat16'}
   calls = {}
-  for impl in ('xla', 'onednn'):
-    c = config.copy_and_resolve_references()
-    c.model.conv_impl = impl
-    calls[impl] = train_step.compile_train_step(c)[1]
-  calls['onednn_1t'] = with_threads(1, calls['onednn'])
-  calls['onednn'] = with_threads(0, calls['onednn'])
+  for suffix, dtype in dtypes.items():
+    for impl in ('xla', 'onednn'):
+      c = config.copy_and_resolve_references()
+      c.model.conv_impl, c.model.dtype = impl, dtype
+      calls[impl + suffix] = train_step.compile_train_step(c)[1]
+    calls[f'onednn_1t{suffix}'] = with_threads(1, calls['onednn' + suffix])
+    calls['onednn' + suffix] = with_threads(0, calls['onednn' + suffix])
   s, b = config.data.image_size, config.batch_size
   rng = np.random.default_rng(0)
   torch.manual_seed(0)

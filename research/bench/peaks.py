@@ -41,6 +41,21 @@ def _cpuinfo() -> dict:
   )
 
 
+_ISA = ('avx2', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'amx_tile', 'amx_bf16')
+
+
+def describe_cpu(info: dict | None = None) -> str:
+  """The processor as the bench header names it: model name, family and model, and the
+  instruction sets the convolutions' speed depends on (present ones only)."""
+  info = _cpuinfo() if info is None else info
+  if not info:
+    return 'unknown (no /proc/cpuinfo)'
+  flags = set(info.get('flags', '').split())
+  family, model = info.get('cpu family', '?'), info.get('model', '?')
+  isa = ', '.join(f for f in _ISA if f in flags) or 'none of ' + ', '.join(_ISA)
+  return f'{info.get("model name", "unknown")} (family {family} model {model}; {isa})'
+
+
 def peak_gflops() -> tuple[float | None, str]:
   """The device's nominal FP32 peak in GFLOP/s and how it was derived (None: unknown)."""
   device = jax.devices()[0]

@@ -2,7 +2,6 @@
 numbers research.bench.measure takes. Nothing here times anything itself."""
 
 import os
-import platform
 import subprocess
 
 import flax
@@ -30,7 +29,7 @@ def environment() -> dict:
     commit = 'unknown'
   return {
     'device': f'{device.platform} ({device.device_kind}) × {jax.device_count()}',
-    'processor': platform.processor() or platform.machine(),
+    'processor': peaks.describe_cpu() if device.platform == 'cpu' else device.device_kind,
     'versions': f'jax {jax.__version__}, flax {flax.__version__}, optax {optax.__version__}',
     'xla_flags': os.environ.get('XLA_FLAGS', ''),
     'commit': commit,

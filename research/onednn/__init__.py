@@ -37,13 +37,14 @@ def bf16_error() -> Optional[str]:
   (oneDNN 3.2 needs AVX512-BF16 or AMX, or AVX2-VNNI-2, for them)."""
   if load_error():
     return load_error()
-  x = jnp.ones((1, 4, 4, 8), jnp.bfloat16)
+  x, kernel = jnp.ones((1, 4, 4, 8), jnp.bfloat16), jnp.ones((3, 3, 8, 8), jnp.bfloat16)
+  forward_and_gradients = jax.jit(  # all three primitives: any may lack a bf16 kernel
+    lambda x, k: jax.grad(
+      lambda x, k: conv_general_dilated(x, k, (1, 1), 'SAME').astype(jnp.float32).sum(), (0, 1)
+    )(x, k)
+  )
   try:
-    jax.block_until_ready(
-      jax.jit(_op('forward', (1, 4, 4, 8), (1, 1), (1, 1), (1, 1), (1, 1), 1))(
-        x, jnp.ones((3, 3, 8, 8), jnp.bfloat16)
-      )
-    )
+    jax.block_until_ready(forward_and_gradients(x, kernel))
   except jax.errors.JaxRuntimeError:  # oneDNN found no implementation for this processor
     return (
       'oneDNN has no bfloat16 convolution for this processor (it needs AVX512-BF16, AMX '

@@ -86,6 +86,9 @@ std::shared_ptr<Entry> Build(Kind kind, dt type, const dims& x, const dims& y, c
   dt weights_type = kind == Kind::kBackwardWeights ? dt::f32 : type;
   dnnl::memory::desc user = HwioDesc(type, k[0], k[1], k[2], k[3], a.groups);
   dnnl::memory::desc any = AnyWeights(weights_type, user);
+  // The forward descriptor, also the backward ones' hint, keeps the images' type for its
+  // weights: oneDNN has no bf16 forward convolution with f32 weights.
+  dnnl::memory::desc fwd_any = AnyWeights(type, user);
   dims dilation = {a.dilation[0] - 1, a.dilation[1] - 1};  // oneDNN counts the gaps
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -93,7 +96,7 @@ std::shared_ptr<Entry> Build(Kind kind, dt type, const dims& x, const dims& y, c
   e->user_weights = user;
   auto alg = dnnl::algorithm::convolution_direct;
   dnnl::convolution_forward::primitive_desc fwd(
-      Engine(), dnnl::prop_kind::forward_training, alg, src, any, dst, a.strides, dilation,
+      Engine(), dnnl::prop_kind::forward_training, alg, src, fwd_any, dst, a.strides, dilation,
       a.pad_lo, a.pad_hi, attr);
   if (kind == Kind::kForward) {
     e->a = src, e->out = dst, e->a_arg = DNNL_ARG_SRC, e->out_arg = DNNL_ARG_DST;
