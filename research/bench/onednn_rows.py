@@ -27,6 +27,29 @@ def with_threads(n: int, call):
   return run
 
 
+@functools.cache
+def _torch_threads() -> int:
+  import torch  # optional dependency: the comparison needs PyTorch
+
+  return torch.get_num_threads()  # first asked before any onednn_1t call changed the team
+
+
+def with_torch_threads(call):
+  """call, with PyTorch's OpenMP team size set first. PyTorch's bundled libgomp and
+  oneDNN's share a soname, so one OpenMP runtime serves both: without this, the team of one
+  that 'onednn_1t' leaves on the calling thread carries over and PyTorch runs on one core
+  (measured: its convolutions took 1.8× as long)."""
+  import torch  # optional dependency: the comparison needs PyTorch
+
+  threads = _torch_threads()
+
+  def run():
+    torch.set_num_threads(threads)
+    return call()
+
+  return run
+
+
 def layer_rows(config, repeats: int) -> list[dict]:
   """{x, kernel, count, then ms per (who, what)} for each convolution of config's model."""
   import torch  # optional dependency: the comparison needs PyTorch
@@ -72,10 +95,14 @@ def layer_rows(config, repeats: int) -> list[dict]:
     tk = torch.from_numpy(np.array(ck)).permute(3, 2, 0, 1).contiguous(memory_format=last)
     tg = torch.from_numpy(np.array(dy)).permute(0, 3, 1, 2).contiguous(memory_format=last)
     pad = (kh // 2, kw // 2)  # the U-Net's convolutions are all stride-1 'SAME'
-    calls['torch', 'forward'] = lambda: torch.nn.functional.conv2d(tx, tk, padding=pad)
-    calls['torch', 'input_grad'] = lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=pad)
-    calls['torch', 'kernel_grad'] = lambda: torch.nn.grad.conv2d_weight(
-      tx, tk.shape, tg, padding=pad
+    calls['torch', 'forward'] = with_torch_threads(
+      lambda: torch.nn.functional.conv2d(tx, tk, padding=pad)
+    )
+    calls['torch', 'input_grad'] = with_torch_threads(
+      lambda: torch.nn.grad.conv2d_input(tx.shape, tk, tg, padding=pad)
+    )
+    calls['torch', 'kernel_grad'] = with_torch_threads(
+      lambda: torch.nn.grad.conv2d_weight(tx, tk.shape, tg, padding=pad)
     )
     row = {
       'x': '×'.join(map(str, conv['x'])),
@@ -115,13 +142,15 @@ def step_row(config, repeats: int) -> dict:
     depth=4,
     upsampler_options=config.model.upsampler_options.to_dict(),
   )
-  calls['torch'] = torch_reference.make_train_step(
-    model,
-    rng.random((b, s, s, 3), np.float32),
-    rng.integers(0, 6, (b, s, s)),
-    config.optim.learning_rate,
-    config.optim.weight_decay,
-    config.optim.grad_clip,
-    channels_last=True,
+  calls['torch'] = with_torch_threads(
+    torch_reference.make_train_step(
+      model,
+      rng.random((b, s, s, 3), np.float32),
+      rng.integers(0, 6, (b, s, s)),
+      config.optim.learning_rate,
+      config.optim.weight_decay,
+      config.optim.grad_clip,
+      channels_last=True,
+    )
   )
   return measure.milliseconds(calls, repeats, warmup=3)
