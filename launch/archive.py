@@ -12,7 +12,6 @@ from absl import flags
 
 from launch import cli
 from research import sweep
-from research import workdir as workdir_lib
 
 _ROOT = flags.DEFINE_string('root', None, 'The sweep root.')
 _ARCHIVE = flags.DEFINE_string('archive', None, 'The archive directory (created if missing).')
@@ -25,11 +24,16 @@ def main(argv):
   index = sweep.read_index(_ROOT.value)
   path, arg = sweep.split_spec(index['config'])
   base = sweep.load_experiment(os.path.join(sweep.REPO, path)).get_config(arg)
-  for cell in index['cells']:  # the experiment as it is now: stale cells are refused
-    workdir = os.path.join(_ROOT.value, cell['name'])
-    if sweep.status(workdir) == 'done':
-      config = sweep.apply_overrides(base, {**index['overrides'], **cell['overrides']})
-      workdir_lib.check_config(config, workdir)
+  checks = [  # the experiment as it is now: stale cells are refused
+    (
+      cell['name'],
+      sweep.apply_overrides(base, {**index['overrides'], **cell['overrides']}),
+      os.path.join(_ROOT.value, cell['name']),
+    )
+    for cell in index['cells']
+    if sweep.status(os.path.join(_ROOT.value, cell['name'])) == 'done'
+  ]
+  sweep.cells.refuse_stale(checks, _ROOT.value)
   added, kept = sweep.archive.save(_ROOT.value, _ARCHIVE.value)
   print(f'Archived {added} newly finished cells in {_ARCHIVE.value} ({kept} were already).')
 

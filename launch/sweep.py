@@ -88,30 +88,15 @@ def main(argv):
     else:
       restored = sweep.archive.restore(_ARCHIVE.value, _ROOT.value, this)
       print(f'Restored {restored} finished cells from {_ARCHIVE.value}.')
-  data_configs, stale = {}, []
+  data_configs, checks = {}, []
   for cell in cells:  # typos in the grid fail here, before anything runs
     try:
       config = sweep.apply_overrides(_CONFIG.value, cell.overrides)
     except ValueError as e:
       raise ValueError(f'Cell {cell.index} ({cell.name}): {e}') from None
     data_configs.setdefault(config.data.to_json(sort_keys=True), config.data)
-    try:  # a finished cell is skipped below, so check here that it ran this config
-      workdir_lib.check_config(config, cell.workdir)
-    except ValueError as e:
-      stale.append(f'{cell.name}: {str(e).split("Differences:")[1].strip()}')
-  if stale:
-    raise ValueError(
-      f'{len(stale)} cell(s) under {_ROOT.value} hold runs of a different config '
-      '(the experiment changed since they ran), so their results would be '
-      'mixed in: delete them or use another --root'
-      + (
-        f' (those restored from {_ARCHIVE.value} are there too: use another --archive)'
-        if _ARCHIVE.value
-        else ''
-      )
-      + '.\n'
-      + '\n'.join(stale[:10])
-    )
+    checks.append((cell.name, config, cell.workdir))  # a finished cell is skipped below
+  sweep.cells.refuse_stale(checks, _ROOT.value, _ARCHIVE.value)
   if _DRY_RUN.value:
     print(sweep.format_status(selected))
     return 0

@@ -432,6 +432,26 @@ def test_archive_keeps_finished_cells_and_restores_them(tmp_path):
     sweep.archive.save(root, archive)
 
 
+def test_refuse_stale_lists_every_cell_that_ran_another_config(tmp_path):
+  """launch.sweep and launch.archive refuse cells of a changed experiment through this."""
+  from experiments import quick
+
+  config = quick.get_config()
+  checks = []
+  for name, steps in (('same', config.num_steps), ('changed', 7), ('new', None)):
+    workdir = str(tmp_path / name)
+    if steps is not None:
+      os.makedirs(workdir)
+      ran = config.copy_and_resolve_references()
+      ran.num_steps = steps
+      workdir_lib.write_config(ran, workdir)
+    checks.append((name, config, workdir))
+  sweep.cells.refuse_stale(checks[:1] + checks[2:], 'ROOT')  # nothing stale: no error
+  with pytest.raises(ValueError, match=r'1 cell\(s\) under ROOT .*another --archive\)') as e:
+    sweep.cells.refuse_stale(checks, 'ROOT', archive='ARCH')
+  assert str(e.value).endswith(f'\nchanged: num_steps: 7 -> {config.num_steps}')
+
+
 @pytest.mark.slow
 def test_slurm_backend_writes_a_well_formed_array(tmp_path, tiny_dir):
   bin_dir = tmp_path / 'bin'  # a fake sbatch that records what it was asked to submit

@@ -45,6 +45,29 @@ def apply_overrides(config, overrides: dict):
   return config
 
 
+def refuse_stale(checks, root: str, archive: str | None = None):
+  """Raises, listing them, when any (name, config, workdir) of `checks` holds a run of
+  another config (research.workdir.check_config): a finished one is skipped, so its results
+  would be mixed in with the experiment as it is now."""
+  stale = []
+  for name, config, workdir in checks:
+    try:
+      workdir_lib.check_config(config, workdir)
+    except ValueError as e:
+      stale.append(f'{name}: {str(e).split("Differences:")[1].strip()}')
+  if stale:
+    raise ValueError(
+      f'{len(stale)} cell(s) under {root} hold runs of a different config '
+      '(the experiment changed since they ran), so their results would be '
+      'mixed in: delete them or use another --root'
+      + (
+        f' (those restored from {archive} are there too: use another --archive)' if archive else ''
+      )
+      + '.\n'
+      + '\n'.join(stale[:10])
+    )
+
+
 def split_spec(spec: str) -> tuple[str, str | None]:
   """'file.py:arg' -> ('file.py', 'arg'); the argument is optional, as for config_flags."""
   path, _, arg = spec.partition(':')
