@@ -8,13 +8,15 @@ ids (lab_shapes/res64_instances), flipped with the image; targets from research.
 (a Gaussian of config.panoptic.sigma px at each thing's mass centre, offsets on thing
 pixels), computed per example in the data pipeline.
 
-Loss (Panoptic-DeepLab's weights): cross-entropy on the semantics + heatmap_weight (200) ×
-mean squared error of the heatmap over labelled pixels + offset_weight (0.01) × L1 of the
-offsets (dy and dx summed) over thing pixels. Departures: plain cross-entropy, not the
-paper's hard-pixel bootstrapping (top 20% of pixels) with small instances weighted 3×; one
-decoder for the three heads (the paper has a semantic and an instance decoder) so that the
-upsampler under test makes all three; sigma 2 px by default, not 8: the paper's 8 px is
-for 1024×2048 Cityscapes, here objects are 2-28 px across at 64 px.
+Loss: cross-entropy on the semantics + heatmap_weight × mean squared error of the heatmap
+over labelled pixels + offset_weight × L1 of the offsets (dy and dx summed) over thing
+pixels; experiments/panoptic.py sets 10 and 0.1, not the paper's 200 and 0.01 (its docstring
+has the measurement: the paper's weights starve the semantic head at this size). Other
+departures: plain cross-entropy, not the paper's hard-pixel bootstrapping (top 20% of
+pixels) with small instances weighted 3×; one decoder for the three heads (the paper has a
+semantic and an instance decoder) so that the upsampler under test makes all three; sigma
+2 px by default, not 8: the paper's 8 px is for 1024×2048 Cityscapes, here objects are 2-28
+px across at 64 px.
 
 Evaluation (research.panoptic.group, then research.panoptic_metrics, summed over the
 split): PQ, SQ, RQ per class, over things and stuff; the semantic head's mIoU; and the
