@@ -206,10 +206,13 @@ def _convolution_section(config, step_row, repeats: int) -> list[str]:
       )
       for r in rows
     )  # nan where a convolution has no PyTorch twin
-  rest = {
-    'jax': step_row['jax_ms'] - totals['jax'],
-    'torch': step_row['torch_channels_last_ms'] - totals['torch'],
-  }
+  # The per-layer JAX times are XLA's; a step on oneDNN's convolutions has no rest to take
+  # them from (its per-layer times: --suites=onednn).
+  jax_rest = (
+    f'JAX {step_row["jax_ms"] - totals["jax"]:.1f} ms, '
+    if step_row['conv_impl'] == 'xla'
+    else "JAX not comparable (its step ran oneDNN's convolutions: --suites=onednn), "
+  )
   columns = [('x', 'x', '{}'), ('kernel', 'kernel', '{}'), ('count', 'count', '{}')]
   for name, label in [('forward', 'forward'), ('input_grad', 'dx'), ('kernel_grad', 'dW')]:
     columns += [
@@ -229,8 +232,8 @@ def _convolution_section(config, step_row, repeats: int) -> list[str]:
     f'({totals["jax"] / totals["torch"]:.2f}×; forward {ratio("forward"):.2f}×, dx '
     f'{ratio("input_grad"):.2f}×, dW {ratio("kernel_grad"):.2f}×). The rest of the step '
     '(GroupNorm, '
-    f'ReLU, upsampling, loss, optimizer): JAX {rest["jax"]:.1f} ms, PyTorch '
-    f'{rest["torch"]:.1f} ms.',
+    f'ReLU, upsampling, loss, optimizer): {jax_rest}PyTorch '
+    f'{step_row["torch_channels_last_ms"] - totals["torch"]:.1f} ms.',
     '',
     markdown_table(rows, columns),
     '',
@@ -253,6 +256,7 @@ def _train_step_table(config, rows, torch_version: str) -> list[str]:
         ('width', 'width', '{}'),
         ('upsampler', 'upsampler', '{}'),
         ('params', 'params', '{:,}'),
+        ('conv_impl', 'JAX convolutions', '{}'),
         ('jax_ms', 'JAX ms/step', '{:.1f}'),
         ('torch_nchw_ms', 'PyTorch NCHW ms/step', '{:.1f}'),
         ('torch_channels_last_ms', 'PyTorch channels_last ms/step', '{:.1f}'),

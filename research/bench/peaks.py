@@ -11,7 +11,10 @@ import jax
 # Sapphire, Emerald and Granite Rapids): two 512-bit FMA units -> 2 × 16 × 2 = 64 (nominal:
 # XLA:CPU seldom emits 512-bit FMAs, so % of peak reads low there). Skylake-
 # and Cascade Lake-SP (model 0x55) are left unknown: their FMA units (one or two) depend on
-# the SKU.
+# the SKU. A virtual machine may report a model number of no Xeon at all (model 0xA7 on one of
+# ours); an Intel processor with AMX is a Xeon Scalable of Sapphire Rapids or later, all with
+# two 512-bit FMA units, so AMX in the flags identifies the peak where the model does not.
+_AMX_XEON = (64, 'Intel Xeon with AMX (Sapphire Rapids or later, by its flags)')
 _CPU_PEAKS = (
   ('AuthenticAMD', 25, range(0x00, 0x10), 32, 'AMD Zen 3'),
   ('AuthenticAMD', 25, range(0x20, 0x30), 32, 'AMD Zen 3'),
@@ -83,12 +86,19 @@ def cpu_peak_gflops(info: dict, cores: int) -> tuple[float | None, str]:
   except (KeyError, ValueError, ZeroDivisionError):
     threads = 1
   physical = max(cores // threads, 1)
-  for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS:
-    if (vendor, family) == (peak_vendor, peak_family) and model in models:
-      return (
-        physical * mhz * flops / 1e3,
-        f'{name}: {physical} cores ({cores} logical CPUs) × {mhz / 1e3:.2f} GHz (clock now, '
-        '/proc/cpuinfo) '
-        f'× {flops} FP32 FLOP/cycle',
-      )
+  known = [
+    (flops, name)
+    for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS
+    if (vendor, family) == (peak_vendor, peak_family) and model in models
+  ]
+  amx = 'amx_tile' in info.get('flags', '').split()
+  if not known and (vendor, family) == ('GenuineIntel', 6) and amx:
+    known = [_AMX_XEON]
+  if known:
+    flops, name = known[0]
+    return (
+      physical * mhz * flops / 1e3,
+      f'{name}: {physical} cores ({cores} logical CPUs) × {mhz / 1e3:.2f} GHz (clock now, '
+      f'/proc/cpuinfo) × {flops} FP32 FLOP/cycle',
+    )
   return None, f'no documented vector width for {vendor} CPU family {family} model {model}'

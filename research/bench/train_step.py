@@ -13,6 +13,7 @@ import numpy as np
 
 from research import cost
 from research import data
+from research import onednn
 from research import steps
 from research import xla_flags as xla_flags_lib
 from research.bench import measure
@@ -180,6 +181,7 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
     'upsampler': upsampler,
     'width': width,
     'params': jax_row['params'],
+    'conv_impl': onednn.resolve(c.model.get('conv_impl', 'auto'), jax.numpy.dtype(c.model.dtype)),
     'torch_threads': torch.get_num_threads(),
     **measure.milliseconds(calls, repeats, warmup=3),
   }
