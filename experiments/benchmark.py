@@ -28,13 +28,15 @@ hours of every sweep and the hours left at that rate): an FCN-8s cell alone take
 (0.07 s/step; evaluation, FLOP counting and compilation are more than half of it), 4-5 min
 beside another cell. Per U-Net train step at width 8 (50-step probes, one at a time):
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
-and 3×3 encoder cost more than its reassembly), so a 2400-step U-Net cell is 5-12 min and
-the four parts together are about 20 CPU-hours, over the issue's 12: run fcn8s, then unet,
-then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget is short.
+and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
+is 3.4-18.6 min, and the four parts together are about 27 CPU-hours at the cell costs so
+far (6 spent, 21 left for the parts begun, fashion not counted), over the issue's 12: run
+fcn8s, then unet, then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget
+is short.
 Measured U-Net cells (2400 steps, one at a time, oneDNN convolutions; timing.json of the
 archive, seeds 0-1 on an AMD Zen 4, seed 2 on an Intel Xeon): bilinear 3.4 min,
 bilinear_additive 3.4-4.0, DySample 4.9-5.4, CARAFE 7.7-8.7, FADE 10.6-11.7, SAPA-B
-15.6-18.6; the six claim rows take 46-50 min a seed. (The archived wall times of bilinear
+15.6-18.6; the six claim rows take 46-51 min a seed. (The archived wall times of bilinear
 seeds 0 and 2, 34 and 20 min, include time paused for benchmarks.) Expected (3 seeds, test
 mIoU %): bilinear 55.1 ± 1.2, bilinear_additive 53.5 ± 1.9, CARAFE 52.2 ± 9.4, DySample
 56.0 ± 3.2, FADE 59.6 ± 4.1, SAPA-B 53.8 ± 4.8 (results/benchmark_unet.md).

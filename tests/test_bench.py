@@ -109,7 +109,7 @@ def test_cpu_peaks_know_the_machines_processors(vendor, family, model, per_cycle
 
 
 def test_an_intel_processor_with_amx_is_known_by_its_flags_whatever_model_it_reports():
-  # A VM of ours reports model 0xA7 (no Xeon's) for a processor with AMX.
+  # A VM of ours with AMX reports model 0xA7 (Rocket Lake, which has none).
   info = {'vendor_id': 'GenuineIntel', 'cpu family': '6', 'model': '167', 'cpu MHz': '2000.0'}
   assert peaks.cpu_peak_gflops(info, cores=2)[0] is None
   peak, note = peaks.cpu_peak_gflops({**info, 'flags': 'avx512f amx_bf16 amx_tile'}, cores=2)

@@ -11,9 +11,10 @@ import jax
 # Sapphire, Emerald and Granite Rapids): two 512-bit FMA units -> 2 × 16 × 2 = 64 (nominal:
 # XLA:CPU seldom emits 512-bit FMAs, so % of peak reads low there). Skylake-
 # and Cascade Lake-SP (model 0x55) are left unknown: their FMA units (one or two) depend on
-# the SKU. A virtual machine may report a model number of no Xeon at all (model 0xA7 on one of
-# ours); an Intel processor with AMX is a Xeon Scalable of Sapphire Rapids or later, all with
-# two 512-bit FMA units, so AMX in the flags identifies the peak where the model does not.
+# the SKU. A virtual machine may report another model than its processor's (0xA7, Rocket
+# Lake, which has no AMX, on one of ours with AMX); an Intel processor with AMX is a Xeon
+# Scalable of Sapphire Rapids or later, all with two 512-bit FMA units, so AMX in the flags
+# identifies the peak where the model does not.
 _AMX_XEON = (64, 'Intel Xeon with AMX (Sapphire Rapids or later, by its flags)')
 _CPU_PEAKS = (
   ('AuthenticAMD', 25, range(0x00, 0x10), 32, 'AMD Zen 3'),
@@ -86,16 +87,19 @@ def cpu_peak_gflops(info: dict, cores: int) -> tuple[float | None, str]:
   except (KeyError, ValueError, ZeroDivisionError):
     threads = 1
   physical = max(cores // threads, 1)
-  known = [
-    (flops, name)
-    for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS
-    if (vendor, family) == (peak_vendor, peak_family) and model in models
-  ]
+  known = next(
+    (
+      (flops, name)
+      for peak_vendor, peak_family, models, flops, name in _CPU_PEAKS
+      if (vendor, family) == (peak_vendor, peak_family) and model in models
+    ),
+    None,
+  )
   amx = 'amx_tile' in info.get('flags', '').split()
-  if not known and (vendor, family) == ('GenuineIntel', 6) and amx:
-    known = [_AMX_XEON]
-  if known:
-    flops, name = known[0]
+  if known is None and (vendor, family) == ('GenuineIntel', 6) and amx:
+    known = _AMX_XEON
+  if known is not None:
+    flops, name = known
     return (
       physical * mhz * flops / 1e3,
       f'{name}: {physical} cores ({cores} logical CPUs) × {mhz / 1e3:.2f} GHz (clock now, '

@@ -181,7 +181,7 @@ def torch_side_by_side(config, upsampler: str, width: int, repeats: int) -> dict
     'upsampler': upsampler,
     'width': width,
     'params': jax_row['params'],
-    'conv_impl': onednn.resolve(c.model.get('conv_impl', 'auto'), jax.numpy.dtype(c.model.dtype)),
+    'conv_impl': onednn.resolve(c.model.conv_impl, c.model.dtype),
     'torch_threads': torch.get_num_threads(),
     **measure.milliseconds(calls, repeats, warmup=3),
   }
