@@ -34,12 +34,13 @@ far (6 spent, 21 left for the parts begun, fashion not counted), over the issue'
 fcn8s, then unet, then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget
 is short.
 Measured U-Net cells (2400 steps, one at a time, oneDNN convolutions; timing.json of the
-archive, seeds 0-1 on an AMD Zen 4, seed 2 on an Intel Xeon): bilinear 3.4 min,
-bilinear_additive 3.4-4.0, DySample 4.9-5.4, CARAFE 7.7-8.7, FADE 10.6-11.7, SAPA-B
-15.6-18.6; the six claim rows take 46-51 min a seed. (The archived wall times of bilinear
-seeds 0 and 2, 34 and 20 min, include time paused for benchmarks.) Expected (3 seeds, test
-mIoU %): bilinear 55.1 ± 1.2, bilinear_additive 53.5 ± 1.9, CARAFE 52.2 ± 9.4, DySample
-56.0 ± 3.2, FADE 59.6 ± 4.1, SAPA-B 53.8 ± 4.8 (results/benchmark_unet.md).
+archive, seeds 0-1 on an AMD Zen 4, seed 2 and nearest on an Intel Xeon): bilinear 3.4 min,
+bilinear_additive 3.4-4.0, nearest 3.9-4.1, DySample 4.9-5.4, CARAFE 7.7-8.7, FADE
+10.6-11.7, SAPA-B 15.6-18.6; the six claim rows take 46-51 min a seed. (The archived wall
+times of bilinear seeds 0 and 2, 34 and 20 min, include time paused for benchmarks.)
+Expected (3 seeds, test mIoU %): nearest 56.4 ± 3.1, bilinear 55.1 ± 1.2,
+bilinear_additive 53.5 ± 1.9, CARAFE 52.2 ± 9.4, DySample 56.0 ± 3.2, FADE 59.6 ± 4.1,
+SAPA-B 53.8 ± 4.8 (results/benchmark_unet.md).
 Smoke test: `experiments/benchmark.py:part=unet,steps=2,seeds=1`.
 """
 
