@@ -29,8 +29,8 @@ hours of every sweep and the hours left at that rate): an FCN-8s cell alone take
 beside another cell. Per U-Net train step at width 8 (50-step probes, one at a time):
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
 and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
-is 3.4-18.6 min, and the four parts together are about 27 CPU-hours at the cell costs so
-far (6 spent, 21 left for the parts begun, fashion not counted), over the issue's 12: run
+is 3.4-18.6 min, and the four parts together are about 26 CPU-hours at the cell costs so
+far (7 spent, 20 left for the parts begun, fashion not counted), over the issue's 12: run
 fcn8s, then unet, then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget
 is short.
 Measured U-Net cells (2400 steps, one at a time, oneDNN convolutions; timing.json of the
