@@ -26,7 +26,9 @@ Expected numbers (results/instance.md: the archive's 3 seeds, test split, %): ma
 nearest 73.9 ± 1.3, bilinear 79.0 ± 0.9, transpose_conv k=2 79.1 ± 0.3; mask IoU 87.5 ±
 0.8, 89.9 ± 0.4, 89.8 ± 0.2; boundary F1 96.0 ± 0.8, 96.8 ± 0.3, 96.5 ± 0.1. The table's
 command: `python -m launch.table --root results/runs/instance --name instance --reference
-nearest --out results` (no paired columns: this runner keeps no per-image values).
+nearest --out results`: paired columns (mask AP recomputed on each bootstrap resample,
+mask IoU and boundary F1 as means over instances) between runs that keep per-image values
+(per_image_<split>.npz; runs made before the runner wrote it have none).
 """
 
 import ml_collections

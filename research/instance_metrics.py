@@ -5,6 +5,8 @@ masks, and COCO-style mask AP (Lin et al. 2014; pycocotools' COCOeval, iouType='
 * `boundary_f1` -> float64 [N]: research.metrics.boundary_f1 of paired binary masks.
 * `match_image` -> one image's detections marked matched or not at each IoU threshold, and
   its ground-truth classes; `mask_ap` accumulates those over a dataset into AP.
+* `stack_matches` -> those of a split as padded arrays; `weighted_mask_ap` -> the AP of the
+  split with each image counted a given number of times (research.stats' bootstrap of AP).
 * `instance_boxes` -> the tight box of each ground-truth instance, for a mask head on
   ground-truth boxes (research.roi_align's (y0, x0, y1, x1) convention).
 
@@ -24,6 +26,7 @@ from research import metrics
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # as COCOeval: np.linspace(.5, .95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+CHUNK = 256  # weighted_mask_ap's versions at a time: arrays of [CHUNK, D, T]
 
 
 def _masks(masks, name):
@@ -112,21 +115,93 @@ def match_image(
   return {'scores': scores, 'classes': pred_classes, 'matched': matched, 'gt_classes': gt_classes}
 
 
-def _class_ap(scores, matched, num_gt):
-  """AP [T] of one class from its detections' scores [D] and matches [D, T] over a dataset."""
+def _class_ap(scores, matched, num_gt, weights=None):
+  """AP [M, T] of one class from its detections' scores [D] and matches [D, T] over a dataset.
+
+  weights [M, D]: how often each detection counts in each of M versions of the dataset (its
+  image's multiplicity in a bootstrap resample, as if the image were repeated; 0 drops it),
+  num_gt [M] the class's ground truth counted the same way; None: one version, once each.
+  AP at threshold t is the mean over the recall points r of the non-increasing precision at
+  the first detection whose recall reaches r, i.e. the sum over detections d of its precision
+  times the number of recall points in (recall[d - 1], recall[d]], over 101.
+  """
+  weights = np.ones((1, len(scores))) if weights is None else np.asarray(weights, np.float64)
+  num_gt = np.broadcast_to(np.asarray(num_gt, np.float64), weights.shape[:1])
   if not len(scores):
-    return np.zeros(matched.shape[1])  # ground truth, no detection: recall stays 0
+    return np.zeros((len(weights), matched.shape[1]))  # ground truth, no detection: recall 0
   order = np.argsort(-scores, kind='mergesort')
-  tp = np.cumsum(matched[order], axis=0)  # [D, T]
-  fp = np.cumsum(~matched[order], axis=0)
-  ap = np.zeros(matched.shape[1])
-  for t in range(matched.shape[1]):
-    recall = tp[:, t] / num_gt
-    precision = tp[:, t] / np.maximum(tp[:, t] + fp[:, t], np.spacing(1))
-    precision = np.maximum.accumulate(precision[::-1])[::-1]  # non-increasing
-    index = np.searchsorted(recall, RECALL_POINTS, side='left')
-    ap[t] = np.where(index < len(recall), precision[np.minimum(index, len(recall) - 1)], 0).mean()
-  return ap
+  w = weights[:, order]  # [M, D]
+  tp = np.cumsum(w[:, :, None] * matched[order], axis=1)  # [M, D, T]
+  counted = np.cumsum(w, axis=1)[:, :, None]  # tp + fp
+  recall = tp / num_gt[:, None, None]
+  precision = tp / np.maximum(counted, np.spacing(1))
+  precision = np.flip(np.maximum.accumulate(np.flip(precision, 1), axis=1), 1)  # non-increasing
+  covered = np.diff(_points_reached(recall), axis=1, prepend=0)  # first reached at detection d
+  return (precision * covered).sum(1) / len(RECALL_POINTS)
+
+
+def _points_reached(recall):
+  """How many RECALL_POINTS are <= each recall (searchsorted side='right', without its
+  per-query binary search): the guess from the even spacing, corrected by comparison."""
+  last = len(RECALL_POINTS) - 1
+  guess = np.clip(np.floor(np.nan_to_num(recall) * last), 0, last).astype(np.int64)
+  guess -= RECALL_POINTS[guess] > recall  # at most one step off either way
+  up = np.minimum(guess + 1, last)
+  guess += (RECALL_POINTS[up] <= recall) & (guess < last)
+  return guess + 1
+
+
+def stack_matches(matches, num_classes: int, width: int | None = None) -> dict:
+  """`match_image` of every image of a split as arrays, for paired bootstrap statistics.
+
+  Returns {'det_scores' float64 [N, R], 'det_classes' int64 [N, R], 'det_matched' bool
+  [N, R, T], 'det_valid' bool [N, R] (detections padded to R = width or the most in an
+  image), 'gt_counts' int64 [N, K] (ground truth per class)}.
+  """
+  if not matches:
+    raise ValueError('matches must hold at least one image')
+  most = max(len(m['scores']) for m in matches)
+  width = most if width is None else width
+  if width < most:
+    raise ValueError(f'width must be >= the most detections in an image ({most}), got {width}')
+  num_thresholds = matches[0]['matched'].shape[1]
+  out = {
+    'det_scores': np.zeros((len(matches), width)),
+    'det_classes': np.zeros((len(matches), width), np.int64),
+    'det_matched': np.zeros((len(matches), width, num_thresholds), bool),
+    'det_valid': np.zeros((len(matches), width), bool),
+    'gt_counts': np.zeros((len(matches), num_classes), np.int64),
+  }
+  for n, m in enumerate(matches):
+    p = len(m['scores'])
+    out['det_scores'][n, :p], out['det_classes'][n, :p] = m['scores'], m['classes']
+    out['det_matched'][n, :p], out['det_valid'][n, :p] = m['matched'], True
+    out['gt_counts'][n] = np.bincount(m['gt_classes'], minlength=num_classes)
+  return out
+
+
+def weighted_mask_ap(stacked: dict, weights) -> np.ndarray:
+  """Mask AP [M] of a split whose image n counts weights[m, n] times (a bootstrap resample's
+  multiplicities; all ones: `mask_ap` of the split), from `stack_matches` arrays. A class
+  counts where its weighted ground truth is > 0; NaN where no class has any."""
+  weights = np.asarray(weights, np.float64)  # [M, N]
+  valid = np.asarray(stacked['det_valid'], bool)
+  if weights.ndim != 2 or weights.shape[1] != valid.shape[0]:
+    raise ValueError(f'weights must be [M, N={valid.shape[0]}], got {weights.shape}')
+  image = np.nonzero(valid)[0]  # [D]: the image of each detection
+  scores, classes = stacked['det_scores'][valid], stacked['det_classes'][valid]
+  matched = np.asarray(stacked['det_matched'], bool)[valid]  # [D, T]
+  num_gt = weights @ stacked['gt_counts']  # [M, K]
+  ap = np.zeros((len(weights), num_gt.shape[1]))  # [M, K], mean over thresholds
+  for c in np.flatnonzero(np.asarray(stacked['gt_counts']).sum(0)):
+    mine = classes == c
+    for chunk in np.array_split(np.arange(len(weights)), -(-len(weights) // CHUNK)):
+      w = weights[chunk][:, image[mine]]  # [chunk, D of class c]
+      with np.errstate(divide='ignore', invalid='ignore'):  # no ground truth: not scored
+        ap[chunk, c] = _class_ap(scores[mine], matched[mine], num_gt[chunk, c], w).mean(1)
+  scored = num_gt > 0
+  total = np.where(scored, ap, 0).sum(1)
+  return np.divide(total, scored.sum(1), out=np.full(len(weights), np.nan), where=scored.any(1))
 
 
 def mask_ap(matches, num_classes: int, thresholds=IOU_THRESHOLDS) -> dict:
@@ -152,7 +227,7 @@ def mask_ap(matches, num_classes: int, thresholds=IOU_THRESHOLDS) -> dict:
   num_gt = np.bincount(gt.astype(np.int64), minlength=num_classes)
   for c in np.flatnonzero(num_gt):
     mine = classes == c
-    per[c] = _class_ap(scores[mine], matched[mine].astype(bool), num_gt[c])
+    per[c] = _class_ap(scores[mine], matched[mine].astype(bool), num_gt[c])[0]
   scored = per[num_gt > 0]  # [K with ground truth, T]
   per_threshold = scored.mean(0) if len(scored) else np.full(len(thresholds), np.nan)
   summary = {

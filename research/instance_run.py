@@ -18,10 +18,13 @@ its ground truth, averaged over the split's instances; COCO mask AP over IoU 0.5
 AP50, AP75, per class), each mask scored by its mean probability inside the predicted mask
 (0 for an empty mask): boxes from ground truth carry no detector score, so the mask's own
 confidence orders them. Also the checkerboard score of the 28×28 logits of each box's class
-(what the upsampler made), averaged over boxes. Evaluation runs on one process.
+(what the upsampler made), averaged over boxes. Evaluation runs on one process; each image's
+values go to per_image_<split>.npz, so that tables pair decoders by seed and image (mask AP
+by research.stats.weighted_difference, the rest as weighted means).
 """
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +39,7 @@ from research import roi_align
 from research import steps
 from research import tasks
 from research import train
+from research import workdir as workdir_lib
 from research.data import catalog
 from research.models import mask_head
 
@@ -197,11 +201,36 @@ def score_image(pasted, valid, box_ids, box_classes, instance) -> dict:
   }
 
 
+def _image_mean(values) -> tuple[float, int]:
+  """The mean of an image's defined (non-NaN) per-instance values, and how many there are."""
+  defined = np.asarray(values, np.float64)[~np.isnan(values)]
+  return (float(defined.mean()) if defined.size else float('nan')), defined.size
+
+
+def per_image_values(images: list, checker: list, num_classes: int, width: int) -> dict:
+  """The split's per-image arrays (per_image_<split>.npz) from score_image of each image and
+  its boxes' checkerboard scores: per-instance means as scores with their counts as weights
+  ('mask_iou', 'boundary_f1', 'checkerboard_logits', each with '<name>_weight'), so that
+  weighted means over images are the means over the split's instances; and
+  instance_metrics.stack_matches of the matches, for mask AP."""
+  values = {}
+  for name, per_instance in (
+    ('mask_iou', [image['iou'] for image in images]),
+    ('boundary_f1', [image['boundary_f1'] for image in images]),
+    ('checkerboard_logits', checker),
+  ):
+    means, counts = zip(*map(_image_mean, per_instance))
+    values[name], values[f'{name}_weight'] = np.array(means), np.array(counts, np.float64)
+  matches = [image['match'] for image in images]
+  return {**values, **instance_metrics.stack_matches(matches, num_classes, width)}
+
+
 def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', shifts=True):
-  """The split's instance-mask scores (predict.finish's evaluate_split; workdir, prefix and
-  shifts are the semantic evaluator's and unused here)."""
-  del workdir, prefix, shifts
-  ious, f1s, matches, checker = [], [], [], []
+  """The split's instance-mask scores (predict.finish's evaluate_split), and with a workdir
+  each image's values in per_image_<prefix><split>.npz (in the split's order, for paired
+  statistics; per_image_values). `shifts` is the semantic evaluator's and unused here."""
+  del shifts
+  images, checker = [], []
   for batch in data.eval_batches(
     config.data,
     split,
@@ -214,15 +243,20 @@ def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', 
     pasted, boxes_checker = np.asarray(pasted), np.asarray(extra['checkerboard'])
     for i in np.flatnonzero(batch['valid']):
       valid = batch['box_valid'][i]
-      image = score_image(
-        pasted[i], valid, batch['box_ids'][i], batch['box_classes'][i], batch['instance'][i]
+      images.append(
+        score_image(
+          pasted[i], valid, batch['box_ids'][i], batch['box_classes'][i], batch['instance'][i]
+        )
       )
-      ious.append(image['iou'])
-      f1s.append(image['boundary_f1'])
-      matches.append(image['match'])
       checker.append(boxes_checker[i][valid])
-  ap = instance_metrics.mask_ap(matches, info.num_classes)
-  ious, f1s = np.concatenate(ious), np.concatenate(f1s)
+  per_image = per_image_values(images, checker, info.num_classes, config.instance.max_instances)
+  if workdir is not None and jax.process_index() == 0:
+    path = os.path.join(workdir, f'per_image_{prefix}{split}.npz')
+    workdir_lib.write_npz_atomic(path, per_image)
+  ap = instance_metrics.mask_ap([image['match'] for image in images], info.num_classes)
+  ious = np.concatenate([image['iou'] for image in images])
+  f1s = np.concatenate([image['boundary_f1'] for image in images])
+  checker = np.concatenate(checker)
   return {
     'mask_iou': float(ious.mean()) if len(ious) else float('nan'),
     'boundary_f1': float(np.nanmean(f1s)) if len(f1s) else float('nan'),
@@ -231,7 +265,7 @@ def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', 
     'mask_ap75': ap['ap75'],
     'mask_ap_per_class': dict(zip(info.class_names, ap['per_class'].tolist())),
     'instances': len(ious),
-    'checkerboard': float(np.nanmean(np.concatenate(checker))) if len(ious) else float('nan'),
+    'checkerboard': float(np.nanmean(checker)) if len(ious) else float('nan'),
   }
 
 

@@ -85,34 +85,32 @@ def _check_options(num_resamples, level):
     raise ValueError(f'level must be in (0, 1), got {level}')
 
 
-def _resampled_sums(statistics, num_resamples, rng):
-  """Sums of per-image statistics over each resample: float64 [2, B, S, F].
-
-  statistics: float64 [2, S, N, F] (reference and candidate). Resample b, slot t takes seed
-  seeds[b, t] and, from it, the images images[b, t, :]; counts[b, t, n] says how often image n
-  was drawn, so the sum is a matrix product per original seed.
-  """
-  _, num_seeds, num_images, num_features = statistics.shape
+def _resample_counts(num_seeds, num_images, num_resamples, rng):
+  """The draws of the module docstring, as multiplicities: seeds [B * S] (slot t of resample b
+  is row b * S + t) and counts float64 [B * S, N] (how often that slot drew each image)."""
   seeds = rng.integers(0, num_seeds, (num_resamples, num_seeds)).ravel()  # [B * S]
   images = rng.integers(0, num_images, (num_resamples * num_seeds, num_images))  # [B * S, N]
   row = np.arange(num_resamples * num_seeds)[:, None] * num_images
   counts = np.bincount((row + images).ravel(), minlength=images.size).reshape(images.shape)
-  counts = counts.astype(np.float64)  # [B * S, N], for a BLAS product
-  sums = np.empty((num_resamples * num_seeds, 2 * num_features))  # [B * S, 2F]
-  for s in range(num_seeds):
-    drawn = seeds == s
-    per_image = statistics[:, s].transpose(1, 0, 2).reshape(num_images, 2 * num_features)
-    sums[drawn] = counts[drawn] @ per_image  # [drawn, N] @ [N, 2F]
-  return sums.reshape(num_resamples, num_seeds, 2, num_features).transpose(2, 0, 1, 3)
+  return seeds, counts.astype(np.float64)  # float for a BLAS product
 
 
-def _paired_bootstrap(statistics, metric, num_resamples, level, seed):
-  """PairedDifference of metric(sums [..., F]) -> [...] over statistics [2, S, N, F]."""
-  _check_options(num_resamples, level)
-  _, num_seeds, num_images, _ = statistics.shape
-  per_seed = metric(statistics.sum(2))  # [2, S]
+def _resampled(per_seed_metric, num_seeds, num_images, num_resamples, rng):
+  """[2, B, S]: per_seed_metric(side, s, counts [M, N]) -> [M] on every resample slot that drew
+  seed s (side 0 the reference, 1 the candidate), the counts being that slot's draws."""
+  seeds, counts = _resample_counts(num_seeds, num_images, num_resamples, rng)
+  values = np.empty((2, num_resamples * num_seeds))
+  for side in range(2):
+    for s in range(num_seeds):
+      drawn = seeds == s
+      values[side, drawn] = per_seed_metric(side, s, counts[drawn])
+  return values.reshape(2, num_resamples, num_seeds)
+
+
+def _summarize(per_seed, resampled, num_images, level) -> 'PairedDifference':
+  """PairedDifference from the metric of each run [2, S] and of each resample [2, B, S]."""
+  num_seeds = per_seed.shape[1]
   difference = float(np.mean(per_seed[1] - per_seed[0]))
-  resampled = metric(_resampled_sums(statistics, num_resamples, np.random.default_rng(seed)))
   differences = (resampled[1] - resampled[0]).mean(-1)  # [B]
   differences = differences[~np.isnan(differences)]
   if differences.size < 2:
@@ -133,6 +131,40 @@ def _paired_bootstrap(statistics, metric, num_resamples, level, seed):
     num_resamples=int(differences.size),
     level=level,
   )
+
+
+def _paired_bootstrap(statistics, metric, num_resamples, level, seed):
+  """PairedDifference of metric(sums [..., F]) -> [...] over statistics [2, S, N, F]: a
+  resample's sums are its counts times the per-image statistics, one product per seed."""
+  _check_options(num_resamples, level)
+  _, num_seeds, num_images, _ = statistics.shape
+
+  def per_seed_metric(side, s, counts):  # counts [M, N] @ [N, F]
+    return metric(counts @ statistics[side, s])
+
+  rng = np.random.default_rng(seed)
+  resampled = _resampled(per_seed_metric, num_seeds, num_images, num_resamples, rng)
+  return _summarize(metric(statistics.sum(2)), resampled, num_images, level)
+
+
+def weighted_difference(
+  metric, num_seeds: int, num_images: int, num_resamples=NUM_RESAMPLES, level=LEVEL, seed=0
+) -> PairedDifference:
+  """Bootstrap of a split metric that is no function of per-image sums (COCO AP ranks the
+  split's detections), computed on each resample from how often it drew each image.
+
+  metric(side, s, weights float64 [M, N]) -> [M]: the metric of run s of the reference (side
+  0) or the candidate (side 1) on the split with image n counted weights[m, n] times, as if
+  repeated that often; all ones is the split itself. Same draws as the other differences.
+  """
+  _check_options(num_resamples, level)
+  if num_seeds < 1 or num_images < 1:
+    raise ValueError(f'num_seeds and num_images must be >= 1, got {num_seeds} and {num_images}')
+  rng = np.random.default_rng(seed)
+  resampled = _resampled(metric, num_seeds, num_images, num_resamples, rng)
+  ones = np.ones((1, num_images))
+  per_seed = np.array([[metric(side, s, ones)[0] for s in range(num_seeds)] for side in range(2)])
+  return _summarize(per_seed, resampled, num_images, level)
 
 
 def confusion_difference(

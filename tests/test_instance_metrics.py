@@ -107,3 +107,84 @@ def test_bad_arguments_say_what_is_valid():
   match = im.match_image([GT_A], [0.1], [3], [GT_A], [1])
   with pytest.raises(ValueError, match=r'classes must lie in \[0, 2\), got \[1, 3\]'):
     im.mask_ap([match], num_classes=2)
+
+
+def _random_matches(rng, num_images, num_classes=4, num_thresholds=10):
+  """Images with random detections (distinct scores) and ground truth, as match_image gives."""
+  matches = []
+  for _ in range(num_images):
+    p, g = rng.integers(0, 6), rng.integers(0, 6)
+    matched = np.sort(rng.random((p, 1)) < rng.random((1, num_thresholds)), axis=1)[:, ::-1]
+    matches.append(
+      {
+        'scores': rng.random(p),
+        'classes': rng.integers(0, num_classes, p),
+        'matched': matched.copy(),  # monotone in the threshold, like a real match
+        'gt_classes': rng.integers(0, num_classes, g),
+      }
+    )
+  return matches
+
+
+def _slow_ap(matches, num_classes):
+  """COCO AP from its definition, with loops: per class with ground truth and threshold, the
+  mean over recall points r of the highest precision at any recall >= r (0 if none)."""
+  aps = []
+  for c in range(num_classes):
+    num_gt = sum(int((m['gt_classes'] == c).sum()) for m in matches)
+    if not num_gt:
+      continue
+    found = [
+      (s, hit)
+      for m in matches
+      for s, k, hit in zip(m['scores'], m['classes'], m['matched'])
+      if k == c
+    ]
+    found.sort(key=lambda d: -d[0])
+    for t in range(len(im.IOU_THRESHOLDS)):
+      tp = fp = 0
+      curve = []
+      for _, hit in found:
+        tp, fp = tp + hit[t], fp + (not hit[t])
+        curve.append((tp / num_gt, tp / (tp + fp)))
+      aps.append(
+        np.mean(
+          [max([p for r, p in curve if r >= point], default=0.0) for point in im.RECALL_POINTS]
+        )
+      )
+  return np.mean(aps)
+
+
+def test_weighted_ap_equals_ap_of_the_split_with_images_repeated():
+  # The slow reference: COCO AP of a list in which image n appears weights[m, n] times.
+  rng = np.random.default_rng(0)
+  matches = _random_matches(rng, 12)
+  stacked = im.stack_matches(matches, num_classes=4, width=8)
+  weights = rng.integers(0, 4, (6, 12)).astype(float)
+  weights[0] = 1
+  got = im.weighted_mask_ap(stacked, weights)
+  for m, w in enumerate(weights):
+    repeated = [match for match, count in zip(matches, w) for _ in range(int(count))]
+    assert got[m] == pytest.approx(_slow_ap(repeated, num_classes=4), abs=1e-12)
+  assert got[0] == pytest.approx(im.mask_ap(matches, num_classes=4)['ap'], abs=1e-12)
+  assert 0 < got.min() and got.max() < 1 and np.ptp(got) > 0.05  # the weights matter
+
+
+def test_weighted_ap_of_no_ground_truth_is_nan_and_padding_is_checked():
+  matches = _random_matches(np.random.default_rng(1), 3)
+  stacked = im.stack_matches(matches, num_classes=4)
+  assert np.isnan(im.weighted_mask_ap(stacked, np.zeros((1, 3))))[0]
+  with pytest.raises(ValueError, match=r'weights must be \[M, N=3\], got \(3,\)'):
+    im.weighted_mask_ap(stacked, np.ones(3))
+  with pytest.raises(ValueError, match=r'width must be >= the most detections'):
+    im.stack_matches(matches, num_classes=4, width=0)
+
+
+def test_recall_points_reached_is_searchsorted_at_and_beside_every_point():
+  rng = np.random.default_rng(2)
+  points = im.RECALL_POINTS
+  x = np.concatenate(
+    [rng.random(10_000), points, np.nextafter(points, -1), np.nextafter(points, 2)]
+  )
+  x = np.clip(x, 0, 1)
+  np.testing.assert_array_equal(im._points_reached(x), np.searchsorted(points, x, side='right'))

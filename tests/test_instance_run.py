@@ -81,6 +81,15 @@ def test_the_runner_learns_writes_final_json_and_is_not_trained_again(
   for name in ('mask_iou', 'boundary_f1', 'mask_ap', 'mask_ap50', 'mask_ap75', 'checkerboard'):
     assert 0 <= test[name] <= 1, name
   assert final['cost']['params'] > 0
+  # Each image's values (for paired tables): their weighted means are the split's scores.
+  with np.load(tmp_path / f'per_image_{config.data.test_split}.npz') as f:
+    per_image = dict(f)
+  for name, value in (('mask_iou', 'mask_iou'), ('boundary_f1', 'boundary_f1')):
+    scores, weights = np.nan_to_num(per_image[name]), per_image[f'{name}_weight']
+    assert (scores * weights).sum() / weights.sum() == pytest.approx(test[value]), name
+  assert per_image['mask_iou_weight'].sum() == test['instances']
+  ones = np.ones((1, len(per_image['mask_iou'])))
+  assert instance_metrics.weighted_mask_ap(per_image, ones)[0] == pytest.approx(test['mask_ap'])
   monkeypatch.setattr(steps, 'compile_steps', lambda *a, **k: pytest.fail('trained again'))
   assert runners.run(config, str(tmp_path)) == json.loads(json.dumps(final))
 

@@ -48,6 +48,25 @@ def test_confusion_difference_replays_the_documented_draws():
   assert result.difference == pytest.approx(np.mean(np.subtract(per_seed, per_seed_ref)))
 
 
+def test_weighted_difference_replays_the_documented_draws():
+  # A metric given each image's multiplicity (mIoU of the confusions repeated that often)
+  # gives the bootstrap that loops over the same draws.
+  rng = np.random.default_rng(5)
+  reference, candidate = _confusions(rng), _confusions(rng)
+  runs = (reference, candidate)
+
+  def metric(side, s, weights):  # [M, N] -> [M]
+    return dm.mean_iou(np.einsum('mn,nij->mij', weights, runs[side][s]))
+
+  result = stats.weighted_difference(metric, 3, 7, num_resamples=60, seed=4)
+  slow = _slow_bootstrap(reference, candidate, dm.mean_iou, 60, 4)
+  np.testing.assert_allclose([result.low, result.high], np.percentile(slow, [2.5, 97.5]))
+  assert result.standard_error == pytest.approx(np.std(slow, ddof=1))
+  assert result == stats.confusion_difference(reference, candidate, num_resamples=60, seed=4)
+  with pytest.raises(ValueError, match=r'num_seeds and num_images must be >= 1, got 0 and 7'):
+    stats.weighted_difference(metric, 0, 7)
+
+
 def test_sums_difference_of_flattened_confusions_is_the_confusion_difference():
   rng = np.random.default_rng(3)
   reference, candidate = _confusions(rng), _confusions(rng)

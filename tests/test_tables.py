@@ -15,6 +15,7 @@ import pytest
 
 from experiments import quick
 from research import inference
+from research import instance_metrics
 from research import panoptic_metrics
 from research import steps
 from research import sweep
@@ -421,3 +422,44 @@ def test_panoptic_runs_are_paired_on_pq_image_by_image(tmp_path):
     by_seed = [pq['upsampler=resize_conv', s][i] - pq['upsampler=nearest', s][i] for s in range(2)]
     assert result[title].difference == pytest.approx(np.mean(by_seed))
     assert result[title].num_images == 6
+
+
+def test_instance_runs_are_paired_on_mask_ap_and_instance_weighted_means(tmp_path):
+  """Mask AP recomputed per resample from each image's detections (its point estimate the mean
+  over seeds of mask_ap), and mask IoU / boundary F1 as means over instances, not images."""
+  rng = np.random.default_rng(4)
+  path, cells = _paired_root(tmp_path, 'experiments/instance.py', seeds=2)
+  ap, iou = {}, {}
+  for cell in cells:
+    data = {'name': 'lab_shapes', 'variant': 'res64_instances', 'eval_split': 'validation'}
+    config = {'seed': cell.overrides['seed'], 'data': {**data, 'test_split': 'test'}}
+    with open(os.path.join(cell.workdir, 'config.json'), 'w') as f:
+      json.dump(config, f)
+    hit = 0.9 if 'resize' in cell.name else 0.5
+    matches, ious = [], []
+    for _ in range(7):
+      boxes = rng.integers(1, 4)
+      classes = rng.integers(0, 3, boxes)
+      ious.append(rng.uniform(hit - 0.2, hit, boxes))
+      matched = ious[-1][:, None] >= instance_metrics.IOU_THRESHOLDS
+      matches.append(
+        {'scores': rng.random(boxes), 'classes': classes, 'matched': matched, 'gt_classes': classes}
+      )
+    values = {
+      'mask_iou': np.array([i.mean() for i in ious]),
+      'mask_iou_weight': np.array([len(i) for i in ious], float),
+      **instance_metrics.stack_matches(matches, num_classes=3, width=4),
+    }
+    np.savez(os.path.join(cell.workdir, 'per_image_test.npz'), **values)
+    key = cell.name.split(',')[0], cell.overrides['seed']
+    ap[key] = instance_metrics.mask_ap(matches, num_classes=3)['ap']
+    iou[key] = np.concatenate(ious).mean()
+    with open(os.path.join(cell.workdir, 'final.json'), 'w') as f:
+      json.dump({'step': 1, 'test': {'mask_ap': ap[key], 'mask_iou': iou[key]}}, f)
+  _, rows = tables.read_sweep(path)
+  [(_, result)] = tables.paired.differences(rows, 'test', 'nearest', (), num_resamples=100)
+  assert set(result) == {'mask AP', 'mask IoU'}
+  for title, by in (('mask AP', ap), ('mask IoU', iou)):
+    by_seed = [by['upsampler=resize_conv', s] - by['upsampler=nearest', s] for s in range(2)]
+    assert result[title].difference == pytest.approx(np.mean(by_seed))
+    assert result[title].num_images == 7 and result[title].difference > 0.2

@@ -5,8 +5,10 @@ upsampler options), which is the reference decoder: same architecture, data, sch
 seeds, so that seed s of both saw the same initialisation seed and data order. Only the seeds
 both have finished count. Intervals: research.stats' hierarchical bootstrap (seeds, then test
 images within a seed; 2000 resamples; percentile 95% interval) over the per-image values each
-run keeps in per_image_<split>.npz (video runs: and per clip, in per_clip_<split>.npz). A
-difference is marked where its interval excludes zero;
+run keeps in per_image_<split>.npz (video runs: and per clip, in per_clip_<split>.npz);
+metrics that no sum over images gives (mask AP) are recomputed on each resample from how
+often it drew each image (stats.weighted_difference). A difference is marked where its
+interval excludes zero;
 each table says the smallest difference its design could detect (80% power).
 """
 
@@ -18,6 +20,7 @@ from typing import Callable, NamedTuple
 import ml_collections
 import numpy as np
 
+from research import instance_metrics
 from research import panoptic_metrics
 from research import stats
 from research.data import catalog
@@ -32,14 +35,18 @@ class Metric(NamedTuple):
   needs: str  # the per-image array it reads
   # per-image arrays [S, N, ...] of one run set -> (confusions [S, N, K, K], None) for IoU
   # metrics, (statistics [S, N, F], None) for `summed` metrics, or (scores [S, N], weights
-  # [S, N] | None) for per-image scores.
-  values: Callable
+  # [S, N] | None) for per-image scores; None for `resampled` metrics.
+  values: Callable | None
   iou: bool = False
   thin: bool = False  # IoU over the dataset's thin classes only
   # A metric of the statistics summed over images ([..., F] -> [...]), its argument the
   # dataset's thing classes (PQ over things), or None.
   summed: Callable | None = None
   things: bool = False  # needs the dataset's thing classes (left out where it has none)
+  # A split metric that no sum over images gives (COCO AP ranks the split's detections):
+  # (one run's per-image arrays [N, ...], weights [M, N]) -> [M], the metric with image n
+  # counted weights[m, n] times (research.stats.weighted_difference), or None.
+  resampled: Callable | None = None
 
 
 def _recall(a):
@@ -54,6 +61,12 @@ def _pq_statistics(a):  # [S, N, 4 * K]: tp, fp, fn, iou_sum of each class
   return stacked.reshape(*stacked.shape[:2], -1), None
 
 
+def _weighted(name):
+  """Per-image scores and, where the run keeps them, their weights (an instance run's image
+  means over its instances, weighted by how many: the split's mean over instances)."""
+  return lambda a: (a[name], a.get(f'{name}_weight'))
+
+
 def _flicker(a):
   changed, stable = a['clip_changed'], a['clip_stable']
   return np.divide(changed, stable, out=np.full(stable.shape, np.nan), where=stable > 0), stable
@@ -64,14 +77,12 @@ METRICS = (
   Metric('thin IoU', 'confusion', lambda a: (a['confusion'], None), iou=True, thin=True),
   Metric('trimap 2px', 'trimap', lambda a: (a['trimap'][:, :, 1], None), iou=True),
   Metric('trimap 4px', 'trimap', lambda a: (a['trimap'][:, :, 2], None), iou=True),
-  Metric('boundary F1', 'boundary_f1', lambda a: (a['boundary_f1'], None)),
+  Metric('boundary F1', 'boundary_f1', _weighted('boundary_f1')),
   Metric('small-object recall', 'small_hits', _recall),
   Metric(
     'shift consistency', 'shift_consistency', lambda a: (a['shift_consistency'].mean(-1), None)
   ),
-  Metric(
-    'checkerboard (logits)', 'checkerboard_logits', lambda a: (a['checkerboard_logits'], None)
-  ),
+  Metric('checkerboard (logits)', 'checkerboard_logits', _weighted('checkerboard_logits')),
   # The video task's clips (per_clip_<split>.npz; research.video_run), paired clip by clip:
   # mIoU of every frame, and flicker as changed / stable pixel pairs summed over clips.
   Metric('clip mIoU', 'clip_confusion', lambda a: (a['clip_confusion'].sum(2), None), iou=True),
@@ -85,6 +96,10 @@ METRICS = (
     summed=lambda things: functools.partial(panoptic_metrics.panoptic_quality, classes=things),
     things=True,
   ),
+  # The instance task's masks (research.instance_run): mean IoU over instances, and COCO
+  # mask AP recomputed on each resample from its images' detections.
+  Metric('mask IoU', 'mask_iou', _weighted('mask_iou')),
+  Metric('mask AP', 'det_matched', None, resampled=instance_metrics.weighted_mask_ap),
   Metric(
     'checkerboard (offsets)',
     'checkerboard_offsets',
@@ -221,6 +236,15 @@ def metric_difference(
   thing_classes=(),
 ) -> stats.PairedDifference:
   """Candidate (`mine`) minus reference (`theirs`) on one metric, paired [S, N] arrays."""
+  if metric.resampled is not None:
+    runs = (theirs, mine)
+    num_seeds, num_images = mine[metric.needs].shape[:2]
+    return stats.weighted_difference(
+      lambda side, s, weights: metric.resampled({k: v[s] for k, v in runs[side].items()}, weights),
+      num_seeds,
+      num_images,
+      num_resamples,
+    )
   (cand, cand_w), (base, base_w) = metric.values(mine), metric.values(theirs)
   if metric.summed is not None:
     pq = metric.summed(thing_classes)
