@@ -419,6 +419,11 @@ def test_archive_keeps_finished_cells_and_restores_them(tmp_path):
   this = {'config': 'experiments/quick.py', 'overrides': {'num_steps': 3}}
   with pytest.raises(ValueError, match='an archive keeps one sweep'):
     sweep.archive.restore(archive, str(tmp_path / 'empty'), this)
+  # An argument that leaves the config as it was (here the default; `seeds=1` in a grid
+  # cut short) is the same sweep.
+  same = str(tmp_path / 'same')
+  sweep.write_index(same, 'experiments/quick.py:steps=200', {}, cells)
+  assert sweep.archive.restorable(archive, same) == [c.name for c in cells[:1]]
   # Where the data lives is not part of the sweep: another machine's archive restores.
   elsewhere = {'config': 'experiments/quick.py', 'overrides': {'data.data_dir': '/b'}}
   assert sweep.archive.restorable(archive, str(tmp_path / 'b'), elsewhere) == [cells[0].name]

@@ -14,6 +14,7 @@ tables count them. Neither ever replaces a finished cell: an archived result sta
 was, and a cell finished in the root is not overwritten by its archived twin.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -68,11 +69,21 @@ def _copy_cell(source: str, dest: str):
         os.remove(tmp)
 
 
+@functools.cache
+def _base_config(spec: str) -> tuple[str, str]:
+  """The experiment file of `spec` and the config its argument makes, as sorted JSON: an
+  argument that only sizes the grid (`seeds=1`) leaves the sweep the same."""
+  path, arg = cells_lib.split_spec(spec)
+  config = cells_lib.load_experiment(os.path.join(cells_lib.REPO, path)).get_config(arg)
+  return path, config.to_json_best_effort(sort_keys=True)
+
+
 def _sweep(index: dict) -> tuple:
-  """What makes two indexes the same sweep: the experiment and its command-line overrides
-  that change results (not where the data is, nor how many seeds share a process)."""
+  """What makes two indexes the same sweep: the experiment's config and the command-line
+  overrides that change results (not where the data is, how many seeds share a process, nor
+  how many seeds or rows the grid has: archived cells are checked one by one)."""
   overrides = {k: v for k, v in index['overrides'].items() if k not in workdir_lib.RUNTIME_KEYS}
-  return index['config'], overrides
+  return _base_config(index['config']), overrides
 
 
 def check_same_sweep(index: dict, other: dict, where: str, other_where: str):
