@@ -123,7 +123,10 @@ def _class_ap(scores, matched, num_gt, weights=None):
   num_gt [M] the class's ground truth counted the same way; None: one version, once each.
   AP at threshold t is the mean over the recall points r of the non-increasing precision at
   the first detection whose recall reaches r, i.e. the sum over detections d of its precision
-  times the number of recall points in (recall[d - 1], recall[d]], over 101.
+  times the number of recall points in (recall[d - 1], recall[d]] (recall[-1] below 0), over
+  101. A detection's copies rank next to each other: the AP of the dataset with its images
+  repeated wherever scores within an image differ (between tied detections of one image,
+  whose order COCO leaves to the sort, a true repeat would interleave the copies).
   """
   weights = np.ones((1, len(scores))) if weights is None else np.asarray(weights, np.float64)
   num_gt = np.broadcast_to(np.asarray(num_gt, np.float64), weights.shape[:1])
@@ -141,10 +144,12 @@ def _class_ap(scores, matched, num_gt, weights=None):
 
 
 def _points_reached(recall):
-  """How many RECALL_POINTS are <= each recall (searchsorted side='right', without its
-  per-query binary search): the guess from the even spacing, corrected by comparison."""
+  """How many RECALL_POINTS are <= each recall in [0, 1] (searchsorted side='right', without
+  its per-query binary search): the guess from the even spacing, corrected by comparison.
+  Recall without ground truth (NaN, inf: the class is left out) counts as 0 and 1."""
   last = len(RECALL_POINTS) - 1
-  guess = np.clip(np.floor(np.nan_to_num(recall) * last), 0, last).astype(np.int64)
+  recall = np.clip(np.nan_to_num(recall, nan=0.0, posinf=1.0), 0, 1)
+  guess = np.floor(recall * last).astype(np.int64)
   guess -= RECALL_POINTS[guess] > recall  # at most one step off either way
   up = np.minimum(guess + 1, last)
   guess += (RECALL_POINTS[up] <= recall) & (guess < last)

@@ -249,9 +249,9 @@ def evaluate(steps_, params, config, split: str, info, workdir=None, prefix='', 
         )
       )
       checker.append(boxes_checker[i][valid])
-  per_image = per_image_values(images, checker, info.num_classes, config.instance.max_instances)
-  if workdir is not None and jax.process_index() == 0:
+  if images and workdir is not None and jax.process_index() == 0:
     path = os.path.join(workdir, f'per_image_{prefix}{split}.npz')
+    per_image = per_image_values(images, checker, info.num_classes, config.instance.max_instances)
     workdir_lib.write_npz_atomic(path, per_image)
   ap = instance_metrics.mask_ap([image['match'] for image in images], info.num_classes)
   ious = np.concatenate([image['iou'] for image in images])

@@ -103,7 +103,12 @@ def _resampled(per_seed_metric, num_seeds, num_images, num_resamples, rng):
   for side in range(2):
     for s in range(num_seeds):
       drawn = seeds == s
-      values[side, drawn] = per_seed_metric(side, s, counts[drawn])
+      if not drawn.any():
+        continue
+      got = np.asarray(per_seed_metric(side, s, counts[drawn]), np.float64)
+      if got.shape != (drawn.sum(),):
+        raise ValueError(f'the metric must return [M]=({drawn.sum()},) values, got {got.shape}')
+      values[side, drawn] = got
   return values.reshape(2, num_resamples, num_seeds)
 
 
@@ -150,12 +155,13 @@ def _paired_bootstrap(statistics, metric, num_resamples, level, seed):
 def weighted_difference(
   metric, num_seeds: int, num_images: int, num_resamples=NUM_RESAMPLES, level=LEVEL, seed=0
 ) -> PairedDifference:
-  """Bootstrap of a split metric that is no function of per-image sums (COCO AP ranks the
-  split's detections), computed on each resample from how often it drew each image.
+  """Bootstrap of a split metric that is not a function of per-image sums (COCO AP ranks
+  the split's detections), computed on each resample from how often it drew each image.
 
-  metric(side, s, weights float64 [M, N]) -> [M]: the metric of run s of the reference (side
-  0) or the candidate (side 1) on the split with image n counted weights[m, n] times, as if
-  repeated that often; all ones is the split itself. Same draws as the other differences.
+  metric(side, s, weights float64 [M, N]) -> float [M]: the metric of run s of the reference
+  (side 0) or the candidate (side 1) on the split with image n counted weights[m, n] times,
+  as if repeated that often; all ones is the split itself. Resamples where it is NaN are
+  dropped, as in the other differences, whose draws these are.
   """
   _check_options(num_resamples, level)
   if num_seeds < 1 or num_images < 1:

@@ -109,19 +109,23 @@ def test_bad_arguments_say_what_is_valid():
     im.mask_ap([match], num_classes=2)
 
 
-def _random_matches(rng, num_images, num_classes=4, num_thresholds=10):
-  """Images with random detections (distinct scores) and ground truth, as match_image gives."""
+def _random_matches(rng, num_images, num_classes=4):
+  """Images with random detections (distinct scores) and ground truth, matched as match_image
+  would: in score order, each detection takes a still unmatched ground truth of its class if
+  its (random) IoU reaches the threshold."""
   matches = []
   for _ in range(num_images):
     p, g = rng.integers(0, 6), rng.integers(0, 6)
-    matched = np.sort(rng.random((p, 1)) < rng.random((1, num_thresholds)), axis=1)[:, ::-1]
+    scores, classes = rng.random(p), rng.integers(0, num_classes, p)
+    gt_classes, iou = rng.integers(0, num_classes, g), rng.uniform(0.3, 1.0, p)
+    matched = np.zeros((p, len(im.IOU_THRESHOLDS)), bool)
+    for t, threshold in enumerate(im.IOU_THRESHOLDS):
+      left = np.bincount(gt_classes, minlength=num_classes)
+      for d in np.argsort(-scores):
+        if iou[d] >= threshold and left[classes[d]]:
+          matched[d, t], left[classes[d]] = True, left[classes[d]] - 1
     matches.append(
-      {
-        'scores': rng.random(p),
-        'classes': rng.integers(0, num_classes, p),
-        'matched': matched.copy(),  # monotone in the threshold, like a real match
-        'gt_classes': rng.integers(0, num_classes, g),
-      }
+      {'scores': scores, 'classes': classes, 'matched': matched, 'gt_classes': gt_classes}
     )
   return matches
 

@@ -65,6 +65,8 @@ def test_weighted_difference_replays_the_documented_draws():
   assert result == stats.confusion_difference(reference, candidate, num_resamples=60, seed=4)
   with pytest.raises(ValueError, match=r'num_seeds and num_images must be >= 1, got 0 and 7'):
     stats.weighted_difference(metric, 0, 7)
+  with pytest.raises(ValueError, match=r'the metric must return \[M\]=\(\d+,\) values, got \(\)'):
+    stats.weighted_difference(lambda side, s, weights: 0.5, 3, 7, num_resamples=20)
 
 
 def test_sums_difference_of_flattened_confusions_is_the_confusion_difference():

@@ -424,6 +424,10 @@ def test_archive_keeps_finished_cells_and_restores_them(tmp_path):
   same = str(tmp_path / 'same')
   sweep.write_index(same, 'experiments/quick.py:steps=200', {}, cells)
   assert sweep.archive.restorable(archive, same) == [c.name for c in cells[:1]]
+  gone = str(tmp_path / 'gone')  # an experiment that no longer loads: its spec decides
+  sweep.write_index(gone, 'experiments/gone.py', {}, cells)
+  with pytest.raises(ValueError, match='an archive keeps one sweep'):
+    sweep.archive.restorable(archive, gone)
   # Where the data lives is not part of the sweep: another machine's archive restores.
   elsewhere = {'config': 'experiments/quick.py', 'overrides': {'data.data_dir': '/b'}}
   assert sweep.archive.restorable(archive, str(tmp_path / 'b'), elsewhere) == [cells[0].name]

@@ -463,3 +463,5 @@ def test_instance_runs_are_paired_on_mask_ap_and_instance_weighted_means(tmp_pat
     by_seed = [by['upsampler=resize_conv', s] - by['upsampler=nearest', s] for s in range(2)]
     assert result[title].difference == pytest.approx(np.mean(by_seed))
     assert result[title].num_images == 7 and result[title].difference > 0.2
+    assert result[title].standard_error > 0
+    assert result[title].low <= result[title].difference <= result[title].high

@@ -74,7 +74,10 @@ def _base_config(spec: str) -> tuple[str, str]:
   """The experiment file of `spec` and the config its argument makes, as sorted JSON: an
   argument that only sizes the grid (`seeds=1`) leaves the sweep the same."""
   path, arg = cells_lib.split_spec(spec)
-  config = cells_lib.load_experiment(os.path.join(cells_lib.REPO, path)).get_config(arg)
+  try:
+    config = cells_lib.load_experiment(os.path.join(cells_lib.REPO, path)).get_config(arg)
+  except (FileNotFoundError, ValueError):  # gone or changed since: only the spec itself
+    return spec, None
   return path, config.to_json_best_effort(sort_keys=True)
 
 
@@ -88,6 +91,8 @@ def _sweep(index: dict) -> tuple:
 
 def check_same_sweep(index: dict, other: dict, where: str, other_where: str):
   """Refuses, in one line, two indexes of different sweeps."""
+  if index['config'] == other['config'] and index['overrides'] == other['overrides']:
+    return
   if _sweep(index) != _sweep(other):
     raise ValueError(
       f'{where} holds the sweep {index["config"]!r} with overrides {index["overrides"]}, '
