@@ -30,20 +30,24 @@ beside another cell. Per U-Net train step at width 8 (50-step probes, one at a t
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
 and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
 is 3.4-21.1 min, and the four parts together are about 26 CPU-hours at the cell costs so
-far (9.1 spent, 16 left for the parts begun, fashion not counted), over the issue's 12: run
+far (10.6 spent, 14 left for the parts begun, fashion not counted), over the issue's 12: run
 fcn8s, then unet, then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget
 is short.
 Measured U-Net cells (2400 steps, one at a time, oneDNN convolutions; timing.json of the
 archive, seeds 0-1 on an AMD Zen 4, seed 2 and nearest on an Intel Xeon, seeds 3-4 on an AMD
 EPYC): bilinear 3.4-4.1 min, bilinear_additive 3.4-4.2, nearest 3.9-4.4, DySample 4.9-6.1,
-CARAFE 7.7-8.8, FADE 10.6-12.2, SAPA-B 15.6-21.1, and on the EPYC transpose_conv 4.3-4.9
-and resize_conv 4.6-4.8; the seven rows take 50-60 min a seed (seeds 3-4 of all seven:
-119.5 cell-minutes on the EPYC). (The archived wall times of bilinear seeds 0
-and 2, 34 and 20 min, include time paused for benchmarks.)
+CARAFE 7.7-8.8, FADE 10.6-12.2, SAPA-B 15.6-21.1; on the EPYC bed_of_nails 4.1-4.2,
+transpose_conv 4.3-4.9, resize_conv 4.6-4.8, pixel_shuffle 4.6-4.7, IndexNet 4.6-5.0,
+max_unpool 4.7-4.8, SAPA-I 8.7-9.1 (their seed-0 cells, 5.1-10.0, ran beside tests). The
+seven 5-seed rows take 50-60 min a seed (seeds 3-4 of all seven: 119.5 cell-minutes on the
+EPYC), the other seven about 40 min a seed (their seeds 0-2: 118.5 cell-minutes). (The
+archived wall times of bilinear seeds 0 and 2, 34 and 20 min, include time paused for
+benchmarks.)
 Expected (5 seeds, test mIoU %, results/benchmark_unet.md): nearest 55.5 ± 7.8, bilinear
 54.9 ± 7.9, bilinear_additive 51.4 ± 5.2, CARAFE 53.1 ± 10.6, DySample 55.9 ± 4.3, FADE
-57.0 ± 7.8, SAPA-B 52.4 ± 6.9; 3 seeds: resize_conv 58.7 ± 6.0, transpose_conv 53.5 ± 4.7;
-seed 4 is hard for every row (42-51) and seed 3 easy (54-66), so
+57.0 ± 7.8, SAPA-B 52.4 ± 6.9; 3 seeds: bed_of_nails 55.1 ± 1.0, IndexNet 59.5 ± 6.1,
+max_unpool 57.0 ± 2.6, pixel_shuffle 54.4 ± 5.3, resize_conv 58.7 ± 6.0, SAPA-I 55.0 ± 1.8,
+transpose_conv 53.5 ± 4.7; seed 4 is hard for every row (42-51) and seed 3 easy (54-66), so
 the spreads are mostly shared: read the paired differences, not the spreads.
 Smoke test: `experiments/benchmark.py:part=unet,steps=2,seeds=1`.
 """
