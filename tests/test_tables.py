@@ -287,11 +287,14 @@ def _per_image(rng, num_images, accuracy, num_classes=6):
   return {'confusion': confusion, 'boundary_f1': rng.uniform(accuracy - 0.1, accuracy, num_images)}
 
 
-def _paired_root(tmp_path, experiment: str, seeds: int):
+def _paired_root(tmp_path, experiment: str, seeds: int, options: bool = False):
   """A sweep root of `experiment` with nearest and resize_conv × `seeds` seeds, each cell's
-  workdir made (its files are the test's)."""
+  workdir made (its files are the test's); with `options`, an upsampler_options axis ({})."""
+  extra = {'model.upsampler_options': {}} if options else {}
   grid = [
-    {'model.upsampler': u, 'seed': s} for u in ('nearest', 'resize_conv') for s in range(seeds)
+    {'model.upsampler': u, **extra, 'seed': s}
+    for u in ('nearest', 'resize_conv')
+    for s in range(seeds)
   ]
   path = str(tmp_path / 'root')
   cells = sweep.plan(experiment, grid, path)
@@ -428,7 +431,8 @@ def test_instance_runs_are_paired_on_mask_ap_and_instance_weighted_means(tmp_pat
   """Mask AP recomputed per resample from each image's detections (its point estimate the mean
   over seeds of mask_ap), and mask IoU / boundary F1 as means over instances, not images."""
   rng = np.random.default_rng(4)
-  path, cells = _paired_root(tmp_path, 'experiments/instance.py', seeds=2)
+  # The instance grid has an options axis: the reference's default options are {}.
+  path, cells = _paired_root(tmp_path, 'experiments/instance.py', seeds=2, options=True)
   ap, iou = {}, {}
   for cell in cells:
     data = {'name': 'lab_shapes', 'variant': 'res64_instances', 'eval_split': 'validation'}

@@ -158,10 +158,17 @@ def reference_of(rows: list, row, reference: str):
       if k != DECODER_KEY and not k.startswith('model.upsampler_options')
     }
 
+  def options(label):  # a grid with an options axis labels the default ones {}
+    return {
+      k: v
+      for k, v in label.items()
+      if k.startswith('model.upsampler_options') and v not in ({}, None)
+    }
+
   for other in rows:
     if (
       other.label.get(DECODER_KEY) == reference
-      and not any(k.startswith('model.upsampler_options') for k in other.label)
+      and not options(other.label)
       and decoder_free(other.label) == decoder_free(row.label)
     ):
       return other
