@@ -21,12 +21,13 @@ Time: 1.04 s per train step with XLA's convolutions (median of the smoke run `la
 --config experiments/instance.py:steps=20`, 2 shared CPU cores; 1.46 s with 24 padded boxes
 per image): the head runs 16 × 17 RoIs through four 3×3 convolutions. With oneDNN's
 (conv_impl='auto'), 0.33-0.36 s per step: a whole cell (800 steps, evaluation included)
-took 5.1-5.6 min on an Intel Xeon, 2 cores; the 9 cells of the rows below, 0.8 hours.
-Expected numbers (results/instance.md: the archive's 3 seeds, test split, %): mask AP
-nearest 73.9 ± 1.3, bilinear 79.0 ± 0.9, transpose_conv k=2 79.1 ± 0.3; mask IoU 87.5 ±
-0.8, 89.9 ± 0.4, 89.8 ± 0.2; boundary F1 96.0 ± 0.8, 96.8 ± 0.3, 96.5 ± 0.1. The table's
+took 5.1-5.6 min on an Intel Xeon, 6.3-7.4 min on an AMD EPYC (2 cores); the 9 cells of
+the rows below, 1.0 hours on the EPYC. Expected numbers (results/instance.md: the archive's 3
+seeds, rerun on the EPYC, test split, %): mask AP nearest 74.5 ± 1.3, bilinear 79.3 ± 0.4,
+transpose_conv k=2 79.0 ± 0.4; mask IoU 87.8 ± 0.7, 90.0 ± 0.3, 89.8 ± 0.2; boundary F1
+96.2 ± 0.7, 96.8 ± 0.2, 96.3 ± 0.1. The table's
 command: `python -m launch.table --root results/runs/instance --name instance --reference
-nearest --out results`: paired columns (mask AP recomputed on each bootstrap resample,
+nearest,bilinear --out results`: paired columns (mask AP recomputed on each bootstrap resample,
 mask IoU and boundary F1 as means over instances) between runs that keep per-image values
 (per_image_<split>.npz; runs made before the runner wrote it have none).
 """
