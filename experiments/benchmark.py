@@ -2,7 +2,7 @@ r"""Decoder benchmark v2: every upsampler each architecture takes, paired by see
 
   python -m launch.sweep --config experiments/benchmark.py:part=fcn8s \
       --root workdirs/benchmark/fcn8s --archive results/runs/benchmark/fcn8s
-  python -m launch.table --root workdirs/benchmark/fcn8s --name benchmark_fcn8s \
+  python -m launch.table --root results/runs/benchmark/fcn8s --name benchmark_fcn8s \
       --reference nearest,bilinear --out results
   python -m launch.findings --root results/runs/benchmark --out results/FINDINGS.md
 
@@ -25,8 +25,10 @@ and archived the same way under the names fcn_skips and checkerboard (SWEEPS).
 
 Cost, measured on 2 CPU cores from 94f7ec1 on (results/FINDINGS.md keeps the cell
 hours of every sweep and the hours left at that rate): an FCN-8s cell alone takes 2.3 min
-(0.07 s/step; evaluation, FLOP counting and compilation are more than half of it), 4-5 min
-beside another cell. Per U-Net train step at width 8 (50-step probes, one at a time):
+on a Zen 4 (0.07 s/step; evaluation, FLOP counting and compilation are more than half of
+it), 4-5 min beside another cell; on an AMD EPYC 0.9-2.0 min (its 24 cells of the eight
+classic and IndexNet rows: 31 min in all, the dataset build included), SAPA-B 7-15 min and
+CARAFE 3-9.5 (timing.json). The FCN-8s part is complete: 36 cells. Per U-Net train step at width 8 (50-step probes, one at a time):
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
 and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
 is 3.4-21.1 min, and the four parts together are about 26 CPU-hours at the cell costs so
@@ -49,6 +51,11 @@ Expected (5 seeds, test mIoU %, results/benchmark_unet.md): nearest 55.5 ± 7.8,
 max_unpool 57.0 ± 2.6, pixel_shuffle 54.4 ± 5.3, resize_conv 58.7 ± 6.0, SAPA-I 55.0 ± 1.8,
 transpose_conv 53.5 ± 4.7; seed 4 is hard for every row (42-51) and seed 3 easy (54-66), so
 the spreads are mostly shared: read the paired differences, not the spreads.
+Expected FCN-8s (3 seeds, test mIoU %, results/benchmark_fcn8s.md): bilinear 28.1 ± 0.1 (and
+bilinear_additive, identical: one channel per group), nearest 24.7 ± 0.1, resize_conv 29.2 ±
+0.5, CARAFE 29.1 ± 0.3, pixel_shuffle 28.6 ± 0.2, DySample 28.1 ± 0.1, transpose_conv 26.3 ±
+1.1, IndexNet 22.3 ± 0.2, bed_of_nails 13.8 ± 0.0, max_unpool 13.6 ± 0.0, SAPA-B 32.6 ± 6.3
+(seeds 25.5, 34.8, 37.5).
 Smoke test: `experiments/benchmark.py:part=unet,steps=2,seeds=1`.
 """
 
