@@ -28,7 +28,8 @@ hours of every sweep and the hours left at that rate): an FCN-8s cell alone take
 on a Zen 4 (0.07 s/step; evaluation, FLOP counting and compilation are more than half of
 it), 4-5 min beside another cell; on an AMD EPYC 0.9-2.0 min (its 24 cells of the eight
 classic and IndexNet rows: 31 min in all, the dataset build included), SAPA-B 7-15 min and
-CARAFE 3-9.5 (timing.json). The FCN-8s part is complete: 36 cells. Per U-Net train step at width 8 (50-step probes, one at a time):
+CARAFE 3-9.5 (timing.json, earlier machines, some beside another cell). The FCN-8s part
+is complete: 36 cells. Per U-Net train step at width 8 (50-step probes, one at a time):
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
 and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
 is 3.4-21.1 min, and the four parts together are about 26 CPU-hours at the cell costs so
