@@ -33,25 +33,27 @@ is complete: 36 cells. Per U-Net train step at width 8 (50-step probes, one at a
 nearest 0.11 s, DySample 0.18 s, SAPA-I 0.20 s, CARAFE 0.27 s (its 64-channel compressor
 and 3×3 encoder cost more than its reassembly): measured below, a 2400-step U-Net cell
 is 3.4-21.1 min, and the four parts together are about 26 CPU-hours at the cell costs so
-far (10.6 spent, 14 left for the parts begun, fashion not counted), over the issue's 12: run
-fcn8s, then unet, then segnet; fashion last, with fewer seeds (`seeds=1`) if the budget
-is short.
+far (12.8 spent; the unet and fcn8s parts are complete, about 10 left for segnet, fcn_skips
+and checkerboard, fashion not counted), over the issue's 12: segnet next; fashion last,
+with fewer seeds (`seeds=1`) if the budget is short.
 Measured U-Net cells (2400 steps, one at a time, oneDNN convolutions; timing.json of the
 archive, seeds 0-1 on an AMD Zen 4, seed 2 and nearest on an Intel Xeon, seeds 3-4 on an AMD
 EPYC): bilinear 3.4-4.1 min, bilinear_additive 3.4-4.2, nearest 3.9-4.4, DySample 4.9-6.1,
 CARAFE 7.7-8.8, FADE 10.6-12.2, SAPA-B 15.6-21.1; on the EPYC bed_of_nails 4.1-4.2,
 transpose_conv 4.3-4.9, resize_conv 4.6-4.8, pixel_shuffle 4.6-4.7, IndexNet 4.6-5.0,
-max_unpool 4.7-4.8, SAPA-I 8.7-9.1 (their seed-0 cells, 5.1-10.0, ran beside tests). The
+max_unpool 4.7-4.8, SAPA-I 8.7-9.1 (their seed-0 cells, 5.1-10.0, ran beside tests); their
+seeds 3-4 on a slower EPYC (2026-12-02): 4.8-7.1 min, SAPA-I 12.2-12.4, 101 min for the 14. The
 seven 5-seed rows take 50-60 min a seed (seeds 3-4 of all seven: 119.5 cell-minutes on the
 EPYC), the other seven about 40 min a seed (their seeds 0-2: 118.5 cell-minutes). (The
 archived wall times of bilinear seeds 0 and 2, 34 and 20 min, include time paused for
 benchmarks.)
 Expected (5 seeds, test mIoU %, results/benchmark_unet.md): nearest 55.5 ± 7.8, bilinear
-54.9 ± 7.9, bilinear_additive 51.4 ± 5.2, CARAFE 53.1 ± 10.6, DySample 55.9 ± 4.3, FADE
-57.0 ± 7.8, SAPA-B 52.4 ± 6.9; 3 seeds: bed_of_nails 55.1 ± 1.0, IndexNet 59.5 ± 6.1,
-max_unpool 57.0 ± 2.6, pixel_shuffle 54.4 ± 5.3, resize_conv 58.7 ± 6.0, SAPA-I 55.0 ± 1.8,
-transpose_conv 53.5 ± 4.7; seed 4 is hard for every row (42-51) and seed 3 easy (54-66), so
-the spreads are mostly shared: read the paired differences, not the spreads.
+54.9 ± 7.9, bilinear_additive 51.4 ± 5.2, bed_of_nails 52.9 ± 6.5, CARAFE 53.1 ± 10.6,
+DySample 55.9 ± 4.3, FADE 57.0 ± 7.8, IndexNet 56.6 ± 8.6, max_unpool 54.4 ± 7.1,
+pixel_shuffle 54.0 ± 8.2, resize_conv 56.9 ± 10.2, SAPA-B 52.4 ± 6.9, SAPA-I 53.6 ± 6.9,
+transpose_conv 52.0 ± 7.0; seed 4 is hard for every row and seed 3 easy, so the spreads are
+mostly shared: read the paired differences, not the spreads (none beats bilinear on mIoU;
+detectable 7.2 points).
 Expected FCN-8s (3 seeds, test mIoU %, results/benchmark_fcn8s.md): bilinear 28.1 ± 0.1 (and
 bilinear_additive, identical: one channel per group), nearest 24.7 ± 0.1, resize_conv 29.2 ±
 0.5, CARAFE 29.1 ± 0.3, pixel_shuffle 28.6 ± 0.2, DySample 28.1 ± 0.1, transpose_conv 26.3 ±
